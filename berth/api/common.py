@@ -1,0 +1,88 @@
+"""Helpers shared by the API modules: JSON bodies, query flags, filters, stream framing."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from aiohttp import web
+
+from berth.errors import InvalidParameter
+
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+RAW_STREAM = "application/vnd.docker.raw-stream"
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """Docker's stdio multiplexing: 1 byte stream, 3 zero bytes, 4 bytes big-endian length."""
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+def qbool(request: web.Request, key: str, default: bool = False) -> bool:
+    v = request.query.get(key)
+    if v is None:
+        return default
+    return v.lower() not in ("", "0", "false", "no")
+
+
+def qint(request: web.Request, key: str, default: int) -> int:
+    v = request.query.get(key)
+    if v is None or v == "":
+        return default
+    try:
+        return int(v)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid value for {key}: {v!r}") from e
+
+
+def filters(request: web.Request) -> dict[str, list[str]]:
+    """Parse ``filters`` in both shapes Docker accepts: {"k": ["v"]} and {"k": {"v": true}}."""
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise InvalidParameter(f"invalid filter: {e}") from e
+    if not isinstance(data, dict):
+        raise InvalidParameter("invalid filter: must be a JSON object")
+    out: dict[str, list[str]] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out[k] = [x for x, on in v.items() if on]
+        elif isinstance(v, list):
+            out[k] = [str(x) for x in v]
+        else:
+            raise InvalidParameter(f"invalid filter '{k}'")
+    return out
+
+
+async def json_body(request: web.Request, required: bool = True) -> Any:
+    raw = await request.read()
+    if not raw:
+        if required:
+            raise InvalidParameter("invalid JSON: request body is empty")
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidParameter(f"invalid JSON: {e}") from e
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(text=dumps(obj) + "\n", status=status, content_type="application/json")
+
+
+async def json_stream_start(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    return resp
+
+
+async def json_stream_write(resp: web.StreamResponse, obj: Any) -> None:
+    await resp.write((dumps(obj) + "\r\n").encode())

@@ -1,0 +1,209 @@
+"""Container endpoints: create, start, wait, logs, attach, stop, kill, remove, list, inspect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from datetime import datetime
+
+from aiohttp import web
+
+from berth.api.common import MULTIPLEXED, RAW_STREAM, filters, frame, json_body, json_response, qbool, qint
+from berth.api.hijack import hijack
+from berth.containers import logs as logfile
+from berth.containers.service import ContainerService
+from berth.errors import InvalidParameter
+from berth.runtime.monitor import ATTACH_BUF, ATTACH_STDERR
+
+routes = web.RouteTableDef()
+
+
+def svc(request: web.Request) -> ContainerService:
+    return request.app["containers"]
+
+
+@routes.post("/containers/create")
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    c, warnings = svc(request).create(body, request.query.get("name"))
+    return json_response({"Id": c.id, "Warnings": warnings}, status=201)
+
+
+@routes.get("/containers/json")
+async def list_(request: web.Request) -> web.Response:
+    out = svc(request).list(qbool(request, "all"), qint(request, "limit", -1), filters(request),
+                            qbool(request, "size"))
+    return json_response(out)
+
+
+@routes.get("/containers/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    return json_response(svc(request).inspect(request.match_info["id"], qbool(request, "size")))
+
+
+@routes.post("/containers/{id}/start")
+async def start(request: web.Request) -> web.Response:
+    await svc(request).start(request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/wait")
+async def wait(request: web.Request) -> web.StreamResponse:
+    s = svc(request)
+    s.get(request.match_info["id"])  # 404 before headers go out
+    condition = request.query.get("condition", "")
+    if condition not in ("", "not-running", "next-exit", "removed"):
+        raise InvalidParameter(f"invalid condition: {condition!r}")
+    waiter = asyncio.ensure_future(s.wait(request.match_info["id"], condition))
+    await asyncio.sleep(0)  # register the waiter before the client (told by the headers) starts it
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    try:
+        result = await waiter
+    finally:
+        waiter.cancel()
+    from berth.api.common import dumps
+
+    await resp.write((dumps(result) + "\n").encode())
+    await resp.write_eof()
+    return resp
+
+
+@routes.post("/containers/{id}/stop")
+async def stop(request: web.Request) -> web.Response:
+    t = request.query.get("t")
+    try:
+        timeout = int(t) if t not in (None, "") else None
+    except ValueError as e:
+        raise InvalidParameter(f"invalid value for t: {t!r}") from e
+    await svc(request).stop(request.match_info["id"], timeout, request.query.get("signal"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/restart")
+async def restart(request: web.Request) -> web.Response:
+    s = svc(request)
+    c = s.get(request.match_info["id"])
+    if c.state.running:
+        t = request.query.get("t")
+        await s.stop(c.id, int(t) if t else None, request.query.get("signal"))
+    await s.start(c.id)
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/kill")
+async def kill(request: web.Request) -> web.Response:
+    await svc(request).kill(request.match_info["id"], request.query.get("signal"))
+    return web.Response(status=204)
+
+
+@routes.delete("/containers/{id}")
+async def remove(request: web.Request) -> web.Response:
+    await svc(request).remove(request.match_info["id"], qbool(request, "force"), qbool(request, "v"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/resize")
+async def resize(request: web.Request) -> web.Response:
+    svc(request).resize(request.match_info["id"], qint(request, "h", 0), qint(request, "w", 0))
+    return web.Response(status=200)
+
+
+def _time_param(request: web.Request, key: str) -> float:
+    v = request.query.get(key)
+    if not v:
+        return 0.0
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+    except ValueError as e:
+        raise InvalidParameter(f"invalid value for {key}: {v!r}") from e
+
+
+@routes.get("/containers/{id}/logs")
+async def logs(request: web.Request) -> web.StreamResponse:
+    s = svc(request)
+    c = s.get(request.match_info["id"])
+    stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
+    if not stdout and not stderr:
+        raise InvalidParameter("Bad parameters: you must choose at least one stream")
+    tail_s = request.query.get("tail", "all")
+    try:
+        tail = -1 if tail_s in ("all", "") else int(tail_s)
+    except ValueError:
+        tail = -1
+    timestamps = qbool(request, "timestamps")
+    tty = bool(c.config.get("Tty"))
+    it = s.logs(c.id, stdout=stdout, stderr=stderr, follow=qbool(request, "follow"), tail=tail,
+                since=_time_param(request, "since"), until=_time_param(request, "until"))
+    resp = web.StreamResponse(status=200, headers={"Content-Type": RAW_STREAM if tty else MULTIPLEXED})
+    await resp.prepare(request)
+    async for rec in it:
+        data = (rec.ts.encode() + b" " + rec.data) if timestamps else rec.data
+        await resp.write(data if tty else frame(rec.stream, data))
+    await resp.write_eof()
+    return resp
+
+
+@routes.post("/containers/{id}/attach")
+async def attach(request: web.Request) -> web.StreamResponse:
+    s = svc(request)
+    c = s.get(request.match_info["id"])
+    want_stdin, want_out, want_err = qbool(request, "stdin"), qbool(request, "stdout"), qbool(request, "stderr")
+    tty = bool(c.config.get("Tty"))
+    h = await hijack(request, RAW_STREAM if tty else MULTIPLEXED)
+    try:
+        if qbool(request, "logs"):
+            async for rec in s.logs(c.id, stdout=want_out, stderr=want_err, follow=False, tail=-1, since=0,
+                                    until=0):
+                await h.write(rec.data if tty else frame(rec.stream, rec.data))
+        if qbool(request, "stream"):
+            sock = await s.attach_socket(c.id)
+            if sock is not None:
+                await _pump(h, sock, tty, want_stdin, want_out, want_err)
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        h.close()
+    return h.resp
+
+
+async def _pump(h, sock: socket.socket, tty: bool, want_stdin: bool, want_out: bool, want_err: bool) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+
+    async def stdin() -> None:
+        while True:
+            data = await h.read()
+            if data is None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+                return
+            await loop.sock_sendall(sock, data)
+
+    feeder = asyncio.ensure_future(stdin()) if want_stdin else None
+    try:
+        while True:
+            try:
+                pkt = await loop.sock_recv(sock, ATTACH_BUF)
+            except OSError:
+                break
+            if not pkt:
+                break
+            pipe, data = pkt[0], pkt[1:]
+            if not data:
+                continue
+            stream = 2 if pipe == ATTACH_STDERR else 1
+            if (stream == 1 and not want_out) or (stream == 2 and not want_err):
+                continue
+            await h.write(data if tty else frame(stream, data))
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+        sock.close()
+
+
+__all__ = ["routes", "logfile"]

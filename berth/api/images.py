@@ -1,0 +1,128 @@
+"""Image endpoints: load, save, import, list, inspect, history, tag, remove, prune."""
+
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+
+from berth.api.common import filters, json_response, json_stream_start, json_stream_write, qbool
+from berth.errors import InvalidParameter, NotFound
+from berth.images.service import ImageService
+
+routes = web.RouteTableDef()
+
+
+def svc(request: web.Request) -> ImageService:
+    return request.app["images"]
+
+
+async def _spool_body(request: web.Request, path: str) -> int:
+    """Write the request body to ``path`` (the scratch area); return its size."""
+    n = 0
+    with open(path, "wb") as f:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            f.write(chunk)
+            n += len(chunk)
+    return n
+
+
+@routes.post("/images/load")
+async def load(request: web.Request) -> web.StreamResponse:
+    s = svc(request)
+    tmp = s.scratch_path(".tar")
+    try:
+        if await _spool_body(request, tmp) == 0:
+            raise InvalidParameter("invalid image archive: request body is empty")
+        lines = await s.load(tmp)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    resp = await json_stream_start(request)
+    for line in lines:
+        await json_stream_write(resp, {"stream": line + "\n"})
+    await resp.write_eof()
+    return resp
+
+
+async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
+    if not names:
+        raise InvalidParameter("no image names given")
+    chunks = svc(request).save(names)
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
+    await resp.prepare(request)
+    async for chunk in chunks:
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+@routes.get("/images/get")
+async def save_many(request: web.Request) -> web.StreamResponse:
+    return await _save(request, request.query.getall("names", []))
+
+
+@routes.get("/images/{name:.+}/get")
+async def save_one(request: web.Request) -> web.StreamResponse:
+    return await _save(request, [request.match_info["name"]])
+
+
+@routes.post("/images/create")
+async def create(request: web.Request) -> web.StreamResponse:
+    s = svc(request)
+    src = request.query.get("fromSrc")
+    if src is None:
+        image = request.query.get("fromImage", "")
+        raise NotFound(f"pull access denied for {image}: this Berth daemon cannot pull from registries yet "
+                       "(load the image with `docker load` instead)")
+    if src != "-":
+        raise InvalidParameter("importing from a URL is not supported; send the tarball as the request body")
+    tmp = s.scratch_path(".import")
+    try:
+        if await _spool_body(request, tmp) == 0:
+            raise InvalidParameter("invalid import: request body is empty")
+        iid = await s.import_rootfs(tmp, request.query.get("repo") or None, request.query.get("tag") or None,
+                                    request.query.getall("changes", []), request.query.get("message", ""))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    resp = await json_stream_start(request)
+    await json_stream_write(resp, {"status": iid})
+    await resp.write_eof()
+    return resp
+
+
+@routes.get("/images/json")
+async def list_(request: web.Request) -> web.Response:
+    return json_response(svc(request).list(qbool(request, "all"), filters(request)))
+
+
+@routes.post("/images/prune")
+async def prune(request: web.Request) -> web.Response:
+    return json_response(await svc(request).prune(filters(request)))
+
+
+@routes.get("/images/{name:.+}/json")
+async def inspect(request: web.Request) -> web.Response:
+    return json_response(svc(request).inspect(request.match_info["name"]))
+
+
+@routes.get("/images/{name:.+}/history")
+async def history(request: web.Request) -> web.Response:
+    return json_response(svc(request).history(request.match_info["name"]))
+
+
+@routes.post("/images/{name:.+}/tag")
+async def tag(request: web.Request) -> web.Response:
+    repo = request.query.get("repo")
+    if not repo:
+        raise InvalidParameter("repository name must have at least one component")
+    await svc(request).tag(request.match_info["name"], repo, request.query.get("tag") or None)
+    return web.Response(status=201)
+
+
+@routes.delete("/images/{name:.+}")
+async def remove(request: web.Request) -> web.Response:
+    out = await svc(request).remove(request.match_info["name"], qbool(request, "force"),
+                                    not qbool(request, "noprune"))
+    return json_response(out)

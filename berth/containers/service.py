@@ -1,0 +1,654 @@
+"""The containers backend the API calls: create, start, wait, stop, kill, remove, logs, attach.
+
+State changes are written to SQLite before they are announced; the monitor (conmon)
+holds the container's stdio and exit code, so this service can be restarted at any time
+and ``restore`` picks every container up where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from berth.containers import logs as logfile
+from berth.containers.store import Container, ContainerStore, State
+from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
+from berth.fsutil import atomic_write, remove_tree
+from berth.images.service import ImageService, rfc3339
+from berth.layers.store import LayerStore
+from berth.runtime import spec as ocispec
+from berth.runtime.monitor import Monitor, Paths, RuntimeError_, attach_socket, parse_signal
+
+log = logging.getLogger("berth.containers")
+
+_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_ADJ = ["admiring", "brave", "calm", "eager", "festive", "gallant", "happy", "jolly", "keen", "lucid", "modest",
+        "nifty", "quirky", "serene", "tender", "vibrant", "wizardly", "zealous"]
+_NOUN = ["babbage", "curie", "darwin", "euler", "fermi", "hopper", "lamarr", "lovelace", "noether", "pascal",
+         "ritchie", "shannon", "thompson", "turing", "wozniak", "yonath"]
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class ContainerNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such container: {name}")
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+class ContainerService:
+    def __init__(self, store: ContainerStore, images: ImageService, layers: LayerStore, monitor: Monitor,
+                 data_root: str, exec_root: str) -> None:
+        self.store = store
+        self.images = images
+        self.layers = layers
+        self.monitor = monitor
+        self.dir = os.path.join(data_root, "containers")
+        self.run_dir = os.path.join(exec_root, "c")
+        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.by_id: dict[str, Container] = {}
+        self.by_name: dict[str, str] = {}
+        self._exit_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._remove_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._attachers: dict[str, list[asyncio.Future[socket.socket]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lookup -----------------------------------------------------------------------------
+    def get(self, name: str) -> Container:
+        cid = self.by_name.get(name.lstrip("/"))
+        if cid is not None:
+            return self.by_id[cid]
+        if name in self.by_id:
+            return self.by_id[name]
+        if name:
+            matches = [c for c in self.by_id if c.startswith(name)]
+            if len(matches) == 1:
+                return self.by_id[matches[0]]
+            if len(matches) > 1:
+                raise InvalidParameter(f"multiple containers found with provided prefix: {name}")
+        raise ContainerNotFound(name)
+
+    def using_image(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(c.id, c.state.running) for c in self.by_id.values() if c.image_id == image_id]
+
+    def paths(self, c: Container) -> Paths:
+        return Paths(bundle=os.path.join(self.run_dir, c.id), log=c.log_path)
+
+    def _lock(self, cid: str) -> asyncio.Lock:
+        lock = self._locks.get(cid)
+        if lock is None:
+            lock = self._locks[cid] = asyncio.Lock()
+        return lock
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # -- create -------------------------------------------------------------------------------
+    def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid JSON: container config must be an object")
+        image_name = body.get("Image") or ""
+        if not image_name:
+            raise InvalidParameter("Config.Image: no image specified")
+        if name:
+            if not _NAME.match(name):
+                raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            name = name.lstrip("/")
+            if name in self.by_name:
+                other = self.by_name[name]
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by container "{other}". '
+                               "You have to remove (or rename) that container to be able to reuse that name.")
+        else:
+            name = self._random_name()
+        hc = body.get("HostConfig") or {}
+        if not isinstance(hc, dict):
+            raise InvalidParameter("HostConfig: must be an object")
+        _validate_host_config(hc)
+        image = self.images.get(image_name)
+        icfg = image.config.get("config") or {}
+        cfg = _merge_config(body, icfg)
+        if not cfg["Entrypoint"] and not cfg["Cmd"]:
+            raise InvalidParameter("No command specified")
+        cid = secrets.token_hex(32)
+        if not cfg.get("Hostname"):
+            cfg["Hostname"] = cid[:12]
+        cfg["Image"] = image_name
+        argv = list(cfg["Entrypoint"] or []) + list(cfg["Cmd"] or [])
+        now = time.time()
+        cdir = os.path.join(self.dir, cid)
+        hc = dict(hc)
+        hc.setdefault("NetworkMode", "default")
+        hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        hc.setdefault("LogConfig", {"Type": "k8s-file", "Config": {}})
+        c = Container(
+            id=cid, name=name, created=rfc3339(now), created_ts=now, image=image_name, image_id=image.id,
+            path=argv[0], args=argv[1:], config=cfg, host_config=hc, log_path=os.path.join(cdir, "container.log"),
+            hostname_path=os.path.join(cdir, "hostname"), hosts_path=os.path.join(cdir, "hosts"),
+            resolv_conf_path=os.path.join(cdir, "resolv.conf"),
+        )
+        os.makedirs(cdir, mode=0o710)
+        try:
+            self._write_etc(c)
+            self.layers.create_rw(cid, image.top_layer)
+            try:
+                self.store.add(c)
+            except BaseException:
+                self.layers.remove_rw(cid)
+                raise
+        except BaseException:
+            remove_tree(cdir)
+            raise
+        self.by_id[cid] = c
+        self.by_name[name] = cid
+        return c, []
+
+    def _random_name(self) -> str:
+        while True:
+            n = f"{random.choice(_ADJ)}_{random.choice(_NOUN)}"
+            if n in self.by_name:
+                n += str(random.randint(1, 999))
+            if n not in self.by_name:
+                return n
+
+    def _write_etc(self, c: Container) -> None:
+        hostname = c.config["Hostname"]
+        atomic_write(c.hostname_path, (hostname + "\n").encode())
+        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+                 "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+        if c.host_config.get("NetworkMode") == "host":
+            try:
+                with open("/etc/hosts") as f:
+                    hosts = f.read()
+            except OSError:
+                pass
+        else:
+            hosts += f"127.0.1.1\t{hostname}\n"
+        atomic_write(c.hosts_path, hosts.encode())
+        try:
+            with open("/etc/resolv.conf") as f:
+                lines = [ln for ln in f.read().splitlines()
+                         if not (ln.startswith("nameserver") and ln.split()[1:2] and
+                                 ln.split()[1].startswith(("127.", "::1")))]
+        except OSError:
+            lines = []
+        if not any(ln.startswith("nameserver") for ln in lines):
+            lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+        atomic_write(c.resolv_conf_path, ("\n".join(lines) + "\n").encode())
+
+    # -- start ---------------------------------------------------------------------------------------
+    async def start(self, name: str) -> None:
+        c = self.get(name)
+        async with self._lock(c.id):
+            if c.state.running:
+                raise NotModified("container already started")
+            if c.state.Status in ("removing", "dead"):
+                raise Conflict(f"cannot start container {c.id[:12]}: container is marked for removal")
+            await self._start(c)
+
+    async def _start(self, c: Container) -> None:
+        paths = self.paths(c)
+        os.makedirs(paths.bundle, exist_ok=True)
+        rootfs = self.layers.mount_rw(c.id)
+        try:
+            cfg = c.config
+            ocispec.workdir_in_rootfs(rootfs, cfg.get("WorkingDir") or "")
+            try:
+                spec = ocispec.build_spec(
+                    rootfs=rootfs, args=[c.path, *c.args], env=list(cfg.get("Env") or []),
+                    cwd=cfg.get("WorkingDir") or "/", user=cfg.get("User") or "", hostname=cfg["Hostname"],
+                    terminal=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
+                    cgroup_path=f"/berth/{c.id}",
+                    etc_files={"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path,
+                               "/etc/resolv.conf": c.resolv_conf_path},
+                    readonly_rootfs=bool(c.host_config.get("ReadonlyRootfs")),
+                    shm_size=int(c.host_config.get("ShmSize") or 64 << 20),
+                )
+            except ValueError as e:
+                raise InvalidParameter(str(e)) from e
+            if c.host_config.get("NetworkMode") == "host":
+                spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+            atomic_write(paths.config, json.dumps(spec).encode())
+            try:
+                pid, conmon_pid = await self.monitor.create(c.id, c.name, paths, bool(cfg.get("Tty")),
+                                                            bool(cfg.get("OpenStdin")))
+            except RuntimeError_ as e:
+                self._fail_start(c, str(e))
+                raise InvalidParameter(f"failed to create task for container: {e}") from e
+        except BaseException:
+            self.layers.unmount_rw(c.id)
+            self._notify(self._attachers, c.id, None)
+            raise
+        for fut in self._attachers.pop(c.id, []):
+            if not fut.done():
+                try:
+                    fut.set_result(attach_socket(paths))
+                except OSError as e:
+                    fut.set_exception(e)
+        try:
+            await self.monitor.start(c.id)
+        except RuntimeError_ as e:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await self.monitor.delete(c.id)
+            self.layers.unmount_rw(c.id)
+            self._fail_start(c, str(e))
+            raise InvalidParameter(f"failed to start container: {e}") from e
+        now = time.time()
+        c.state = State(Status="running", Pid=pid, StartedAt=rfc3339(now), StartedTs=now,
+                        ConmonPid=conmon_pid, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
+        self.store.save(c)
+        if not self.monitor.watch(conmon_pid, lambda: self._spawn(self._exited(c.id))):
+            self._spawn(self._exited(c.id))
+
+    def _fail_start(self, c: Container, msg: str) -> None:
+        low = msg.lower()
+        code = 127 if ("not found" in low or "no such file" in low) else 126 if "permission denied" in low else 128
+        now = time.time()
+        c.state = State(Status="created" if c.state.StartedTs == 0 else "exited", ExitCode=code, Error=msg,
+                        StartedAt=c.state.StartedAt, StartedTs=c.state.StartedTs, FinishedAt=rfc3339(now),
+                        FinishedTs=now)
+        self.store.save(c)
+        self._notify(self._exit_waiters, c.id)
+
+    async def _exited(self, cid: str, finished: float | None = None) -> None:
+        c = self.by_id.get(cid)
+        if c is None or not c.state.running:
+            return
+        paths = self.paths(c)
+        code = self.monitor.exit_code(cid)
+        if finished is None:
+            finished = time.time()
+        oom = os.path.exists(paths.oom_file)
+        await self.monitor.delete(cid)
+        self.layers.unmount_rw(cid)
+        c.state = State(Status="exited", ExitCode=255 if code is None else code, StartedAt=c.state.StartedAt,
+                        StartedTs=c.state.StartedTs, FinishedAt=rfc3339(finished), FinishedTs=finished,
+                        OOMKilled=oom)
+        self.store.save(c)
+        self._notify(self._exit_waiters, cid)
+        if c.host_config.get("AutoRemove"):
+            try:
+                await self.remove(cid, force=True, volumes=True)
+            except BerthError as e:
+                log.warning("auto-remove %s: %s", cid[:12], e)
+
+    def _notify(self, table: dict[str, list[asyncio.Future[Any]]], cid: str, result: Any = None) -> None:
+        for fut in table.pop(cid, []):
+            if not fut.done():
+                fut.set_result(result)
+
+    # -- restore after a daemon restart ------------------------------------------------------------------
+    async def restore(self) -> None:
+        for c in self.store.load_all():
+            self.by_id[c.id] = c
+            self.by_name[c.name] = c.id
+        for c in list(self.by_id.values()):
+            if c.state.Status == "removing":
+                await self.remove(c.id, force=True, volumes=True)
+                continue
+            if not c.state.running:
+                continue
+            if c.state.ConmonPid and _is_conmon(c.state.ConmonPid, c.id) and \
+                    self.monitor.watch(c.state.ConmonPid, lambda cid=c.id: self._spawn(self._exited(cid))):
+                log.info("container %s still running (pid %d); watching it again", c.id[:12], c.state.Pid)
+                continue
+            exit_file = os.path.join(self.monitor.exit_dir, c.id)
+            finished = os.path.getmtime(exit_file) if os.path.exists(exit_file) else None
+            await self._exited(c.id, finished)
+
+    # -- wait -------------------------------------------------------------------------------------------
+    async def wait(self, name: str, condition: str) -> dict[str, Any]:
+        c = self.get(name)
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidParameter(f"invalid condition: {condition!r}")
+        cid = c.id
+        loop = asyncio.get_running_loop()
+        if condition == "removed":
+            fut: asyncio.Future[None] = loop.create_future()
+            self._remove_waiters.setdefault(cid, []).append(fut)
+            await fut
+        elif condition == "next-exit" or c.state.running:
+            fut = loop.create_future()
+            self._exit_waiters.setdefault(cid, []).append(fut)
+            await fut
+        return {"StatusCode": c.state.ExitCode, "Error": {"Message": c.state.Error} if c.state.Error else None}
+
+    # -- stop / kill / remove -------------------------------------------------------------------------------
+    async def _wait_exit(self, c: Container, timeout: float | None) -> bool:
+        if not c.state.running:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._exit_waiters.setdefault(c.id, []).append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def stop(self, name: str, timeout: int | None, sig: str | None) -> None:
+        c = self.get(name)
+        if not c.state.running:
+            raise NotModified("container already stopped")
+        try:
+            stop_sig = parse_signal(sig or c.config.get("StopSignal") or "SIGTERM")
+        except ValueError as e:
+            raise InvalidParameter(str(e)) from e
+        if timeout is None:
+            timeout = c.config.get("StopTimeout") or 10
+        self._signal(c, stop_sig)
+        if timeout < 0 or await self._wait_exit(c, timeout):
+            if timeout < 0:
+                await self._wait_exit(c, None)
+            return
+        self._signal(c, signal.SIGKILL)
+        await self._wait_exit(c, None)
+
+    def _signal(self, c: Container, sig: int) -> None:
+        try:
+            self.monitor.kill(c.state.Pid, sig)
+        except ProcessLookupError:
+            pass
+
+    async def kill(self, name: str, sig: str | None) -> None:
+        c = self.get(name)
+        try:
+            s = parse_signal(sig or "SIGKILL")
+        except ValueError as e:
+            raise InvalidParameter(str(e)) from e
+        if not c.state.running:
+            raise Conflict(f"Cannot kill container: {name}: Container {c.id} is not running")
+        self._signal(c, s)
+        if s == signal.SIGKILL:
+            await self._wait_exit(c, None)
+
+    async def remove(self, name: str, force: bool, volumes: bool) -> None:
+        c = self.get(name)
+        if c.state.running:
+            if not force:
+                raise Conflict(f"You cannot remove a running container {c.id}. "
+                               "Stop the container before attempting removal or force remove")
+            self._signal(c, signal.SIGKILL)
+            await self._wait_exit(c, None)
+        if c.state.Status == "removing" and c.id not in self.by_id:
+            return
+        async with self._lock(c.id):
+            if c.id not in self.by_id:
+                return
+            c.state.Status = "removing"
+            self.store.save(c)
+            self.layers.remove_rw(c.id)
+            remove_tree(self.paths(c).bundle)
+            remove_tree(os.path.join(self.dir, c.id))
+            self.monitor.clear_exit(c.id)
+            self.store.delete(c.id)
+            del self.by_id[c.id]
+            self.by_name.pop(c.name, None)
+            self._locks.pop(c.id, None)
+        self._notify(self._exit_waiters, c.id)
+        self._notify(self._remove_waiters, c.id)
+
+    # -- attach / logs / resize -------------------------------------------------------------------------------
+    async def attach_socket(self, name: str) -> socket.socket | None:
+        """The conmon attach socket; waits for ``start`` if the container is only created."""
+        c = self.get(name)
+        if c.state.running:
+            return attach_socket(self.paths(c))
+        if c.state.Status != "created" and c.state.Status != "exited":
+            raise Conflict("You cannot attach to a stopped container, start it first")
+        fut: asyncio.Future[socket.socket] = asyncio.get_running_loop().create_future()
+        self._attachers.setdefault(c.id, []).append(fut)
+        try:
+            return await fut
+        finally:
+            lst = self._attachers.get(c.id)
+            if lst and fut in lst:
+                lst.remove(fut)
+
+    def resize(self, name: str, h: int, w: int) -> None:
+        c = self.get(name)
+        if not c.state.running:
+            raise Conflict(f"Container {c.id} is not running")
+        self.monitor.resize(self.paths(c), h, w)
+
+    async def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
+                   until: float) -> AsyncIterator[logfile.Record]:
+        c = self.get(name)
+        recs, offset = logfile.read_records(c.log_path)
+        recs = logfile.tail_records(recs, tail)
+
+        def wanted(r: logfile.Record) -> bool:
+            if (r.stream == logfile.STDOUT and not stdout) or (r.stream == logfile.STDERR and not stderr):
+                return False
+            if since and r.epoch < since:
+                return False
+            return not (until and r.epoch > until)
+
+        for r in recs:
+            if wanted(r):
+                yield r
+        if follow and c.state.running:
+            async for r in logfile.follow(c.log_path, offset, lambda: c.state.running and c.id in self.by_id):
+                if wanted(r):
+                    yield r
+
+    # -- list / inspect -------------------------------------------------------------------------------------
+    def status_text(self, c: Container) -> str:
+        st = c.state
+        if st.Status == "running":
+            return f"Up {human_duration(time.time() - st.StartedTs)}"
+        if st.Status == "paused":
+            return f"Up {human_duration(time.time() - st.StartedTs)} (Paused)"
+        if st.Status == "exited":
+            if st.FinishedTs == 0:
+                return "Created"
+            return f"Exited ({st.ExitCode}) {human_duration(time.time() - st.FinishedTs)} ago"
+        if st.Status == "removing":
+            return "Removal In Progress"
+        return st.Status.capitalize()
+
+    def list(self, all_: bool, limit: int, filters: dict[str, list[str]], size: bool = False) -> list[dict[str, Any]]:
+        for key in filters:
+            if key not in ("id", "name", "label", "status", "exited", "ancestor", "before", "since"):
+                raise InvalidParameter(f"invalid filter '{key}'")
+        for s in filters.get("status", []):
+            if s not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                raise InvalidParameter(f"invalid filter 'status={s}'")
+        items = sorted(self.by_id.values(), key=lambda x: x.created_ts, reverse=True)
+        out = []
+        for c in items:
+            if not all_ and not c.state.running and not filters.get("status"):
+                continue
+            if not _filter_container(c, filters, self.images):
+                continue
+            cmd = " ".join([c.path, *c.args])
+            entry: dict[str, Any] = {
+                "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id,
+                "Command": cmd, "Created": int(c.created_ts), "Ports": [],
+                "Labels": c.config.get("Labels") or {}, "State": c.state.Status, "Status": self.status_text(c),
+                "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
+                "NetworkSettings": {"Networks": {}}, "Mounts": [],
+            }
+            if size:
+                entry["SizeRw"] = self.layers.rw_size(c.id)
+            out.append(entry)
+            if limit > 0 and len(out) >= limit:
+                break
+        return out
+
+    def inspect(self, name: str, size: bool = False) -> dict[str, Any]:
+        c = self.get(name)
+        st = c.state
+        d: dict[str, Any] = {
+            "Id": c.id,
+            "Created": c.created,
+            "Path": c.path,
+            "Args": c.args,
+            "State": {
+                "Status": st.Status, "Running": st.running, "Paused": st.Status == "paused",
+                "Restarting": st.Status == "restarting", "OOMKilled": st.OOMKilled, "Dead": st.Status == "dead",
+                "Pid": st.Pid if st.running else 0, "ExitCode": st.ExitCode, "Error": st.Error,
+                "StartedAt": st.StartedAt, "FinishedAt": st.FinishedAt,
+            },
+            "Image": c.image_id,
+            "ResolvConfPath": c.resolv_conf_path,
+            "HostnamePath": c.hostname_path,
+            "HostsPath": c.hosts_path,
+            "LogPath": c.log_path,
+            "Name": "/" + c.name,
+            "RestartCount": c.restart_count,
+            "Driver": self.layers.driver.name,
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": c.host_config,
+            "GraphDriver": {"Name": self.layers.driver.name,
+                            "Data": {"UpperDir": self.layers.driver.rw_path(c.id),
+                                     "MergedDir": self.layers.driver.rootfs_path(c.id)}},
+            "Mounts": [],
+            "Config": c.config,
+            "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
+        }
+        if size:
+            d["SizeRw"] = self.layers.rw_size(c.id)
+        return d
+
+
+def _is_conmon(pid: int, cid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and os.path.basename(argv[0]) == b"conmon" and cid.encode() in argv
+
+
+def _merge_config(body: dict[str, Any], icfg: dict[str, Any]) -> dict[str, Any]:
+    def strlist(key: str, v: Any) -> list[str] | None:
+        if v is None:
+            return None
+        if isinstance(v, str):
+            return [v]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise InvalidParameter(f"Config.{key}: must be a list of strings")
+        return v
+
+    entry = strlist("Entrypoint", body.get("Entrypoint"))
+    cmd = strlist("Cmd", body.get("Cmd"))
+    if entry is None:
+        entry = icfg.get("Entrypoint")
+        if not cmd:
+            cmd = icfg.get("Cmd")
+    elif entry == [""]:
+        entry = None
+    env = list(icfg.get("Env") or [])
+    for e in strlist("Env", body.get("Env")) or []:
+        key = e.split("=", 1)[0]
+        env = [x for x in env if x.split("=", 1)[0] != key] + [e]
+    labels = dict(icfg.get("Labels") or {})
+    labels.update(body.get("Labels") or {})
+    return {
+        "Hostname": body.get("Hostname") or "",
+        "Domainname": body.get("Domainname") or "",
+        "User": body.get("User") or icfg.get("User") or "",
+        "AttachStdin": bool(body.get("AttachStdin")),
+        "AttachStdout": bool(body.get("AttachStdout")),
+        "AttachStderr": bool(body.get("AttachStderr")),
+        "Tty": bool(body.get("Tty")),
+        "OpenStdin": bool(body.get("OpenStdin")),
+        "StdinOnce": bool(body.get("StdinOnce")),
+        "Env": env,
+        "Cmd": cmd,
+        "Image": body.get("Image"),
+        "Volumes": body.get("Volumes") or icfg.get("Volumes"),
+        "WorkingDir": body.get("WorkingDir") or icfg.get("WorkingDir") or "",
+        "Entrypoint": entry,
+        "OnBuild": icfg.get("OnBuild"),
+        "Labels": labels,
+        **({"StopSignal": body.get("StopSignal") or icfg["StopSignal"]}
+           if body.get("StopSignal") or icfg.get("StopSignal") else {}),
+        **({"StopTimeout": body["StopTimeout"]} if body.get("StopTimeout") is not None else {}),
+    }
+
+
+def _validate_host_config(hc: dict[str, Any]) -> None:
+    mode = hc.get("NetworkMode") or "default"
+    if mode not in ("default", "bridge", "none", "host"):
+        raise InvalidParameter(f"network {mode} not found")
+    if "AutoRemove" in hc and not isinstance(hc["AutoRemove"], bool):
+        raise InvalidParameter("HostConfig.AutoRemove: must be a boolean")
+    rp = hc.get("RestartPolicy") or {}
+    if rp.get("Name") not in (None, "", "no") and hc.get("AutoRemove"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+    shm = hc.get("ShmSize")
+    if shm is not None and (not isinstance(shm, int) or shm < 0):
+        raise InvalidParameter("HostConfig.ShmSize: SHM size can not be less than 0")
+
+
+def _filter_container(c: Container, filters: dict[str, list[str]], images: ImageService) -> bool:
+    if filters.get("id") and not any(c.id.startswith(v) for v in filters["id"]):
+        return False
+    if filters.get("name") and not any(re.search(v, "/" + c.name) for v in filters["name"]):
+        return False
+    if filters.get("status") and c.state.Status not in filters["status"]:
+        return False
+    if filters.get("exited"):
+        if c.state.Status != "exited" or str(c.state.ExitCode) not in filters["exited"]:
+            return False
+    labels = c.config.get("Labels") or {}
+    for want in filters.get("label", []):
+        k, sep, v = want.partition("=")
+        if k not in labels or (sep and labels[k] != v):
+            return False
+    if filters.get("ancestor"):
+        ok = False
+        for a in filters["ancestor"]:
+            try:
+                ok = ok or images.get(a).id == c.image_id
+            except BerthError:
+                pass
+        if not ok:
+            return False
+    return True

@@ -1,0 +1,86 @@
+"""Container records: configuration and state, one SQLite row each."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from berth.db import transaction
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class State:
+    Status: str = "created"  # created, running, paused, restarting, removing, exited, dead
+    Pid: int = 0
+    ExitCode: int = 0
+    Error: str = ""
+    StartedAt: str = "0001-01-01T00:00:00Z"
+    FinishedAt: str = "0001-01-01T00:00:00Z"
+    OOMKilled: bool = False
+    ConmonPid: int = 0
+    StartedTs: float = 0.0
+    FinishedTs: float = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.Status in ("running", "paused")
+
+
+@dataclass
+class Container:
+    id: str
+    name: str  # without the leading "/"
+    created: str
+    created_ts: float
+    image: str  # what the user asked for
+    image_id: str
+    path: str
+    args: list[str]
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    log_path: str
+    hostname_path: str = ""
+    hosts_path: str = ""
+    resolv_conf_path: str = ""
+    restart_count: int = 0
+    state: State = field(default_factory=State)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, s: str) -> Container:
+        d = json.loads(s)
+        d["state"] = State(**d["state"])
+        return cls(**d)
+
+
+class ContainerStore:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        conn.executescript(SCHEMA)
+
+    def load_all(self) -> list[Container]:
+        return [Container.from_json(r[0]) for r in self.conn.execute("SELECT record FROM containers")]
+
+    def add(self, c: Container) -> None:
+        with transaction(self.conn):
+            self.conn.execute("INSERT INTO containers VALUES (?,?,?)", (c.id, c.name, c.to_json()))
+
+    def save(self, c: Container) -> None:
+        with transaction(self.conn):
+            self.conn.execute("UPDATE containers SET name=?, record=? WHERE id=?", (c.name, c.to_json(), c.id))
+
+    def delete(self, cid: str) -> None:
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM containers WHERE id=?", (cid,))

@@ -1,0 +1,23 @@
+"""berthd's configuration, from dockerd-style flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Config:
+    hosts: list[str] = field(default_factory=lambda: ["unix:///var/run/berth.sock"])
+    data_root: str = "/var/lib/berth"
+    exec_root: str = "/var/run/berth"
+    pidfile: str = ""
+    storage_driver: str = "overlay"
+    runtime: str = "crun"
+    log_level: str = "info"
+    tls: bool = False
+    tlsverify: bool = False
+    tlscacert: str = ""
+    tlscert: str = ""
+    tlskey: str = ""
+    engine_id: str = ""
+    warnings: list[str] = field(default_factory=list)

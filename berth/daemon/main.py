@@ -1,0 +1,222 @@
+"""berthd: the daemon. Foreground process; SIGTERM/SIGINT shut it down cleanly.
+
+Containers are not children of berthd (conmon monitors them), so stopping or killing
+berthd leaves them running; the next berthd finds them again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import ssl
+import sys
+import uuid
+
+from aiohttp import web
+
+from berth.daemon.config import Config
+
+log = logging.getLogger("berthd")
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(prog="berthd", description="Berth container engine daemon")
+    p.add_argument("-H", "--host", action="append", dest="hosts", help="daemon socket(s) to listen on")
+    p.add_argument("--data-root", default="/var/lib/berth")
+    p.add_argument("--exec-root", default="/var/run/berth")
+    p.add_argument("-p", "--pidfile", default="")
+    p.add_argument("-s", "--storage-driver", default="overlay", choices=["overlay", "overlay2", "vfs"])
+    p.add_argument("--default-runtime", default="crun", choices=["crun", "runc"])
+    p.add_argument("-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--tlsverify", action="store_true")
+    p.add_argument("--tlscacert", default="")
+    p.add_argument("--tlscert", default="")
+    p.add_argument("--tlskey", default="")
+    a = p.parse_args(argv)
+    driver = "overlay" if a.storage_driver == "overlay2" else a.storage_driver
+    return Config(hosts=a.hosts or ["unix:///var/run/berth.sock"], data_root=os.path.abspath(a.data_root),
+                  exec_root=os.path.abspath(a.exec_root), pidfile=a.pidfile, storage_driver=driver,
+                  runtime=a.default_runtime, log_level=a.log_level, tls=a.tls or a.tlsverify, tlsverify=a.tlsverify,
+                  tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey)
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def take_lock(data_root: str) -> int:
+    """One daemon per data root: an exclusive flock held for the daemon's lifetime."""
+    os.makedirs(data_root, mode=0o711, exist_ok=True)
+    path = os.path.join(data_root, "berthd.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = ""
+        try:
+            with open(path) as f:
+                holder = f.read().strip()
+        except OSError:
+            pass
+        raise AlreadyRunning(f"another berthd (pid {holder or '?'}) is already using data root {data_root}; "
+                             "stop it first or pass a different --data-root") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def choose_runtime(cfg: Config) -> None:
+    """crun needs the hybrid cgroup hierarchy fixed; if that fails, fall back to runc."""
+    if cfg.runtime != "crun":
+        return
+    from berth.runtime import cgroups
+
+    try:
+        cgroups.fix_hybrid()
+    except OSError as e:
+        msg = f"crun cannot run on this host's hybrid cgroups ({e}); using runc instead"
+        log.warning(msg)
+        cfg.warnings.append(msg)
+        cfg.runtime = "runc"
+
+
+def engine_id(data_root: str) -> str:
+    path = os.path.join(data_root, "engine-id")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        from berth.fsutil import atomic_write
+
+        eid = str(uuid.uuid4())
+        atomic_write(path, eid.encode())
+        return eid
+
+
+class Daemon:
+    """Wires the stores and services together; owns start-up and shutdown."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.runners: list[web.BaseRunner] = []
+
+    def build(self) -> web.Application:
+        from berth.api.server import build_app
+        from berth.containers.service import ContainerService
+        from berth.containers.store import ContainerStore
+        from berth.db import open_db
+        from berth.fsutil import remove_tree
+        from berth.images.content import ContentStore
+        from berth.images.service import ImageService
+        from berth.images.store import ImageStore
+        from berth.layers.drivers import make_driver
+        from berth.layers.store import LayerStore
+        from berth.runtime.monitor import Monitor
+
+        cfg = self.cfg
+        os.makedirs(cfg.exec_root, mode=0o700, exist_ok=True)
+        scratch = os.path.join(cfg.data_root, "tmp")
+        remove_tree(scratch)  # leftovers of an interrupted load or import
+        os.makedirs(scratch, mode=0o700)
+        conn = open_db(os.path.join(cfg.data_root, "berth.db"))
+        driver = make_driver(cfg.storage_driver, cfg.data_root)
+        layers = LayerStore(conn, os.path.join(cfg.data_root, "layers"), driver)
+        images = ImageStore(conn, ContentStore(os.path.join(cfg.data_root, "image")))
+        monitor = Monitor(cfg.exec_root, cfg.runtime)
+        holder: dict[str, ContainerService] = {}
+        image_service = ImageService(images, layers, scratch, lambda iid: holder["c"].using_image(iid),
+                                     driver.name)
+        containers = ContainerService(ContainerStore(conn), image_service, layers, monitor, cfg.data_root,
+                                      cfg.exec_root)
+        holder["c"] = containers
+        self.containers = containers
+        return build_app({"config": cfg, "images": image_service, "containers": containers})
+
+    async def serve(self, app: web.Application) -> None:
+        await self.containers.restore()
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        self.runners.append(runner)
+        for host in self.cfg.hosts:
+            if host.startswith("unix://"):
+                path = host[len("unix://"):]
+                if os.path.exists(path):
+                    os.unlink(path)  # we hold the data-root lock: a leftover socket is stale
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                site: web.BaseSite = web.UnixSite(runner, path)
+                await site.start()
+                os.chmod(path, 0o660)
+            elif host.startswith(("tcp://", "http://")):
+                hp = host.split("://", 1)[1]
+                h, _, port = hp.rpartition(":")
+                ctx = self._tls_context()
+                site = web.TCPSite(runner, h or "127.0.0.1", int(port or (2376 if ctx else 2375)), ssl_context=ctx)
+                await site.start()
+            else:
+                raise SystemExit(f"berthd: unsupported host {host!r} (unix:// or tcp://)")
+            log.info("API listening on %s", host)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self.cfg.tls:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cfg.tlscert, self.cfg.tlskey)
+        if self.cfg.tlsverify:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.cfg.tlscacert)
+        return ctx
+
+    async def shutdown(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+        for host in self.cfg.hosts:
+            if host.startswith("unix://") and os.path.exists(host[7:]):
+                os.unlink(host[7:])
+
+
+async def _run(cfg: Config) -> None:
+    d = Daemon(cfg)
+    app = d.build()
+    await d.serve(app)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("berthd ready (storage driver %s, runtime %s, data root %s)", cfg.storage_driver, cfg.runtime,
+             cfg.data_root)
+    await stop.wait()
+    log.info("shutting down; containers keep running under their monitors")
+    await d.shutdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(cfg.log_level, cfg.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if os.geteuid() != 0:
+        sys.exit("berthd: must run as root")
+    try:
+        lock_fd = take_lock(cfg.data_root)
+    except AlreadyRunning as e:
+        sys.exit(f"berthd: {e}")
+    cfg.engine_id = engine_id(cfg.data_root)
+    choose_runtime(cfg)
+    if cfg.pidfile:
+        with open(cfg.pidfile, "w") as f:
+            f.write(str(os.getpid()))
+    try:
+        asyncio.run(_run(cfg))
+    finally:
+        if cfg.pidfile and os.path.exists(cfg.pidfile):
+            os.unlink(cfg.pidfile)
+        os.close(lock_fd)
+
+
+if __name__ == "__main__":
+    main()

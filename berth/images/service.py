@@ -1,0 +1,434 @@
+"""The images backend the API calls: load, save, import, list, inspect, tag, remove, prune.
+
+Blocking work (decompression, hashing, extraction, tar assembly) runs in threads; every
+database write happens on the event loop thread, after all checks passed, so a failed
+request leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from berth.errors import Conflict, InvalidParameter
+from berth.images import reference
+from berth.images.archive import ArchiveError, ArchiveReader, SaveImage, spool_uncompressed, write_save
+from berth.images.changes import apply_changes
+from berth.images.store import Image, ImageNotFound, ImageStore
+from berth.layers.store import Extracted, LayerStore, chain_id
+
+# (container id, running?) for every container made from an image
+ContainersUsing = Callable[[str], list[tuple[str, bool]]]
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace("000Z", "Z")
+
+
+def parse_created(s: str | None) -> int:
+    if not s:
+        return 0
+    try:
+        s = s.rstrip("Z")
+        if "." in s:
+            head, frac = s.split(".", 1)
+            s = head
+        return int(datetime.fromisoformat(s).replace(tzinfo=UTC).timestamp())
+    except ValueError:
+        return 0
+
+
+class ImageService:
+    def __init__(self, images: ImageStore, layers: LayerStore, scratch: str, containers_using: ContainersUsing,
+                 driver_name: str) -> None:
+        self.images = images
+        self.layers = layers
+        self.scratch = scratch
+        self.containers_using = containers_using
+        self.driver_name = driver_name
+        self._lock = asyncio.Lock()  # serialises commits of images and tags
+
+    def scratch_path(self, suffix: str = "") -> str:
+        return os.path.join(self.scratch, secrets.token_hex(8) + suffix)
+
+    # -- lookup ---------------------------------------------------------------------------
+    def get(self, name: str) -> Image:
+        return self.images.resolve(name)
+
+    def image_size(self, image: Image) -> int:
+        return sum(layer.size for layer in self.layers.chain(image.top_layer))
+
+    # -- load ------------------------------------------------------------------------------
+    async def _extract_image(self, reader: ArchiveReader, raw_config: bytes, members: list[str],
+                             pending: dict[str, Extracted]) -> None:
+        try:
+            config = json.loads(raw_config)
+            diff_ids = list(config["rootfs"]["diff_ids"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ArchiveError(f"invalid image config: {e}") from e
+        if len(diff_ids) != len(members):
+            raise ArchiveError(f"invalid image archive: config has {len(diff_ids)} layers, manifest {len(members)}")
+        parent = None
+        for i, (member, diff_id) in enumerate(zip(members, diff_ids, strict=True)):
+            cid = chain_id(parent, diff_id)
+            if cid not in pending and not self.layers.exists(cid):
+                tmp = self.scratch_path(".tar")
+                try:
+                    got = await asyncio.to_thread(spool_uncompressed, reader.open(member), tmp)
+                    if got != diff_id:
+                        raise ArchiveError(f"invalid diffID for layer {i}: expected {diff_id!r}, got {got!r}")
+                    ex = await asyncio.to_thread(self.layers.extract, tmp, diff_id, parent, pending)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                if ex is not None:
+                    pending[cid] = ex
+            parent = cid
+
+    async def load(self, path: str) -> list[str]:
+        """Load a save tarball; return the lines Docker prints (``Loaded image: …``)."""
+        reader = await asyncio.to_thread(ArchiveReader, path)
+        pending: dict[str, Extracted] = {}
+        try:
+            items = await asyncio.to_thread(reader.items)
+            if not items:
+                raise ArchiveError("invalid image archive: no images found")
+            tags: list[list[reference.Reference]] = []
+            for item in items:
+                tags.append([reference.parse(t) for t in item.repo_tags])
+                await self._extract_image(reader, item.raw_config, item.layer_members, pending)
+        except BaseException:
+            for ex in pending.values():
+                self.layers.discard(ex)
+            raise
+        finally:
+            reader.close()
+        lines = []
+        async with self._lock:
+            for ex in pending.values():  # insertion order: parents before children
+                self.layers.commit(ex)
+            for item, refs in zip(items, tags, strict=True):
+                iid = self.images.add(item.raw_config, 0)
+                for ref in refs:
+                    old = self.images.tag(ref, iid)
+                    if old:
+                        lines.append(f"The image {ref.familiar} already exists, renaming the old one with ID "
+                                     f"{old} to empty string")
+                    lines.append(f"Loaded image: {ref.familiar}")
+                if not refs:
+                    lines.append(f"Loaded image ID: {iid}")
+        return lines
+
+    # -- import a rootfs tar -------------------------------------------------------------------
+    async def import_rootfs(self, path: str, repo: str | None, tag: str | None, changes: list[str],
+                            message: str, platform: str | None = None) -> str:
+        ref = reference.parse_repo_tag(repo, tag) if repo else None
+        config_section = apply_changes({}, changes)
+        tmp = self.scratch_path(".tar")
+        ex = None
+        try:
+            with open(path, "rb") as src:
+                diff_id = await asyncio.to_thread(spool_uncompressed, src, tmp)
+            ex = await asyncio.to_thread(self.layers.extract, tmp, diff_id, None)
+        except BaseException:
+            self.layers.discard(ex)
+            raise
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        now = rfc3339(time.time())
+        cfg: dict[str, Any] = {
+            "architecture": "amd64",
+            "config": config_section,
+            "created": now,
+            "history": [{"created": now, "comment": message or "Imported from -"}],
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+        raw = json.dumps(cfg, separators=(",", ":"), sort_keys=True).encode()
+        async with self._lock:
+            self.layers.commit(ex)
+            iid = self.images.add(raw, 0)
+            if ref:
+                self.images.tag(ref, iid)
+        return iid
+
+    # -- save ------------------------------------------------------------------------------------
+    def _save_plan(self, names: list[str]) -> list[SaveImage]:
+        plan: dict[str, SaveImage] = {}
+        for name in names:
+            image = self.get(name)
+            refs: list[tuple[str, str]] = []
+            if not reference.looks_like_id(name) and not image.id.startswith("sha256:" + name):
+                ref = reference.parse(name)
+                if ref.tag and not ref.digest:
+                    refs.append((str(ref), ref.familiar))
+            chain = list(reversed(self.layers.chain(image.top_layer)))
+            item = plan.get(image.id)
+            if item is None:
+                item = plan[image.id] = SaveImage(image.id, image.raw_config, image.diff_ids,
+                                                  [x.chain_id for x in chain], [x.tar_size for x in chain], [])
+            item.refs.extend(r for r in refs if r not in item.refs)
+        return list(plan.values())
+
+    def save(self, names: list[str]) -> AsyncIterator[bytes]:
+        """Stream a save tarball. Resolves names first, so a bad name fails before any byte is sent."""
+        plan = self._save_plan(names)
+        return _stream_from_thread(lambda out: write_save(out, plan, self.layers.tar_stream))
+
+    # -- list / inspect / history ---------------------------------------------------------------
+    def summary(self, image: Image) -> dict[str, Any]:
+        cfg = image.config.get("config") or {}
+        return {
+            "Id": image.id,
+            "ParentId": image.parent,
+            "RepoTags": image.repo_tags,
+            "RepoDigests": image.repo_digests,
+            "Created": parse_created(image.config.get("created")),
+            "Size": self.image_size(image),
+            "SharedSize": -1,
+            "Labels": cfg.get("Labels") or {},
+            "Containers": len(self.containers_using(image.id)),
+        }
+
+    def list(self, all_: bool, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        out = []
+        for image in self.images.list():
+            if not _match(image, filters):
+                continue
+            out.append(self.summary(image))
+        return out
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        image = self.get(name)
+        c = image.config
+        layer = self.layers.chain(image.top_layer)
+        graph: dict[str, str] = {}
+        if layer:
+            paths = [self.layers.driver.layer_path(x.cache_id) for x in layer]
+            if self.driver_name == "overlay":
+                graph = {"UpperDir": paths[0], "WorkDir": os.path.join(os.path.dirname(paths[0]), "work")}
+                if len(paths) > 1:
+                    graph["LowerDir"] = ":".join(paths[1:])
+            else:
+                graph = {"Dir": paths[0]}
+        return {
+            "Id": image.id,
+            "RepoTags": image.repo_tags,
+            "RepoDigests": image.repo_digests,
+            "Parent": image.parent,
+            "Comment": c.get("comment", ""),
+            "Created": c.get("created", ""),
+            "DockerVersion": c.get("docker_version", ""),
+            "Author": c.get("author", ""),
+            "Config": c.get("config") or {},
+            "Architecture": c.get("architecture", ""),
+            "Variant": c.get("variant", ""),
+            "Os": c.get("os", ""),
+            "OsVersion": c.get("os.version", ""),
+            "Size": self.image_size(image),
+            "GraphDriver": {"Name": self.driver_name, "Data": graph},
+            "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        }
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        image = self.get(name)
+        chain = list(reversed(self.layers.chain(image.top_layer)))
+        sizes = [x.size for x in chain]
+        out = []
+        for h in image.config.get("history") or []:
+            size = 0 if h.get("empty_layer") or not sizes else sizes.pop(0)
+            out.append({"Id": "<missing>", "Created": parse_created(h.get("created")),
+                        "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
+                        "Comment": h.get("comment", "")})
+        if not out:
+            out = [{"Id": "<missing>", "Created": parse_created(image.config.get("created")), "CreatedBy": "",
+                    "Tags": None, "Size": s, "Comment": ""} for s in sizes]
+        out.reverse()
+        if out:
+            out[0]["Id"] = image.id
+            out[0]["Tags"] = image.repo_tags or None
+        return out
+
+    # -- tag / remove / prune --------------------------------------------------------------------
+    async def tag(self, name: str, repo: str, tag: str | None) -> None:
+        image = self.get(name)
+        ref = reference.parse_repo_tag(repo, tag)
+        async with self._lock:
+            self.images.tag(ref, image.id)
+
+    async def remove(self, name: str, force: bool, prune: bool = True) -> list[dict[str, str]]:
+        async with self._lock:
+            return self._remove(name, force, prune)
+
+    def _remove(self, name: str, force: bool, prune: bool) -> list[dict[str, str]]:
+        image = self.get(name)
+        short = image.id.split(":", 1)[1][:12]
+        by_ref = not reference.looks_like_id(name) and not image.id.startswith("sha256:" + name) \
+            and not image.id.startswith(name)
+        users = self.containers_using(image.id)
+        running = [c for c, r in users if r]
+        tags = self.images.refs_of(image.id)
+        out: list[dict[str, str]] = []
+        if by_ref:
+            ref = reference.parse(name)
+            if len(tags) > 1 or (ref.digest and tags):
+                self.images.untag(ref)
+                return [{"Untagged": ref.familiar}]
+            if users and not force:
+                raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - '
+                               f"container {users[0][0][:12]} is using its referenced image {short}")
+        elif len(tags) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {short} (must be forced) - "
+                           "image is referenced in multiple repositories")
+        if running and not by_ref:
+            raise Conflict(f"conflict: unable to delete {short} (cannot be forced) - "
+                           f"image is being used by running container {running[0][:12]}")
+        if users and not force and not by_ref:
+            raise Conflict(f"conflict: unable to delete {short} (must be forced) - "
+                           f"image is being used by stopped container {users[0][0][:12]}")
+        for t in tags:
+            self.images.untag(reference.parse(t))
+            out.append({"Untagged": reference.familiar(t)})
+        for d in image.repo_digests:
+            self.images.untag(reference.parse(d))
+            out.append({"Untagged": d})
+        if users:
+            return out  # a container still needs it: it stays, untagged (as Docker does)
+        self.images.delete(image.id)
+        out.append({"Deleted": image.id})
+        if prune:
+            for cid in self.layers.prune(self.images.top_layers()):
+                out.append({"Deleted": cid})
+        return out
+
+    async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        dangling_only = _bool_filter(filters.get("dangling"), default=True)
+        deleted: list[dict[str, str]] = []
+        reclaimed = 0
+        async with self._lock:
+            for image in self.images.list():
+                if dangling_only and image.repo_tags:
+                    continue
+                if not _label_match(image, filters.get("label", [])):
+                    continue
+                if self.containers_using(image.id):
+                    continue
+                size = self.image_size(image)
+                for t in self.images.refs_of(image.id):
+                    self.images.untag(reference.parse(t))
+                    deleted.append({"Untagged": reference.familiar(t)})
+                self.images.delete(image.id)
+                deleted.append({"Deleted": image.id})
+                reclaimed += size
+            self.layers.prune(self.images.top_layers())
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+
+def _bool_filter(vals: list[str] | None, default: bool) -> bool:
+    if not vals:
+        return default
+    v = vals[0].lower()
+    if v in ("true", "1"):
+        return True
+    if v in ("false", "0"):
+        return False
+    raise InvalidParameter(f"invalid filter 'dangling={vals[0]}'")
+
+
+def _label_match(image: Image, labels: list[str]) -> bool:
+    have = (image.config.get("config") or {}).get("Labels") or {}
+    for want in labels:
+        k, sep, v = want.partition("=")
+        if k not in have or (sep and have[k] != v):
+            return False
+    return True
+
+
+def _match(image: Image, filters: dict[str, list[str]]) -> bool:
+    for key in filters:
+        if key not in ("dangling", "reference", "label", "before", "since"):
+            raise InvalidParameter(f"invalid filter '{key}'")
+    if "dangling" in filters:
+        want = _bool_filter(filters["dangling"], True)
+        if want != (not image.repo_tags):
+            return False
+    if filters.get("reference"):
+        ok = False
+        for pattern in filters["reference"]:
+            for t in image.repo_tags:
+                repo = t.rsplit(":", 1)[0]
+                if fnmatch.fnmatchcase(t, pattern) or fnmatch.fnmatchcase(repo, pattern):
+                    ok = True
+        if not ok:
+            return False
+    if not _label_match(image, filters.get("label", [])):
+        return False
+    return True
+
+
+def _stream_from_thread(produce: Callable[[Any], None]) -> AsyncIterator[bytes]:
+    """Run ``produce(writer)`` in a thread; yield what it writes, with back-pressure."""
+    q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
+    stop = threading.Event()
+
+    class _Writer:
+        def __init__(self) -> None:
+            self.buf = bytearray()
+
+        def write(self, data: bytes) -> int:
+            if stop.is_set():
+                raise BrokenPipeError("client went away")
+            self.buf += data
+            if len(self.buf) >= 1 << 20:
+                self.flush()
+            return len(data)
+
+        def flush(self) -> None:
+            if self.buf:
+                q.put(bytes(self.buf))
+                self.buf = bytearray()
+
+    def run() -> None:
+        w = _Writer()
+        try:
+            produce(w)
+            w.flush()
+            q.put(None)
+        except BaseException as e:  # handed to the consumer
+            q.put(e)
+
+    async def gen() -> AsyncIterator[bytes]:
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                item = await loop.run_in_executor(None, q.get)
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while t.is_alive():  # drain so the producer can see ``stop`` and end
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    await asyncio.sleep(0.01)
+
+    return gen()
+
+
+__all__ = ["ImageNotFound", "ImageService"]

@@ -1,0 +1,132 @@
+"""Build an OCI runtime ``config.json`` from a container's configuration, as Docker does."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _allow(kind: str, major: int | None, minor: int | None, access: str = "rwm") -> dict[str, Any]:
+    d: dict[str, Any] = {"allow": True, "type": kind, "access": access}
+    if major is not None:
+        d["major"] = major
+    if minor is not None:
+        d["minor"] = minor
+    return d
+
+
+DEVICE_RULES = [
+    {"allow": False, "access": "rwm"},
+    _allow("c", None, None, "m"), _allow("b", None, None, "m"),
+    _allow("c", 1, 3), _allow("c", 1, 5), _allow("c", 1, 7), _allow("c", 1, 8), _allow("c", 1, 9),
+    _allow("c", 5, 0), _allow("c", 5, 1), _allow("c", 5, 2), _allow("c", 136, None), _allow("c", 10, 200),
+]
+
+
+def lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
+    """Resolve ``user[:group]`` against the container's /etc/passwd and /etc/group."""
+    name, _, group = user.partition(":")
+    uid, gid = 0, 0
+    passwd = _read_table(rootfs, "etc/passwd")
+    if name:
+        if name.isdigit():
+            uid = int(name)
+            gid = next((int(p[3]) for p in passwd if p[2] == name and p[3].isdigit()), uid if not group else 0)
+        else:
+            entry = next((p for p in passwd if p[0] == name), None)
+            if entry is None:
+                raise ValueError(f"unable to find user {name}: no matching entries in passwd file")
+            uid, gid = int(entry[2]), int(entry[3])
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            entry = next((g for g in _read_table(rootfs, "etc/group") if g[0] == group), None)
+            if entry is None:
+                raise ValueError(f"unable to find group {group}: no matching entries in group file")
+            gid = int(entry[2])
+    return uid, gid, []
+
+
+def _read_table(rootfs: str, rel: str) -> list[list[str]]:
+    # The rootfs is the container's: resolve without following symlinks out of it.
+    from berth.layers.tarapply import resolve_in_root
+
+    path = resolve_in_root(rootfs, rel, follow_last=True)
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def build_spec(*, rootfs: str, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
+               terminal: bool, stdin: bool, cgroup_path: str, etc_files: dict[str, str],
+               readonly_rootfs: bool = False, shm_size: int = 64 << 20) -> dict[str, Any]:
+    uid, gid, extra = lookup_user(rootfs, user)
+    if not any(e.startswith("PATH=") for e in env):
+        env = [f"PATH={DEFAULT_PATH}", *env]
+    if not any(e.startswith("HOSTNAME=") for e in env):
+        env = [*env, f"HOSTNAME={hostname}"]
+    if terminal and not any(e.startswith("TERM=") for e in env):
+        env = [*env, "TERM=xterm"]
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["ro", "nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]},
+    ]
+    for dest, src in etc_files.items():
+        mounts.append({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]})
+    caps = list(DEFAULT_CAPS)
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": terminal,
+            "user": {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})},
+            "args": args,
+            "env": env,
+            "cwd": cwd or "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": False,
+        },
+        "root": {"path": rootfs, "readonly": readonly_rootfs},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": {
+            "resources": {"devices": DEVICE_RULES},
+            "cgroupsPath": cgroup_path,
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+        },
+    }
+
+
+def workdir_in_rootfs(rootfs: str, cwd: str) -> None:
+    """Create the working directory inside the container if missing, as Docker does."""
+    if not cwd or cwd == "/":
+        return
+    from berth.layers.tarapply import resolve_in_root
+
+    path = resolve_in_root(rootfs, cwd.lstrip("/"), follow_last=True)
+    os.makedirs(path, mode=0o755, exist_ok=True)
