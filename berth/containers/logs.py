@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 STDOUT = 1
 STDERR = 2
@@ -51,19 +52,31 @@ def parse_line(line: bytes) -> Record | None:
     return Record(STDERR if stream == b"stderr" else STDOUT, tsz, epoch, data)
 
 
-def read_records(path: str, offset: int = 0) -> tuple[list[Record], int]:
-    """Complete lines from ``offset``; return them and the offset after the last whole line."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    out = [r for r in (parse_line(line) for line in data[:end].split(b"\n")) if r is not None]
-    return out, offset + end + 1
+class LogReader:
+    """Reads whole records from an open log file; keeps working if the file is unlinked."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.f: BinaryIO | None = open(path, "rb")  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:
+            self.f = None
+        self.pending = b""
+
+    def read(self) -> list[Record]:
+        if self.f is None:
+            return []
+        data = self.pending + self.f.read()
+        end = data.rfind(b"\n")
+        if end < 0:
+            self.pending = data
+            return []
+        self.pending = data[end + 1:]
+        return [r for r in (parse_line(line) for line in data[:end].split(b"\n")) if r is not None]
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
 
 
 def tail_records(records: list[Record], n: int) -> list[Record]:
@@ -81,17 +94,15 @@ def tail_records(records: list[Record], n: int) -> list[Record]:
     return records
 
 
-async def follow(path: str, offset: int, is_running: Callable[[], bool],
+async def follow(reader: LogReader, is_running: Callable[[], bool],
                  interval: float = 0.05) -> AsyncIterator[Record]:
     """Yield new records until the container stops and the file is drained."""
     while True:
         running = is_running()
-        recs, offset = read_records(path, offset)
-        for r in recs:
+        for r in reader.read():
             yield r
         if not running:
-            recs, offset = read_records(path, offset)
-            for r in recs:
+            for r in reader.read():
                 yield r
             return
         await asyncio.sleep(interval)

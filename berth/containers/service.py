@@ -158,7 +158,8 @@ class ContainerService:
         hc = dict(hc)
         hc.setdefault("NetworkMode", "default")
         hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-        hc.setdefault("LogConfig", {"Type": "k8s-file", "Config": {}})
+        # conmon writes k8s-file on disk; through the API it reads as json-file does (docker-py checks this)
+        hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
         c = Container(
             id=cid, name=name, created=rfc3339(now), created_ts=now, image=image_name, image_id=image.id,
             path=argv[0], args=argv[1:], config=cfg, host_config=hc, log_path=os.path.join(cdir, "container.log"),
@@ -454,8 +455,8 @@ class ContainerService:
     async def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
                    until: float) -> AsyncIterator[logfile.Record]:
         c = self.get(name)
-        recs, offset = logfile.read_records(c.log_path)
-        recs = logfile.tail_records(recs, tail)
+        reader = logfile.LogReader(c.log_path)  # an open file: removal cannot cut a follower short
+        recs = logfile.tail_records(reader.read(), tail)
 
         def wanted(r: logfile.Record) -> bool:
             if (r.stream == logfile.STDOUT and not stdout) or (r.stream == logfile.STDERR and not stderr):
@@ -464,13 +465,16 @@ class ContainerService:
                 return False
             return not (until and r.epoch > until)
 
-        for r in recs:
-            if wanted(r):
-                yield r
-        if follow and c.state.running:
-            async for r in logfile.follow(c.log_path, offset, lambda: c.state.running and c.id in self.by_id):
+        try:
+            for r in recs:
                 if wanted(r):
                     yield r
+            if follow and c.state.running:
+                async for r in logfile.follow(reader, lambda: c.state.running and c.id in self.by_id):
+                    if wanted(r):
+                        yield r
+        finally:
+            reader.close()
 
     # -- list / inspect -------------------------------------------------------------------------------------
     def status_text(self, c: Container) -> str:

@@ -107,7 +107,8 @@ def _ensure_dirs(root: str, rel_dir: str) -> str:
                 os.unlink(path)
                 os.mkdir(path, 0o755)
         except FileNotFoundError:
-            os.mkdir(path, 0o755)
+            # every existing component of ``path`` is a real directory under root
+            os.makedirs(path, 0o755, exist_ok=True)
     return path
 
 

@@ -1,8 +1,9 @@
 """Make a busybox base image from the host's busybox-static, with no registry involved.
 
 Writes a ``docker save`` tarball (both layouts), loadable with ``docker load -i``.
-The output is reproducible: every timestamp is ``SOURCE_DATE_EPOCH`` (default 0), so
-the same busybox binary always gives the same image ID.
+The output is reproducible: every timestamp is ``SOURCE_DATE_EPOCH`` (default: the
+busybox binary's own mtime, as the package shipped it), so the same busybox binary
+always gives the same image ID.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def build_layer(busybox: str, epoch: int) -> bytes:
 
 def build(busybox: str = "/bin/busybox", tag: str = "busybox:latest", epoch: int | None = None) -> bytes:
     if epoch is None:
-        epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+        epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or os.stat(busybox).st_mtime)
     layer = build_layer(busybox, epoch)
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
     created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install what Berth needs on a fresh Debian 12 machine (as root): the OCI runtimes, conmon,
+# busybox-static for the base image, and a virtualenv with the berth package. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in crun:crun runc:runc conmon:conmon busybox:busybox-static; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import berth, aiohttp, docker, click, rich, pytest, pytest_timeout' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+fi
