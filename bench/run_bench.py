@@ -594,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=20, help="measured runs per figure (default 20)")
     p.add_argument("--quick", action="store_true", help=f"5 runs, skip the {PS_CONTAINERS}-container ps test")
     p.add_argument("--json", metavar="PATH", help="also write the raw figures as JSON to PATH")
+    p.add_argument("--berthd-log", metavar="PATH", help="keep a copy of berthd's log at PATH")
     args = p.parse_args(argv)
     runs = 5 if args.quick else args.runs
     if runs < 1:
@@ -625,6 +626,11 @@ def main(argv: list[str] | None = None) -> int:
                 fn()
             except Exception as e:
                 print(f"warning: cleanup: {e}", file=sys.stderr)
+        if args.berthd_log:
+            try:
+                shutil.copyfile(os.path.join(root, "berthd.log"), args.berthd_log)
+            except OSError as e:
+                print(f"warning: copying berthd's log: {e}", file=sys.stderr)
         unmount_all(root)
         shutil.rmtree(root, ignore_errors=True)
     report(res)

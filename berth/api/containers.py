@@ -165,6 +165,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
             sock = await s.attach_socket(c.id)
             if sock is not None:
                 await _pump(h, sock, tty, want_stdin, want_out, want_err)
+                await s.settle(c.id)
     except (ConnectionResetError, BrokenPipeError):
         pass
     finally:

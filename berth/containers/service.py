@@ -252,8 +252,8 @@ class ContainerService:
                 pid, conmon_pid = await self.monitor.create(c.id, c.name, paths, bool(cfg.get("Tty")),
                                                             bool(cfg.get("OpenStdin")))
             except RuntimeError_ as e:
-                self._fail_start(c, str(e))
-                raise InvalidParameter(f"failed to create task for container: {e}") from e
+                msg = self._fail_start(c, str(e))
+                raise InvalidParameter(f"failed to create task for container: {msg}") from e
         except BaseException:
             self.layers.unmount_rw(c.id)
             self._notify(self._attachers, c.id, None)
@@ -273,8 +273,8 @@ class ContainerService:
                 pass
             await self.monitor.delete(c.id)
             self.layers.unmount_rw(c.id)
-            self._fail_start(c, str(e))
-            raise InvalidParameter(f"failed to start container: {e}") from e
+            msg = self._fail_start(c, str(e))
+            raise InvalidParameter(f"failed to start container: {msg}") from e
         now = time.time()
         c.state = State(Status="running", Pid=pid, StartedAt=rfc3339(now), StartedTs=now,
                         ConmonPid=conmon_pid, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
@@ -282,15 +282,25 @@ class ContainerService:
         if not self.monitor.watch(conmon_pid, lambda: self._spawn(self._exited(c.id))):
             self._spawn(self._exited(c.id))
 
-    def _fail_start(self, c: Container, msg: str) -> None:
+    def _fail_start(self, c: Container, msg: str) -> str:
+        """Record a failed start; return the message in the words Docker (and its CLI) use.
+
+        The docker CLI maps "executable file not found" / "no such file or directory" to
+        exit 127 and "permission denied" to 126, so the wording matters.
+        """
         low = msg.lower()
         code = 127 if ("not found" in low or "no such file" in low) else 126 if "permission denied" in low else 128
+        if code == 127:
+            msg = f'OCI runtime create failed: {msg}: exec: "{c.path}": executable file not found in $PATH: unknown'
+        elif code == 126:
+            msg = f'OCI runtime create failed: {msg}: exec: "{c.path}": permission denied: unknown'
         now = time.time()
         c.state = State(Status="created" if c.state.StartedTs == 0 else "exited", ExitCode=code, Error=msg,
                         StartedAt=c.state.StartedAt, StartedTs=c.state.StartedTs, FinishedAt=rfc3339(now),
                         FinishedTs=now)
         self.store.save(c)
         self._notify(self._exit_waiters, c.id)
+        return msg
 
     async def _exited(self, cid: str, finished: float | None = None) -> None:
         c = self.by_id.get(cid)
@@ -366,6 +376,15 @@ class ContainerService:
             return True
         except TimeoutError:
             return False
+
+    async def settle(self, name: str, timeout: float = 5.0) -> None:
+        """After a container's stdio closed: give its exit a moment to be recorded, so a client
+        that saw the stream end and acts next (inspect, rm) sees the container stopped."""
+        try:
+            c = self.get(name)
+        except NotFound:
+            return
+        await self._wait_exit(c, timeout)
 
     async def stop(self, name: str, timeout: int | None, sig: str | None) -> None:
         c = self.get(name)
