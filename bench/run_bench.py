@@ -164,12 +164,15 @@ class Berthd:
         self.sock = os.path.join(root, "berthd.sock")
         self.host = "unix://" + self.sock
         self.log_path = os.path.join(root, "berthd.log")
+        # Kept short: conmon's attach socket is <exec-root>/c/<64-hex id>/attach, and a unix socket path
+        # has at most 107 bytes (berthd's default, /var/run/berth, is short too).
+        self.exec_root = os.path.join(root, "x")
         self.proc: subprocess.Popen[bytes] | None = None
         self.client: docker.DockerClient | None = None
 
     def start(self, timeout: float = 60) -> None:
         cmd = [sys.executable, "-m", "berth.daemon.main", "-H", self.host,
-               "--data-root", os.path.join(self.root, "data"), "--exec-root", os.path.join(self.root, "exec"),
+               "--data-root", os.path.join(self.root, "data"), "--exec-root", self.exec_root,
                "--storage-driver", "overlay", "--default-runtime", "crun"]
         with open(self.log_path, "wb") as log:
             # own session: a Ctrl-C on the terminal reaches only us, and we stop the daemon in order
@@ -247,8 +250,21 @@ class Engine:
     def cmd(self, *args: str) -> list[str]:
         return [*self.argv0, *args]
 
+    def check_output(self, res: Results) -> None:
+        """`run` must deliver the container's output, or the run figure would time a broken path."""
+        try:
+            out = run_cmd(self.cmd("run", "--rm", "--network", "none", self.image, "echo", "berth-bench-ok"),
+                          self.env)
+        except (BenchError, subprocess.TimeoutExpired) as e:
+            res.error(f"{self.label} run output check", e)
+            return
+        if out != "berth-bench-ok":
+            res.error(f"{self.label} run output check",
+                      BenchError(f"`run ... echo berth-bench-ok` printed {out!r} (attach lost the output)"))
+
     def run_series(self, res: Results, n: int) -> None:
         name = f"{self.label} run --rm"
+        self.check_output(res)
         try:
             res.add(Figure(name, series(n, lambda _i: timed(
                 self.cmd("run", "--rm", "--network", "none", self.image, "true"), self.env)[0])))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import threading
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -25,6 +26,17 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     os.close(fd)
     os.rename(tmp, path)
     fsync_dir(d)
+
+
+def write_file(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` atomically but without fsync: for files that are regenerated anyway."""
+    tmp = f"{path}.tmp-{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
 
 
 def fsync_dir(path: str) -> None:
@@ -59,6 +71,24 @@ def remove_tree(path: str) -> None:
         shutil.rmtree(path, onerror=_force_remove)
     else:
         os.unlink(path)
+
+
+def discard_tree(path: str, trash: str) -> None:
+    """Remove ``path`` without blocking: rename it into ``trash`` (same filesystem), then
+    delete it in a background thread. Anything left in ``trash`` after a crash is deleted
+    by the next ``empty_trash``."""
+    if not os.path.lexists(path):
+        return
+    os.makedirs(trash, exist_ok=True)
+    target = os.path.join(trash, secrets.token_hex(8))
+    os.rename(path, target)
+    threading.Thread(target=remove_tree, args=(target,), daemon=True).start()
+
+
+def empty_trash(trash: str) -> None:
+    if os.path.isdir(trash):
+        for name in os.listdir(trash):
+            threading.Thread(target=remove_tree, args=(os.path.join(trash, name),), daemon=True).start()
 
 
 def _force_remove(func, path, _exc) -> None:  # type: ignore[no-untyped-def]

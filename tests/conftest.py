@@ -150,9 +150,11 @@ def mounts_under(root: str) -> list[str]:
     return sorted(out, key=len, reverse=True)
 
 
-def new_daemon(driver: str = "overlay", runtime: str = "crun", extra: list[str] | None = None) -> Daemon:
-    # /tmp is on ext4 here; overlayfs cannot use an overlay mount as its upper layer
-    root = tempfile.mkdtemp(prefix="berth-test-", dir="/var/tmp")
+def new_daemon(driver: str = "overlay", runtime: str = "crun", extra: list[str] | None = None,
+               long_root: bool = False) -> Daemon:
+    # /var/tmp is on the root filesystem (ext4 here): overlayfs needs a real fs for its upper layer.
+    # ``long_root`` makes socket paths under the root exceed the 107-byte unix socket limit.
+    root = tempfile.mkdtemp(prefix="berth-test-" + ("long-" * 12 if long_root else ""), dir="/var/tmp")
     return Daemon(root=root, driver=driver, runtime=runtime, extra=extra or [])
 
 
@@ -209,6 +211,6 @@ def store_snapshot(d: Daemon) -> dict[str, object]:
     for sub in ("overlay", "vfs/dir"):
         p = os.path.join(d.data_root, sub)
         if os.path.isdir(p):
-            layer_dirs += sorted(x for x in os.listdir(p) if x not in ("l", "empty"))
+            layer_dirs += sorted(x for x in os.listdir(p) if x not in ("l", "empty", ".trash"))
     return {"images": images, "layers": layer_dirs,
             "tmp": sorted(os.listdir(os.path.join(d.data_root, "tmp")))}

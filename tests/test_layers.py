@@ -12,7 +12,7 @@ import docker
 import pytest
 
 from berth.layers.tarapply import UnsafeTarError, apply_tar, assemble
-from tests.conftest import Daemon, new_daemon, store_snapshot, cleanup_daemon
+from tests.conftest import Daemon, cleanup_daemon, new_daemon, store_snapshot
 from tests.imagetools import config_for, layer_tar, save_tar
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from aiohttp import web
 
-from berth.api.common import MULTIPLEXED, RAW_STREAM, filters, frame, json_body, json_response, qbool, qint
+from berth.api.common import MULTIPLEXED, RAW_STREAM, dumps, filters, frame, json_body, json_response, qbool, qint
 from berth.api.hijack import hijack
 from berth.containers import logs as logfile
 from berth.containers.service import ContainerService
@@ -60,11 +60,15 @@ async def wait(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     try:
-        result = await waiter
+        # ``docker run -d`` opens a wait and hangs up: stop waiting when the client is gone
+        while not waiter.done():
+            await asyncio.wait({waiter}, timeout=1.0)
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return resp
+        result = waiter.result()
     finally:
         waiter.cancel()
-    from berth.api.common import dumps
-
     await resp.write((dumps(result) + "\n").encode())
     await resp.write_eof()
     return resp

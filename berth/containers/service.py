@@ -23,7 +23,7 @@ from typing import Any
 from berth.containers import logs as logfile
 from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
-from berth.fsutil import atomic_write, remove_tree
+from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
 from berth.images.service import ImageService, rfc3339
 from berth.layers.store import LayerStore
 from berth.runtime import spec as ocispec
@@ -80,8 +80,10 @@ class ContainerService:
         self.monitor = monitor
         self.dir = os.path.join(data_root, "containers")
         self.run_dir = os.path.join(exec_root, "c")
+        self.trash = os.path.join(self.dir, ".trash")
         os.makedirs(self.dir, exist_ok=True)
         os.makedirs(self.run_dir, exist_ok=True)
+        empty_trash(self.trash)
         self.by_id: dict[str, Container] = {}
         self.by_name: dict[str, str] = {}
         self._exit_waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -192,7 +194,7 @@ class ContainerService:
 
     def _write_etc(self, c: Container) -> None:
         hostname = c.config["Hostname"]
-        atomic_write(c.hostname_path, (hostname + "\n").encode())
+        write_file(c.hostname_path, (hostname + "\n").encode())
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
                  "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
         if c.host_config.get("NetworkMode") == "host":
@@ -203,7 +205,7 @@ class ContainerService:
                 pass
         else:
             hosts += f"127.0.1.1\t{hostname}\n"
-        atomic_write(c.hosts_path, hosts.encode())
+        write_file(c.hosts_path, hosts.encode())
         try:
             with open("/etc/resolv.conf") as f:
                 lines = [ln for ln in f.read().splitlines()
@@ -213,7 +215,7 @@ class ContainerService:
             lines = []
         if not any(ln.startswith("nameserver") for ln in lines):
             lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
-        atomic_write(c.resolv_conf_path, ("\n".join(lines) + "\n").encode())
+        write_file(c.resolv_conf_path, ("\n".join(lines) + "\n").encode())
 
     # -- start ---------------------------------------------------------------------------------------
     async def start(self, name: str) -> None:
@@ -247,7 +249,7 @@ class ContainerService:
                 raise InvalidParameter(str(e)) from e
             if c.host_config.get("NetworkMode") == "host":
                 spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
-            atomic_write(paths.config, json.dumps(spec).encode())
+            write_file(paths.config, json.dumps(spec).encode())  # the bundle is ephemeral: no fsync
             try:
                 pid, conmon_pid = await self.monitor.create(c.id, c.name, paths, bool(cfg.get("Tty")),
                                                             bool(cfg.get("OpenStdin")))
@@ -439,7 +441,7 @@ class ContainerService:
             self.store.save(c)
             self.layers.remove_rw(c.id)
             remove_tree(self.paths(c).bundle)
-            remove_tree(os.path.join(self.dir, c.id))
+            discard_tree(os.path.join(self.dir, c.id), self.trash)
             self.monitor.clear_exit(c.id)
             self.store.delete(c.id)
             del self.by_id[c.id]

@@ -11,7 +11,7 @@ import secrets
 import subprocess
 from typing import Protocol
 
-from berth.fsutil import remove_tree
+from berth.fsutil import discard_tree, empty_trash
 from berth.layers.mount import Mount
 from berth.layers.tarapply import WhiteoutMode
 
@@ -42,7 +42,9 @@ class OverlayDriver:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self.trash = os.path.join(root, ".trash")
         os.makedirs(os.path.join(root, "l"), exist_ok=True)
+        empty_trash(self.trash)
 
     def _new_dir(self, key: str) -> str:
         d = os.path.join(self.root, key)
@@ -66,7 +68,7 @@ class OverlayDriver:
                 os.unlink(os.path.join(self.root, "l", f.read().strip()))
         except FileNotFoundError:
             pass
-        remove_tree(d)
+        discard_tree(d, self.trash)
 
     def new_rw(self, cid: str, lower_cache_ids: list[str]) -> None:
         self._new_dir(cid)
@@ -106,7 +108,9 @@ class VfsDriver:
 
     def __init__(self, root: str) -> None:
         self.root = os.path.join(root, "dir")
+        self.trash = os.path.join(root, ".trash")
         os.makedirs(self.root, exist_ok=True)
+        empty_trash(self.trash)
 
     def _copy(self, src: str | None, dst: str) -> None:
         if src is None:
@@ -123,7 +127,7 @@ class VfsDriver:
         return os.path.join(self.root, cache_id)
 
     def remove(self, cache_id: str) -> None:
-        remove_tree(self.layer_path(cache_id))
+        discard_tree(self.layer_path(cache_id), self.trash)
 
     def new_rw(self, cid: str, lower_cache_ids: list[str]) -> None:
         self._copy(self.layer_path(lower_cache_ids[0]) if lower_cache_ids else None, self.layer_path(cid))

@@ -225,8 +225,17 @@ def _clean_runtime_error(s: str) -> str:
 
 
 def attach_socket(paths: Paths) -> socket.socket:
+    """Connect to conmon's attach socket. Its path can exceed the 107-byte sun_path limit
+    (exec root + 64-hex id), so connect through /proc/self/fd of the bundle directory."""
+    dfd = os.open(paths.bundle, os.O_PATH | os.O_DIRECTORY)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    s.connect(paths.attach)
+    try:
+        s.connect(f"/proc/self/fd/{dfd}/attach")
+    except BaseException:
+        s.close()
+        raise
+    finally:
+        os.close(dfd)
     s.setblocking(False)
     return s
 

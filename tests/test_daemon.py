@@ -1,0 +1,103 @@
+"""berthd itself: lock, clean shutdown, containers that outlive the daemon, both drivers, both runtimes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import BERTHD, Daemon, cleanup_daemon, mounts_under, new_daemon
+
+
+def test_second_daemon_on_same_root_is_refused(fresh_daemon: Daemon) -> None:
+    r = subprocess.run([*BERTHD, "-H", "unix://" + os.path.join(fresh_daemon.root, "other.sock"),
+                        "--data-root", fresh_daemon.data_root, "--exec-root", fresh_daemon.exec_root + "2"],
+                       capture_output=True, timeout=30)
+    assert r.returncode != 0
+    assert b"already using data root" in r.stderr
+    assert fresh_daemon.client().ping()
+
+
+def test_sigterm_shuts_down_cleanly(fresh_daemon: Daemon) -> None:
+    assert fresh_daemon.stop(signal.SIGTERM) == 0
+    assert not os.path.exists(fresh_daemon.sock)
+    assert "shutting down" in fresh_daemon.log()
+
+
+def test_containers_survive_kill_9_of_berthd(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    c = d.client()
+    ct = c.containers.run("busybox", ["sh", "-c", "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done"],
+                          detach=True, name="survivor")
+    c.containers.run("busybox", ["sh", "-c", "sleep 1; exit 42"], detach=True, name="ends-while-down")
+    time.sleep(0.3)
+    pid = c.api.inspect_container(ct.id)["State"]["Pid"]
+    d.stop(signal.SIGKILL)
+    time.sleep(1.5)  # "ends-while-down" exits while nobody watches
+    os.kill(pid, 0)  # still running without berthd
+    d.start()
+    c = d.client()
+    info = c.api.inspect_container("survivor")["State"]
+    assert info["Running"] and info["Pid"] == pid
+    down = c.api.inspect_container("ends-while-down")["State"]
+    assert down["Status"] == "exited" and down["ExitCode"] == 42
+    assert down["FinishedAt"] > down["StartedAt"]
+    # logs have no gap: the counter runs on without a missing number
+    logs = c.containers.get("survivor").logs().decode().split()
+    nums = [int(x[4:]) for x in logs]
+    assert nums == list(range(len(nums))) and len(nums) > 10
+    # wait, stop and logs -f still work on the restored container
+    c.api.stop("survivor", timeout=1)
+    assert c.api.inspect_container("survivor")["State"]["Status"] == "exited"
+    c.api.remove_container("survivor")
+    c.api.remove_container("ends-while-down")
+    assert not [m for m in mounts_under(d.root) if "merged" in m]
+
+
+@pytest.mark.parametrize(("driver", "runtime"), [("vfs", "crun"), ("overlay", "runc")])
+def test_other_driver_and_runtime(busybox_tar: str, driver: str, runtime: str) -> None:
+    d = new_daemon(driver, runtime)
+    try:
+        d.start()
+        c = d.client()
+        with open(busybox_tar, "rb") as f:
+            list(c.api.load_image(f.read()))
+        assert c.info()["Driver"] == driver
+        out = c.containers.run("busybox", ["sh", "-c", "echo hi > /f; cat /f; rm /bin/ls; ls 2>&1; true"],
+                               remove=True)
+        assert out.startswith(b"hi\n")
+        # the image is untouched by the container's writes and deletes
+        assert c.containers.run("busybox", ["sh", "-c", "ls /f 2>&1; ls -d /bin/ls"], remove=True) \
+            .endswith(b"/bin/ls\n")
+        r = d.cli("run", "--rm", "busybox", "sh", "-c", "exit 3", check=False)
+        assert r.returncode == 3
+    finally:
+        cleanup_daemon(d)
+
+
+def test_restart_with_stopped_containers_and_images_kept(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    c = d.client()
+    c.containers.run("busybox", ["true"], name="kept")
+    d.stop()
+    d.start()
+    c = d.client()
+    assert c.api.inspect_container("kept")["State"]["Status"] == "exited"
+    assert c.containers.run("busybox", ["echo", "again"], remove=True) == b"again\n"
+    c.api.remove_container("kept")
+
+
+def test_attach_works_with_a_long_exec_root(busybox_tar: str) -> None:
+    """conmon's attach socket path is exec-root + 64-hex id + /attach; beyond 107 bytes too."""
+    d = new_daemon(long_root=True)
+    try:
+        d.start()
+        with open(busybox_tar, "rb") as f:
+            list(d.client().api.load_image(f.read()))
+        assert len(os.path.join(d.exec_root, "c", "x" * 64, "attach")) > 108
+        assert d.cli("run", "--rm", "busybox", "echo", "long").stdout == b"long\n"
+    finally:
+        cleanup_daemon(d)
