@@ -262,6 +262,15 @@ class Engine:
             res.error(f"{self.label} run output check",
                       BenchError(f"`run ... echo berth-bench-ok` printed {out!r} (attach lost the output)"))
 
+    def cli_floor(self, res: Results, n: int) -> None:
+        """The docker CLI's own cost: process start plus the version handshake and one API call."""
+        name = f"{self.label} docker version"
+        try:
+            res.add(Figure(name, series(n, lambda _i: timed(
+                self.cmd("version", "--format", "{{.Server.Version}}"), self.env)[0])))
+        except (BenchError, subprocess.TimeoutExpired) as e:
+            res.error(name, e)
+
     def run_series(self, res: Results, n: int) -> None:
         name = f"{self.label} run --rm"
         self.check_output(res)
@@ -460,6 +469,7 @@ def report(res: Results) -> None:
 def ratio_table(res: Results) -> dict[str, float]:
     out: dict[str, float] = {}
     pairs = [("berth run --rm", "crun run (floor)", "berth run / crun floor"),
+             ("berth docker version", "crun run (floor)", "docker CLI alone / crun floor"),
              ("berth run --rm", "runc run (floor)", "berth run / runc floor")]
     for other in ("dockerd", "podman"):
         pairs.append((f"{other} run --rm", "crun run (floor)", f"{other} run / crun floor"))
@@ -547,6 +557,7 @@ def bench(args: argparse.Namespace, res: Results, root: str, cleanups: list[Call
         env = {**os.environ, "DOCKER_HOST": berthd.host, "DOCKER_CLI_HINTS": "false"}
         berth_eng = Engine("berth", [docker_cli], env, BERTH_IMAGE)
         cleanups.append(berth_eng.cleanup)
+        berth_eng.cli_floor(res, n)
         berth_eng.run_series(res, n)
         berth_eng.lifecycle_series(res, n)
     else:

@@ -181,6 +181,15 @@ class Daemon:
 
 
 async def _run(cfg: Config) -> None:
+    if hasattr(asyncio, "PidfdChildWatcher"):
+        # one pidfd per runtime call instead of a thread per child (the default watcher)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            watcher = asyncio.PidfdChildWatcher()
+            watcher.attach_loop(asyncio.get_running_loop())
+            asyncio.set_child_watcher(watcher)
     d = Daemon(cfg)
     app = d.build()
     await d.serve(app)
