@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 import docker
@@ -115,8 +116,15 @@ def test_wait_conditions(client: docker.DockerClient) -> None:
     ct = client.containers.create("busybox", ["sh", "-c", "exit 5"])
     # not-running on a created container returns at once
     assert client.api.wait(ct.id, condition="not-running")["StatusCode"] == 0
+    # next-exit registered before start (as the docker CLI does) sees the exit
+    result: dict = {}
+    waiter = threading.Thread(target=lambda: result.update(client.api.wait(ct.id, condition="next-exit")))
+    waiter.start()
+    time.sleep(0.3)
     ct.start()
-    assert ct.wait(condition="next-exit")["StatusCode"] == 5 or ct.wait()["StatusCode"] == 5
+    waiter.join(20)
+    assert result["StatusCode"] == 5
+    assert ct.wait()["StatusCode"] == 5  # not-running on an exited container: at once
     ct.remove()
     auto = client.api.create_container("busybox", ["sh", "-c", "sleep 0.2; exit 4"],
                                        host_config=client.api.create_host_config(auto_remove=True))
