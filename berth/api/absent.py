@@ -29,3 +29,8 @@ async def plugins(request: web.Request) -> web.Response:
 @routes.get("/plugins/{name:.+}/json")
 async def plugin_inspect(request: web.Request) -> web.Response:
     return json_response({"message": f"plugin \"{request.match_info['name']}\" not found"}, status=404)
+
+
+@routes.post("/networks/prune")
+async def networks_prune(request: web.Request) -> web.Response:
+    return json_response({"NetworksDeleted": None})  # only the predefined networks exist

@@ -96,6 +96,23 @@ async def restart(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.post("/containers/{id}/pause")
+async def pause(request: web.Request) -> web.Response:
+    await svc(request).pause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/unpause")
+async def unpause(request: web.Request) -> web.Response:
+    await svc(request).unpause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.post("/containers/prune")
+async def prune(request: web.Request) -> web.Response:
+    return json_response(await svc(request).prune(filters(request)))
+
+
 @routes.post("/containers/{id}/kill")
 async def kill(request: web.Request) -> web.Response:
     await svc(request).kill(request.match_info["id"], request.query.get("signal"))

@@ -117,3 +117,20 @@ def _os_name() -> str:
     except OSError:
         pass
     return "Linux"
+
+
+@routes.get("/system/df")
+async def disk_usage(request: web.Request) -> web.Response:
+    layers_size, images = request.app["images"].df_items()
+    return json_response({
+        "LayersSize": layers_size,
+        "Images": images,
+        "Containers": request.app["containers"].df_items(),
+        "Volumes": request.app["volumes"].df_items(),
+        "BuildCache": [],
+    })
+
+
+@routes.post("/build/prune")
+async def build_prune(request: web.Request) -> web.Response:
+    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})  # no builder yet: no cache

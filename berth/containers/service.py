@@ -14,20 +14,26 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 from berth.containers import logs as logfile
+from berth.containers.mounts import MountPoint, parse_volumes_from, resolve
 from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
 from berth.images.service import ImageService, rfc3339
 from berth.layers.store import LayerStore
+from berth.layers.tarapply import resolve_in_root
 from berth.runtime import spec as ocispec
 from berth.runtime.monitor import Monitor, Paths, RuntimeError_, attach_socket, parse_signal
+from berth.volumes.store import VolumeStore
 
 log = logging.getLogger("berth.containers")
 
@@ -73,8 +79,9 @@ def human_duration(seconds: float) -> str:
 
 class ContainerService:
     def __init__(self, store: ContainerStore, images: ImageService, layers: LayerStore, monitor: Monitor,
-                 data_root: str, exec_root: str) -> None:
+                 volumes: VolumeStore, data_root: str, exec_root: str) -> None:
         self.store = store
+        self.volumes = volumes
         self.images = images
         self.layers = layers
         self.monitor = monitor
@@ -149,6 +156,11 @@ class ContainerService:
         image = self.images.get(image_name)
         icfg = image.config.get("config") or {}
         cfg = _merge_config(body, icfg)
+        volumes_from = []
+        for spec in hc.get("VolumesFrom") or []:
+            src_name, ro = parse_volumes_from(str(spec))
+            volumes_from.append(([MountPoint(**m) for m in self.get(src_name).mounts], ro))
+        mount_points = resolve(body, hc, icfg.get("Volumes"), volumes_from)
         if not cfg["Entrypoint"] and not cfg["Cmd"]:
             raise InvalidParameter("No command specified")
         cid = secrets.token_hex(32)
@@ -170,7 +182,16 @@ class ContainerService:
             resolv_conf_path=os.path.join(cdir, "resolv.conf"),
         )
         os.makedirs(cdir, mode=0o710)
+        created_volumes: list[str] = []
         try:
+            for mp in mount_points:
+                if mp.Type == "volume" and (not mp.Name or not self.volumes.exists(mp.Name)):
+                    vol = self.volumes.create(mp.Name or None, anonymous=mp.Anonymous)
+                    mp.Name = vol.name
+                    created_volumes.append(vol.name)
+                elif mp.Type == "bind" and mp.CreateSource and not os.path.exists(mp.Source):
+                    os.makedirs(mp.Source, mode=0o755)  # as ``docker run -v`` does
+            c.mounts = [asdict(mp) for mp in mount_points]
             self._write_etc(c)
             self.layers.create_rw(cid, image.top_layer)
             try:
@@ -180,6 +201,8 @@ class ContainerService:
                 raise
         except BaseException:
             remove_tree(cdir)
+            for name in created_volumes:
+                self.volumes.remove(name, [], force=True)
             raise
         self.by_id[cid] = c
         self.by_name[name] = cid
@@ -237,7 +260,9 @@ class ContainerService:
         os.makedirs(paths.bundle, exist_ok=True)
         rootfs = self.layers.mount_rw(c.id)
         t_mount = time.perf_counter()
+        acquired: list[str] = []
         try:
+            user_mounts = await self._prepare_mounts(c, rootfs, acquired)
             cfg = c.config
             ocispec.workdir_in_rootfs(rootfs, cfg.get("WorkingDir") or "")
             try:
@@ -250,6 +275,7 @@ class ContainerService:
                                "/etc/resolv.conf": c.resolv_conf_path},
                     readonly_rootfs=bool(c.host_config.get("ReadonlyRootfs")),
                     shm_size=int(c.host_config.get("ShmSize") or 64 << 20),
+                    extra_mounts=user_mounts,
                 )
             except ValueError as e:
                 raise InvalidParameter(str(e)) from e
@@ -264,6 +290,8 @@ class ContainerService:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
         except BaseException:
+            for name in acquired:
+                self.volumes.release(name)
             self.layers.unmount_rw(c.id)
             self._notify(self._attachers, c.id, None)
             raise
@@ -282,6 +310,7 @@ class ContainerService:
             except ProcessLookupError:
                 pass
             await self.monitor.delete(c.id)
+            self._release_mounts(c)
             self.layers.unmount_rw(c.id)
             msg = self._fail_start(c, str(e))
             raise InvalidParameter(f"failed to start container: {msg}") from e
@@ -324,6 +353,7 @@ class ContainerService:
         if finished is None:
             finished = time.time()
         oom = os.path.exists(paths.oom_file)
+        self._release_mounts(c)
         self.layers.unmount_rw(cid)
         # The runtime's leftover state is cleared in the background: nobody needs to wait for
         # it except a later start of this container, which awaits it.
@@ -344,6 +374,56 @@ class ContainerService:
             if not fut.done():
                 fut.set_result(result)
 
+    # -- mounts ----------------------------------------------------------------------------------------------
+    async def _prepare_mounts(self, c: Container, rootfs: str, acquired: list[str]) -> list[dict[str, Any]]:
+        """OCI mount entries for the container's volumes, binds and tmpfs; copies image content
+        into empty volumes first (Docker's copy-up). ``acquired`` collects volumes to release."""
+        out: list[dict[str, Any]] = []
+        for m in c.mounts:
+            mp = MountPoint(**m)
+            if mp.Type == "tmpfs":
+                opts = ["nosuid", "nodev", "noexec"]
+                if mp.TmpfsSize:
+                    opts.append(f"size={mp.TmpfsSize}")
+                if mp.TmpfsMode:
+                    opts.append(f"mode={mp.TmpfsMode:o}")
+                opts += [o for o in mp.Mode.split(",") if o and o not in opts]
+                if not mp.RW:
+                    opts.append("ro")
+                out.append({"destination": mp.Destination, "type": "tmpfs", "source": "tmpfs", "options": opts})
+                continue
+            if mp.Type == "volume":
+                src = self.volumes.acquire(mp.Name)
+                acquired.append(mp.Name)
+                if mp.Subpath:
+                    src = resolve_in_root(src, mp.Subpath, follow_last=True)
+                    if not os.path.exists(src):
+                        raise InvalidParameter(f"cannot access path {src}: volume subpath does not exist")
+                elif not mp.NoCopy:
+                    await asyncio.to_thread(_copy_up, rootfs, mp.Destination, src)
+            else:
+                src = mp.Source
+                if not os.path.exists(src):
+                    raise InvalidParameter(f"invalid mount config for type \"bind\": bind source path does not "
+                                           f"exist: {src}")
+            opts = ["rbind", mp.Propagation if mp.Type == "bind" and mp.Propagation else "rprivate"]
+            if not mp.RW:
+                opts.append("ro")
+            out.append({"destination": mp.Destination, "type": "bind", "source": src, "options": opts})
+        return out
+
+    def _release_mounts(self, c: Container) -> None:
+        for m in c.mounts:
+            if m["Type"] == "volume":
+                self.volumes.release(m["Name"])
+
+    def volume_users(self, name: str) -> list[str]:
+        return [c.id for c in self.by_id.values() if any(m["Type"] == "volume" and m["Name"] == name
+                                                         for m in c.mounts)]
+
+    def running_volume_users(self, name: str) -> list[str]:
+        return [cid for cid in self.volume_users(name) if self.by_id[cid].state.running]
+
     # -- restore after a daemon restart ------------------------------------------------------------------
     async def restore(self) -> None:
         for c in self.store.load_all():
@@ -358,6 +438,9 @@ class ContainerService:
             if c.state.ConmonPid and _is_conmon(c.state.ConmonPid, c.id) and \
                     self.monitor.watch(c.state.ConmonPid, lambda cid=c.id: self._spawn(self._exited(cid))):
                 log.info("container %s still running (pid %d); watching it again", c.id[:12], c.state.Pid)
+                for m in c.mounts:
+                    if m["Type"] == "volume":
+                        self.volumes.acquire(m["Name"])  # counts users; mounts are still in place
                 continue
             exit_file = os.path.join(self.monitor.exit_dir, c.id)
             finished = os.path.getmtime(exit_file) if os.path.exists(exit_file) else None
@@ -411,6 +494,7 @@ class ContainerService:
             raise InvalidParameter(str(e)) from e
         if timeout is None:
             timeout = c.config.get("StopTimeout") or 10
+        await self._thaw(c)
         self._signal(c, stop_sig)
         if timeout < 0 or await self._wait_exit(c, timeout):
             if timeout < 0:
@@ -425,6 +509,31 @@ class ContainerService:
         except ProcessLookupError:
             pass
 
+    async def pause(self, name: str) -> None:
+        c = self.get(name)
+        async with self._lock(c.id):
+            if c.state.Status == "paused":
+                raise Conflict(f"Container {c.id} is already paused")
+            if not c.state.running:
+                raise Conflict(f"Container {c.id} is not running")
+            await self.monitor.pause(c.id)
+            c.state.Status = "paused"
+            self.store.save(c)
+
+    async def unpause(self, name: str) -> None:
+        c = self.get(name)
+        async with self._lock(c.id):
+            if c.state.Status != "paused":
+                raise Conflict(f"Container {c.id} is not paused")
+            await self.monitor.resume(c.id)
+            c.state.Status = "running"
+            self.store.save(c)
+
+    async def _thaw(self, c: Container) -> None:
+        """A frozen process cannot act on signals: thaw it before stop/kill, as Docker does."""
+        if c.state.Status == "paused":
+            await self.unpause(c.id)
+
     async def kill(self, name: str, sig: str | None) -> None:
         c = self.get(name)
         try:
@@ -433,6 +542,7 @@ class ContainerService:
             raise InvalidParameter(str(e)) from e
         if not c.state.running:
             raise Conflict(f"Cannot kill container: {name}: Container {c.id} is not running")
+        await self._thaw(c)
         self._signal(c, s)
         if s == signal.SIGKILL:
             await self._wait_exit(c, None)
@@ -443,6 +553,7 @@ class ContainerService:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. "
                                "Stop the container before attempting removal or force remove")
+            await self._thaw(c)
             self._signal(c, signal.SIGKILL)
             await self._wait_exit(c, None)
         if c.state.Status == "removing" and c.id not in self.by_id:
@@ -461,8 +572,36 @@ class ContainerService:
             del self.by_id[c.id]
             self.by_name.pop(c.name, None)
             self._locks.pop(c.id, None)
+        if volumes:
+            for m in c.mounts:
+                if m["Type"] == "volume" and m.get("Anonymous") and not self.volume_users(m["Name"]):
+                    try:
+                        self.volumes.remove(m["Name"], [], force=True)
+                    except BerthError as e:
+                        log.warning("removing volume %s of %s: %s", m["Name"], c.id[:12], e)
         self._notify(self._exit_waiters, c.id)
         self._notify(self._remove_waiters, c.id)
+
+    async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        for key in filters:
+            if key not in ("label", "until"):
+                raise InvalidParameter(f"invalid filter '{key}'")
+        deleted, reclaimed = [], 0
+        for c in list(self.by_id.values()):
+            if c.state.running or not _filter_container(c, {"label": filters.get("label", [])}, self.images):
+                continue
+            size = self.layers.rw_size(c.id)
+            await self.remove(c.id, force=False, volumes=False)
+            deleted.append(c.id)
+            reclaimed += size
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def df_items(self) -> list[dict[str, Any]]:
+        out = self.list(True, -1, {}, size=True)
+        for item in out:
+            image = self.images.images.get(item["ImageID"]) if item["ImageID"] else None
+            item["SizeRootFs"] = item["SizeRw"] + (self.images.image_size(image) if image else 0)
+        return out
 
     # -- attach / logs / resize -------------------------------------------------------------------------------
     async def attach_socket(self, name: str) -> socket.socket | None:
@@ -546,7 +685,8 @@ class ContainerService:
                 "Command": cmd, "Created": int(c.created_ts), "Ports": [],
                 "Labels": c.config.get("Labels") or {}, "State": c.state.Status, "Status": self.status_text(c),
                 "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-                "NetworkSettings": {"Networks": {}}, "Mounts": [],
+                "NetworkSettings": {"Networks": {}},
+                "Mounts": [MountPoint(**m).to_api(self.volumes.root) for m in c.mounts],
             }
             if size:
                 entry["SizeRw"] = self.layers.rw_size(c.id)
@@ -586,13 +726,22 @@ class ContainerService:
             "GraphDriver": {"Name": self.layers.driver.name,
                             "Data": {"UpperDir": self.layers.driver.rw_path(c.id),
                                      "MergedDir": self.layers.driver.rootfs_path(c.id)}},
-            "Mounts": [],
+            "Mounts": [MountPoint(**m).to_api(self.volumes.root) for m in c.mounts],
             "Config": c.config,
             "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
         }
         if size:
             d["SizeRw"] = self.layers.rw_size(c.id)
         return d
+
+
+def _copy_up(rootfs: str, dest: str, volume_path: str) -> None:
+    """Copy the image's content at ``dest`` into an empty volume, keeping owners and modes."""
+    src = resolve_in_root(rootfs, dest.lstrip("/"), follow_last=True)
+    if not os.path.isdir(src) or os.path.islink(src) or not os.listdir(src) or os.listdir(volume_path):
+        return
+    cp = shutil.which("cp") or "/bin/cp"
+    subprocess.run([cp, "-a", "--", src + "/.", volume_path + "/"], check=True, capture_output=True)
 
 
 def _is_conmon(pid: int, cid: str) -> bool:

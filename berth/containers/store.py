@@ -54,6 +54,7 @@ class Container:
     resolv_conf_path: str = ""
     restart_count: int = 0
     state: State = field(default_factory=State)
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # MountPoint fields
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -118,6 +118,8 @@ class Daemon:
         from berth.layers.drivers import make_driver
         from berth.layers.store import LayerStore
         from berth.runtime.monitor import Monitor
+        from berth.volumes.service import VolumeService
+        from berth.volumes.store import VolumeStore
 
         cfg = self.cfg
         os.makedirs(cfg.exec_root, mode=0o700, exist_ok=True)
@@ -132,11 +134,14 @@ class Daemon:
         holder: dict[str, ContainerService] = {}
         image_service = ImageService(images, layers, scratch, lambda iid: holder["c"].using_image(iid),
                                      driver.name)
-        containers = ContainerService(ContainerStore(conn), image_service, layers, monitor, cfg.data_root,
-                                      cfg.exec_root)
+        volume_store = VolumeStore(conn, os.path.join(cfg.data_root, "volumes"))
+        containers = ContainerService(ContainerStore(conn), image_service, layers, monitor, volume_store,
+                                      cfg.data_root, cfg.exec_root)
         holder["c"] = containers
         self.containers = containers
-        return build_app({"config": cfg, "images": image_service, "containers": containers})
+        volumes = VolumeService(volume_store, containers.volume_users, containers.running_volume_users,
+                                containers.pause, containers.unpause)
+        return build_app({"config": cfg, "images": image_service, "containers": containers, "volumes": volumes})
 
     async def serve(self, app: web.Application) -> None:
         await self.containers.restore()

@@ -11,9 +11,7 @@ import asyncio
 import fnmatch
 import json
 import os
-import queue
 import secrets
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ from berth.images.archive import ArchiveError, ArchiveReader, SaveImage, spool_u
 from berth.images.changes import apply_changes
 from berth.images.store import Image, ImageNotFound, ImageStore
 from berth.layers.store import Extracted, LayerStore, chain_id
+from berth.threadstream import stream_from_thread
 
 # (container id, running?) for every container made from an image
 ContainersUsing = Callable[[str], list[tuple[str, bool]]]
@@ -183,7 +182,7 @@ class ImageService:
     def save(self, names: list[str]) -> AsyncIterator[bytes]:
         """Stream a save tarball. Resolves names first, so a bad name fails before any byte is sent."""
         plan = self._save_plan(names)
-        return _stream_from_thread(lambda out: write_save(out, plan, self.layers.tar_stream))
+        return stream_from_thread(lambda out: write_save(out, plan, self.layers.tar_stream))
 
     # -- list / inspect / history ---------------------------------------------------------------
     def summary(self, image: Image) -> dict[str, Any]:
@@ -207,6 +206,19 @@ class ImageService:
                 continue
             out.append(self.summary(image))
         return out
+
+    def df_items(self) -> tuple[int, list[dict[str, Any]]]:
+        """(LayersSize, image summaries with SharedSize) for ``/system/df``."""
+        users: dict[str, int] = {}
+        for image in self.images.list():
+            for layer in self.layers.chain(image.top_layer):
+                users[layer.chain_id] = users.get(layer.chain_id, 0) + 1
+        out = []
+        for image in self.images.list():
+            item = self.summary(image)
+            item["SharedSize"] = sum(x.size for x in self.layers.chain(image.top_layer) if users[x.chain_id] > 1)
+            out.append(item)
+        return sum(x.size for x in self.layers.all()), out
 
     def inspect(self, name: str) -> dict[str, Any]:
         image = self.get(name)
@@ -375,60 +387,6 @@ def _match(image: Image, filters: dict[str, list[str]]) -> bool:
     if not _label_match(image, filters.get("label", [])):
         return False
     return True
-
-
-def _stream_from_thread(produce: Callable[[Any], None]) -> AsyncIterator[bytes]:
-    """Run ``produce(writer)`` in a thread; yield what it writes, with back-pressure."""
-    q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
-    stop = threading.Event()
-
-    class _Writer:
-        def __init__(self) -> None:
-            self.buf = bytearray()
-
-        def write(self, data: bytes) -> int:
-            if stop.is_set():
-                raise BrokenPipeError("client went away")
-            self.buf += data
-            if len(self.buf) >= 1 << 20:
-                self.flush()
-            return len(data)
-
-        def flush(self) -> None:
-            if self.buf:
-                q.put(bytes(self.buf))
-                self.buf = bytearray()
-
-    def run() -> None:
-        w = _Writer()
-        try:
-            produce(w)
-            w.flush()
-            q.put(None)
-        except BaseException as e:  # handed to the consumer
-            q.put(e)
-
-    async def gen() -> AsyncIterator[bytes]:
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                item = await loop.run_in_executor(None, q.get)
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while t.is_alive():  # drain so the producer can see ``stop`` and end
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    await asyncio.sleep(0.01)
-
-    return gen()
 
 
 __all__ = ["ImageNotFound", "ImageService"]

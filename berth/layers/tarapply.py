@@ -30,7 +30,7 @@ from typing import BinaryIO, Literal
 
 from berth.errors import InvalidParameter
 
-WhiteoutMode = Literal["overlay", "vfs"]
+WhiteoutMode = Literal["overlay", "vfs", "plain"]  # plain: .wh. names are ordinary files
 WH_PREFIX = ".wh."
 WH_OPAQUE = ".wh..wh..opq"
 _MAX_SYMLINK_HOPS = 40
@@ -198,7 +198,7 @@ def apply_tar(tar_path: str, root: str, mode: WhiteoutMode, split_out: BinaryIO 
                         dir_times.append((root, m))
                     continue
                 parent_rel, base = posixpath.split(rel)
-                if base.startswith(WH_PREFIX):
+                if base.startswith(WH_PREFIX) and mode != "plain":
                     parent = _ensure_dirs(root, parent_rel)
                     if base == WH_OPAQUE:
                         opaque_dirs.append(parent_rel)

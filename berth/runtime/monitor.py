@@ -136,6 +136,12 @@ class Monitor:
     async def start(self, cid: str) -> None:
         await self._run("start", cid)
 
+    async def pause(self, cid: str) -> None:
+        await self._run("pause", cid)
+
+    async def resume(self, cid: str) -> None:
+        await self._run("resume", cid)
+
     async def delete(self, cid: str) -> None:
         try:
             await self._run("delete", "--force", cid)

@@ -74,7 +74,8 @@ def _read_table(rootfs: str, rel: str) -> list[list[str]]:
 
 def build_spec(*, rootfs: str, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
                terminal: bool, stdin: bool, cgroup_path: str, etc_files: dict[str, str],
-               readonly_rootfs: bool = False, shm_size: int = 64 << 20) -> dict[str, Any]:
+               readonly_rootfs: bool = False, shm_size: int = 64 << 20,
+               extra_mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     uid, gid, extra = lookup_user(rootfs, user)
     if not any(e.startswith("PATH=") for e in env):
         env = [f"PATH={DEFAULT_PATH}", *env]
@@ -97,6 +98,8 @@ def build_spec(*, rootfs: str, args: list[str], env: list[str], cwd: str, user: 
     ]
     for dest, src in etc_files.items():
         mounts.append({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]})
+    # user mounts last, parents before children, so /a is mounted before /a/b
+    mounts += sorted(extra_mounts or [], key=lambda m: m["destination"].rstrip("/").count("/"))
     caps = list(DEFAULT_CAPS)
     return {
         "ociVersion": "1.0.2",

@@ -1,0 +1,70 @@
+"""Volume endpoints, plus Berth's export/import of a volume's content as a tar."""
+
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+
+from berth.api.common import filters, json_body, json_response, qbool
+from berth.errors import InvalidParameter
+from berth.volumes.service import VolumeService
+
+routes = web.RouteTableDef()
+
+
+def svc(request: web.Request) -> VolumeService:
+    return request.app["volumes"]
+
+
+@routes.post("/volumes/create")
+async def create(request: web.Request) -> web.Response:
+    return json_response(svc(request).create(await json_body(request)), status=201)
+
+
+@routes.get("/volumes")
+async def list_(request: web.Request) -> web.Response:
+    return json_response(svc(request).list(filters(request)))
+
+
+@routes.post("/volumes/prune")
+async def prune(request: web.Request) -> web.Response:
+    return json_response(svc(request).prune(filters(request)))
+
+
+@routes.get("/volumes/{name}")
+async def inspect(request: web.Request) -> web.Response:
+    return json_response(svc(request).inspect(request.match_info["name"]))
+
+
+@routes.delete("/volumes/{name}")
+async def remove(request: web.Request) -> web.Response:
+    svc(request).remove(request.match_info["name"], qbool(request, "force"))
+    return web.Response(status=204)
+
+
+@routes.get("/volumes/{name}/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    s = svc(request)
+    s.inspect(request.match_info["name"])  # 404 before the stream starts
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
+    await resp.prepare(request)
+    async for chunk in s.export(request.match_info["name"]):
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+@routes.put("/volumes/{name}/import")
+async def import_(request: web.Request) -> web.Response:
+    images = request.app["images"]
+    tmp = images.scratch_path(".tar")
+    try:
+        from berth.api.images import _spool_body
+
+        if await _spool_body(request, tmp) == 0:
+            raise InvalidParameter("import: request body is empty; send a tar archive")
+        return json_response(await svc(request).import_(request.match_info["name"], tmp))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,136 @@
+"""The volumes backend the API calls: create, list, inspect, remove, prune, usage, export, import."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tarfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from berth.errors import Conflict, InvalidParameter
+from berth.fsutil import dir_size, discard_tree
+from berth.layers.tarapply import apply_tar
+from berth.threadstream import stream_from_thread
+from berth.volumes.store import ANON_LABEL, Volume, VolumeStore, inspect
+
+Users = Callable[[str], list[str]]
+Pauser = Callable[[str], Awaitable[None]]
+
+
+class VolumeService:
+    def __init__(self, store: VolumeStore, users: Users, running_users: Users, pause: Pauser,
+                 resume: Pauser) -> None:
+        self.store = store
+        self.users = users
+        self.running_users = running_users
+        self.pause = pause
+        self.resume = resume
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid JSON: volume config must be an object")
+        opts = body.get("DriverOpts") or {}
+        labels = body.get("Labels") or {}
+        if not isinstance(opts, dict) or not isinstance(labels, dict):
+            raise InvalidParameter("DriverOpts and Labels must be objects")
+        vol = self.store.create(body.get("Name") or None, body.get("Driver") or "local",
+                                {str(k): str(v) for k, v in opts.items()}, {str(k): str(v) for k, v in labels.items()})
+        return inspect(vol)
+
+    def usage(self, vol: Volume) -> dict[str, int]:
+        return {"Size": dir_size(vol.mountpoint), "RefCount": len(self.users(vol.name))}
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        return inspect(self.store.get(name))
+
+    def _matches(self, vol: Volume, filters: dict[str, list[str]]) -> bool:
+        for key in filters:
+            if key not in ("name", "label", "dangling", "driver", "all"):
+                raise InvalidParameter(f"invalid filter '{key}'")
+        if filters.get("name") and not any(n in vol.name for n in filters["name"]):
+            return False
+        if filters.get("driver") and vol.driver not in filters["driver"]:
+            return False
+        for want in filters.get("label", []):
+            k, sep, v = want.partition("=")
+            if k not in vol.labels or (sep and vol.labels[k] != v):
+                return False
+        if filters.get("dangling"):
+            val = filters["dangling"][0].lower()
+            if val not in ("true", "1", "false", "0"):
+                raise InvalidParameter(f"invalid filter 'dangling={filters['dangling'][0]}'")
+            if (val in ("true", "1")) == bool(self.users(vol.name)):
+                return False
+        return True
+
+    def list(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        return {"Volumes": [inspect(v) for v in self.store.list() if self._matches(v, filters)], "Warnings": None}
+
+    def remove(self, name: str, force: bool) -> None:
+        users = self.users(name) if self.store.exists(name) else []
+        self.store.remove(name, users, force=force and not users)
+
+    def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        """Unused volumes; anonymous ones only unless ``all=true`` (as Docker 23+)."""
+        everything = (filters.pop("all", ["false"]) or ["false"])[0].lower() in ("true", "1")
+        deleted, reclaimed = [], 0
+        for vol in self.store.list():
+            if not self._matches(vol, filters) or self.users(vol.name):
+                continue
+            if not everything and ANON_LABEL not in vol.labels:
+                continue
+            size = dir_size(vol.mountpoint)
+            self.store.remove(vol.name, [])
+            deleted.append(vol.name)
+            reclaimed += size
+        return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def df_items(self) -> list[dict[str, Any]]:
+        return [inspect(v, self.usage(v)) for v in self.store.list()]
+
+    # -- export / import (beyond Docker: moby#32263) ------------------------------------------------------
+    async def export(self, name: str) -> AsyncIterator[bytes]:
+        """A tar of the volume's content. Running containers that use it are paused meanwhile,
+        so the archive is one consistent state."""
+        vol = self.store.get(name)
+        paused: list[str] = []
+        try:
+            for cid in self.running_users(name):
+                await self.pause(cid)
+                paused.append(cid)
+
+            def produce(out: Any) -> None:
+                with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+                    for entry in sorted(os.listdir(vol.mountpoint)):
+                        tf.add(os.path.join(vol.mountpoint, entry), arcname=entry, recursive=True)
+
+            async for chunk in stream_from_thread(produce):
+                yield chunk
+        finally:
+            for cid in paused:
+                await self.resume(cid)
+
+    async def import_(self, name: str, tar_path: str) -> dict[str, Any]:
+        """Replace the volume's content with a tar's (creating the volume if needed). The new
+        content is unpacked beside the old and swapped in with a rename."""
+        vol = self.store.get(name) if self.store.exists(name) else self.store.create(name)
+        if vol.options:
+            raise InvalidParameter(f"volume {name} is backed by {vol.options.get('type') or 'a device'}: "
+                                   "import works on plain local volumes")
+        if self.running_users(name):
+            raise Conflict(f"import {name}: volume is in use by running containers - "
+                           f"[{', '.join(self.running_users(name))}]")
+        staging = os.path.join(os.path.dirname(vol.mountpoint), "_import-" + secrets.token_hex(4))
+        os.mkdir(staging, 0o755)
+        try:
+            await asyncio.to_thread(apply_tar, tar_path, staging, "plain", None)
+            old = vol.mountpoint + ".old"
+            os.rename(vol.mountpoint, old)
+            os.rename(staging, vol.mountpoint)
+            discard_tree(old, self.store.trash)
+        except BaseException:
+            discard_tree(staging, self.store.trash)
+            raise
+        return inspect(self.store.get(name))
