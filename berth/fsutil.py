@@ -102,7 +102,7 @@ def _force_remove(func, path, _exc) -> None:  # type: ignore[no-untyped-def]
 
 
 def dir_size(path: str) -> int:
-    """Bytes of regular files under ``path`` (hardlinks counted once)."""
+    """Bytes of the files and symlinks under ``path`` (hardlinks counted once), as Docker counts."""
     total = 0
     seen: set[tuple[int, int]] = set()
     for root, _dirs, files in os.walk(path):

@@ -75,7 +75,9 @@ def dumps(obj: Any) -> str:
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(text=dumps(obj) + "\n", status=status, content_type="application/json")
+    # exactly "application/json", no charset: the Go client compares the header verbatim
+    # before it decodes {"message": ...} from an error
+    return web.Response(body=(dumps(obj) + "\n").encode(), status=status, content_type="application/json")
 
 
 async def json_stream_start(request: web.Request) -> web.StreamResponse:

@@ -217,6 +217,53 @@ def logs(ctx: click.Context, follow: bool, tail: str, container: str) -> None:
         _fail(e)
 
 
+@cli.group()
+def volume() -> None:
+    """Manage volumes (including export and import of their content)."""
+
+
+@volume.command("export")
+@click.argument("name")
+@click.option("-o", "--output", default="-", help="write to a file instead of stdout")
+@click.pass_context
+def volume_export(ctx: click.Context, name: str, output: str) -> None:
+    """Write a tar of the volume's content (containers using it are paused meanwhile)."""
+    api = _client(ctx).api
+    try:
+        resp = api._get(api._url("/volumes/{0}/export", name), stream=True)
+        api._raise_for_status(resp)
+        out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+        try:
+            for chunk in resp.iter_content(1 << 20):
+                out.write(chunk)
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
+    except Exception as e:
+        _fail(e)
+
+
+@volume.command("import")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.pass_context
+def volume_import(ctx: click.Context, name: str, path: str) -> None:
+    """Replace the volume's content with a tar's (the volume is created if missing)."""
+    api = _client(ctx).api
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb")  # noqa: SIM115
+        try:
+            resp = api._put(api._url("/volumes/{0}/import", name), data=data,
+                            headers={"Content-Type": "application/x-tar"})
+        finally:
+            if not isinstance(data, bytes):
+                data.close()
+        api._raise_for_status(resp)
+        click.echo(name)
+    except Exception as e:
+        _fail(e)
+
+
 def main() -> None:
     cli()
 

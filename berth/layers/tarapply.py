@@ -282,6 +282,7 @@ def _create(tf: tarfile.TarFile, m: tarfile.TarInfo, root: str, rel: str, path: 
                     raise UnsafeTarError(
                         f"invalid symlink {m.name!r} -> {target!r}: target escapes the layer root")
             os.symlink(target, path)
+            size = len(os.fsencode(target))  # lstat size, which Docker's size accounting counts too
         elif m.islnk():
             link_rel = clean_name(m.linkname)
             link_parent, link_base = posixpath.split(link_rel)
