@@ -88,7 +88,7 @@ class OverlayDriver:
     def rootfs_mount(self, cid: str, lower_cache_ids: list[str]) -> Mount | None:
         lowers = [self.layer_path(c) for c in lower_cache_ids] or [self._empty()]
         short = [self._short(c) for c in lower_cache_ids] or lowers
-        return Mount(type="overlay", lowers=lowers, short_lowers=short, upper=self.rw_path(cid),
+        return Mount(type="overlay", lowers=lowers, short_lowers=short, cwd=self.root, upper=self.rw_path(cid),
                      work=os.path.join(self.root, cid, "work"), options=["index=off"])
 
     def _empty(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import subprocess
 from dataclasses import dataclass, field
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -43,6 +44,7 @@ class Mount:
     source: str = ""
     lowers: list[str] = field(default_factory=list)
     short_lowers: list[str] = field(default_factory=list)  # the same dirs through short links
+    cwd: str = ""  # the directory short links are relative to
     upper: str = ""
     work: str = ""
     options: list[str] = field(default_factory=list)
@@ -93,18 +95,31 @@ def _mount_overlay_fsopen(m: Mount, target: str) -> None:
 
 
 def _mount_overlay_classic(m: Mount, target: str) -> None:
-    lowers = ":".join(m.lowers)
-    if len(lowers) > PAGE_LIMIT // 2 and m.short_lowers:
-        lowers = ":".join(m.short_lowers)
-    opts = f"lowerdir={lowers}"
+    """mount(2) with one option string, which must fit in a page. Long lower lists use the
+    short links relative to the driver root, mounted from a child whose cwd is that root
+    (as Docker does), since the daemon's own cwd is shared by all its threads."""
+    extra = ("," + ",".join(m.options)) if m.options else ""
+    opts = f"lowerdir={':'.join(m.lowers)}"
     if m.upper:
         opts += f",upperdir={m.upper},workdir={m.work}"
-    if m.options:
-        opts += "," + ",".join(m.options)
-    if len(opts) > PAGE_LIMIT:
+    opts += extra
+    if len(opts) <= PAGE_LIMIT:
+        if _libc.mount(b"overlay", target.encode(), b"overlay", 0, opts.encode()) != 0:
+            raise _err("mount overlay on", target)
+        return
+    if not m.short_lowers or not m.cwd:
         raise OSError(f"overlay mount options for {target} exceed a page and this kernel lacks lowerdir+")
-    if _libc.mount(b"overlay", target.encode(), b"overlay", 0, opts.encode()) != 0:
-        raise _err("mount overlay on", target)
+    rel = [os.path.relpath(p, m.cwd) for p in m.short_lowers]
+    opts = f"lowerdir={':'.join(rel)}"
+    if m.upper:
+        opts += f",upperdir={os.path.relpath(m.upper, m.cwd)},workdir={os.path.relpath(m.work, m.cwd)}"
+    opts += extra
+    if len(opts) > PAGE_LIMIT:
+        raise OSError(f"overlay mount options for {target} exceed a page even with short links ({len(rel)} layers)")
+    r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, target], cwd=m.cwd,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise OSError(f"mount overlay on {target}: {r.stderr.strip()}")
 
 
 def mount(m: Mount, target: str) -> None:
