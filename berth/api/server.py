@@ -11,7 +11,7 @@ from aiohttp import web
 from yarl import URL
 
 import berth
-from berth.api import absent, containers, images, system, volumes
+from berth.api import absent, containers, execs, images, system, volumes
 from berth.api.common import json_response
 from berth.errors import BerthError
 
@@ -66,6 +66,6 @@ def build_app(backends: dict[str, Any]) -> web.Application:
     app = web.Application(middlewares=[docker_middleware], client_max_size=0)
     for key, value in backends.items():
         app[key] = value
-    for mod in (system, images, containers, volumes, absent):
+    for mod in (system, images, containers, execs, volumes, absent):
         app.router.add_routes(mod.routes)
     return app

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from typing import Any
 
 from berth.containers import logs as logfile
+from berth.containers.execs import ExecIO, ExecService, ExecSession
 from berth.containers.mounts import MountPoint, parse_volumes_from, resolve
 from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
@@ -99,6 +100,7 @@ class ContainerService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runtime_cleanup: dict[str, asyncio.Future[None]] = {}
+        self.execs = ExecService(monitor.runtime_cmd)
 
     # -- lookup -----------------------------------------------------------------------------
     def get(self, name: str) -> Container:
@@ -569,6 +571,7 @@ class ContainerService:
             self.monitor.clear_exit(c.id)
             self.store.delete(c.id)
             self._runtime_cleanup.pop(c.id, None)
+            self.execs.forget_container(c.id)
             del self.by_id[c.id]
             self.by_name.pop(c.name, None)
             self._locks.pop(c.id, None)
@@ -602,6 +605,20 @@ class ContainerService:
             image = self.images.images.get(item["ImageID"]) if item["ImageID"] else None
             item["SizeRootFs"] = item["SizeRw"] + (self.images.image_size(image) if image else 0)
         return out
+
+    # -- exec ------------------------------------------------------------------------------------------------
+    def exec_create(self, name: str, body: dict[str, Any]) -> ExecSession:
+        return self.execs.create(self.get(name), body)
+
+    async def exec_start(self, eid: str, detach: bool) -> ExecIO:
+        s = self.execs.get(eid)
+        c = self.get(s.container_id)
+        if c.state.Status == "paused":
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        if not c.state.running:
+            raise Conflict(f"Container {c.id} is not running")
+        return await self.execs.start(s, self.layers.driver.rootfs_path(c.id), c.config["Hostname"], detach,
+                                      self.paths(c).bundle)
 
     # -- attach / logs / resize -------------------------------------------------------------------------------
     async def attach_socket(self, name: str) -> socket.socket | None:
@@ -721,7 +738,7 @@ class ContainerService:
             "MountLabel": "",
             "ProcessLabel": "",
             "AppArmorProfile": "",
-            "ExecIDs": None,
+            "ExecIDs": self.execs.ids_of(c.id) or None,
             "HostConfig": c.host_config,
             "GraphDriver": {"Name": self.layers.driver.name,
                             "Data": {"UpperDir": self.layers.driver.rw_path(c.id),

@@ -80,7 +80,7 @@ class Monitor:
         os.makedirs(self.exit_dir, exist_ok=True)
         os.makedirs(self.state_root, exist_ok=True)
 
-    def _runtime_cmd(self, *args: str) -> list[str]:
+    def runtime_cmd(self, *args: str) -> list[str]:
         return [self.runtime, f"--root={self.state_root}", *args]
 
     async def create(self, cid: str, name: str, paths: Paths, terminal: bool, stdin: bool,
@@ -149,7 +149,7 @@ class Monitor:
             log.debug("runtime delete %s: %s", cid[:12], e)
 
     async def _run(self, *args: str) -> None:
-        proc = await asyncio.create_subprocess_exec(*self._runtime_cmd(*args), stdin=subprocess.DEVNULL,
+        proc = await asyncio.create_subprocess_exec(*self.runtime_cmd(*args), stdin=subprocess.DEVNULL,
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, err = await proc.communicate()
         if proc.returncode != 0:

@@ -1,0 +1,73 @@
+"""Exec endpoints: create, start (hijacked, TTY or multiplexed), inspect, resize."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+from berth.api.common import MULTIPLEXED, RAW_STREAM, frame, json_body, json_response, qint
+from berth.api.hijack import hijack
+from berth.containers.service import ContainerService
+
+routes = web.RouteTableDef()
+
+
+def svc(request: web.Request) -> ContainerService:
+    return request.app["containers"]
+
+
+@routes.post("/containers/{id}/exec")
+async def create(request: web.Request) -> web.Response:
+    s = svc(request).exec_create(request.match_info["id"], await json_body(request))
+    return json_response({"Id": s.id}, status=201)
+
+
+@routes.post("/exec/{id}/start")
+async def start(request: web.Request) -> web.StreamResponse:
+    body = await json_body(request, required=False) or {}
+    s = svc(request)
+    session = s.execs.get(request.match_info["id"])
+    detach = bool(body.get("Detach"))
+    io = await s.exec_start(session.id, detach)
+    if detach:
+        return web.Response(status=200)
+    h = await hijack(request, RAW_STREAM if session.tty else MULTIPLEXED)
+
+    async def stdin() -> None:
+        while True:
+            data = await h.read()
+            if data is None:
+                io.close_stdin()
+                return
+            await io.write_stdin(data)
+
+    feeder = asyncio.ensure_future(stdin()) if session.stdin else None
+    try:
+        async for stream, data in io.output():
+            if (stream == 1 and not session.stdout) or (stream == 2 and not session.stderr):
+                continue
+            await h.write(data if session.tty else frame(stream, data))
+        await session.done.wait()
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+        h.close()
+    return h.resp
+
+
+@routes.get("/exec/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    return json_response(svc(request).execs.get(request.match_info["id"]).inspect())
+
+
+@routes.post("/exec/{id}/resize")
+async def resize(request: web.Request) -> web.Response:
+    s = svc(request)
+    s.execs.resize(s.execs.get(request.match_info["id"]), qint(request, "h", 0), qint(request, "w", 0))
+    return web.Response(status=201)

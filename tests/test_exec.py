@@ -1,0 +1,95 @@
+"""docker exec through the CLI and docker-py: output, exit codes, stdin, TTY, env/user/workdir, errors."""
+
+from __future__ import annotations
+
+import subprocess
+
+import docker
+import pytest
+
+from tests.conftest import DOCKER_CLI, Daemon
+
+
+@pytest.fixture
+def sleeper(client: docker.DockerClient):  # type: ignore[no-untyped-def]
+    ct = client.containers.run("busybox", ["sleep", "300"], detach=True)
+    yield ct
+    ct.remove(force=True)
+
+
+def test_exec_output_and_exit_code(daemon: Daemon, sleeper) -> None:  # type: ignore[no-untyped-def]
+    assert daemon.cli("exec", sleeper.id, "echo", "hello").stdout == b"hello\n"
+    r = daemon.cli("exec", sleeper.id, "sh", "-c", "echo out; echo err >&2; exit 7", check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (7, b"out\n", b"err\n")
+    r = daemon.cli("exec", sleeper.id, "/no/such/cmd", check=False)
+    assert r.returncode != 0
+
+
+def test_exec_stdin_env_user_workdir(daemon: Daemon, sleeper) -> None:  # type: ignore[no-untyped-def]
+    r = daemon.cli("exec", "-i", sleeper.id, "sh", "-c", "tr a-z A-Z", input=b"shout\n")
+    assert r.stdout == b"SHOUT\n"
+    out = daemon.cli("exec", "-e", "FOO=bar", "-w", "/tmp", "-u", "65534:65534", sleeper.id, "sh", "-c",
+                     "echo $FOO; pwd; id -u; id -g").stdout
+    assert out == b"bar\n/tmp\n65534\n65534\n"
+
+
+def test_exec_tty(sleeper) -> None:  # type: ignore[no-untyped-def]
+    res = sleeper.exec_run(["sh", "-c", "tty; stty size"], tty=True)
+    lines = res.output.decode().split("\r\n")
+    assert res.exit_code == 0 and lines[0].startswith("/dev/pts/")
+
+
+@pytest.mark.skipif(DOCKER_CLI is None or subprocess.run(["which", "script"], capture_output=True).returncode,
+                    reason="needs the docker CLI and script(1) for a real terminal")
+def test_cli_exec_it(daemon: Daemon, sleeper) -> None:  # type: ignore[no-untyped-def]
+    r = subprocess.run(["script", "-qec", f"docker exec -it {sleeper.id} sh -c 'tty; exit 4'", "/dev/null"],
+                       capture_output=True, env={"DOCKER_HOST": daemon.host, "PATH": "/usr/local/bin:/usr/bin:/bin"},
+                       timeout=30)
+    assert b"/dev/pts/" in r.stdout
+    assert r.returncode == 4
+
+
+def test_exec_detach_and_inspect(client: docker.DockerClient, sleeper) -> None:  # type: ignore[no-untyped-def]
+    eid = client.api.exec_create(sleeper.id, ["sh", "-c", "sleep 0.3; touch /tmp/done"])["Id"]
+    client.api.exec_start(eid, detach=True)
+    info = client.api.exec_inspect(eid)
+    assert info["ContainerID"] == sleeper.id and info["ProcessConfig"]["entrypoint"] == "sh"
+    for _ in range(50):
+        if client.api.exec_inspect(eid)["ExitCode"] is not None:
+            break
+        import time
+
+        time.sleep(0.1)
+    assert client.api.exec_inspect(eid)["ExitCode"] == 0 and not client.api.exec_inspect(eid)["Running"]
+    assert sleeper.exec_run(["ls", "/tmp/done"]).exit_code == 0
+    assert eid in client.api.inspect_container(sleeper.id)["ExecIDs"]
+    with pytest.raises(docker.errors.APIError) as e:
+        client.api.exec_start(eid)
+    assert e.value.status_code == 409
+
+
+def test_exec_privileged_has_all_caps(sleeper) -> None:  # type: ignore[no-untyped-def]
+    normal = sleeper.exec_run(["sh", "-c", "grep CapEff /proc/self/status"]).output.split()[1]
+    priv = sleeper.exec_run(["sh", "-c", "grep CapEff /proc/self/status"], privileged=True).output.split()[1]
+    assert normal == b"00000000a80425fb" and int(priv, 16) > int(normal, 16)
+
+
+def test_exec_errors(client: docker.DockerClient) -> None:
+    ct = client.containers.create("busybox", ["true"])
+    with pytest.raises(docker.errors.APIError) as e:
+        client.api.exec_create(ct.id, ["true"])
+    assert e.value.status_code == 409 and "is not running" in str(e.value.explanation)
+    ct.remove()
+    with pytest.raises(docker.errors.NotFound):
+        client.api.exec_inspect("nope")
+    run = client.containers.run("busybox", ["sleep", "60"], detach=True)
+    try:
+        with pytest.raises(docker.errors.APIError) as e:
+            client.api.exec_create(run.id, [])
+        assert e.value.status_code == 400
+        run.pause()
+        with pytest.raises(docker.errors.APIError) as e:
+            client.api.exec_create(run.id, ["true"])
+        assert e.value.status_code == 409 and "paused" in str(e.value.explanation)
+    finally:
+        run.remove(force=True)
