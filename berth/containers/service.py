@@ -32,6 +32,7 @@ from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
 from berth.images.service import ImageService, rfc3339
 from berth.layers.store import LayerStore
 from berth.layers.tarapply import resolve_in_root
+from berth.runtime import hostconfig
 from berth.runtime import spec as ocispec
 from berth.runtime.monitor import Monitor, Paths, RuntimeError_, attach_socket, parse_signal
 from berth.volumes.store import VolumeStore
@@ -155,6 +156,7 @@ class ContainerService:
         if not isinstance(hc, dict):
             raise InvalidParameter("HostConfig: must be an object")
         _validate_host_config(hc)
+        hostconfig.validate(hc)
         image = self.images.get(image_name)
         icfg = image.config.get("config") or {}
         cfg = _merge_config(body, icfg)
@@ -281,6 +283,10 @@ class ContainerService:
                 )
             except ValueError as e:
                 raise InvalidParameter(str(e)) from e
+            try:
+                hostconfig.apply(spec, c.host_config)
+            except OSError as e:
+                raise InvalidParameter(f"error applying HostConfig: {e}") from e
             if c.host_config.get("NetworkMode") == "host":
                 spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
             write_file(paths.config, json.dumps(spec).encode())  # the bundle is ephemeral: no fsync

@@ -61,6 +61,7 @@ def lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
     name, _, group = user.partition(":")
     uid, gid = 0, 0
     passwd = _read_table(rootfs, "etc/passwd")
+    username = name if not name.isdigit() else next((p[0] for p in passwd if p[2:3] == [name]), "")
     if name:
         if name.isdigit():
             uid = int(name)
@@ -78,7 +79,10 @@ def lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
             if entry is None:
                 raise ValueError(f"unable to find group {group}: no matching entries in group file")
             gid = int(entry[2])
-    return uid, gid, []
+    # supplementary groups: those listing the user as a member, as runc and Docker do
+    extra = [int(g[2]) for g in _read_table(rootfs, "etc/group")
+             if username and len(g) > 3 and username in g[3].split(",") and g[2].isdigit() and int(g[2]) != gid]
+    return uid, gid, extra
 
 
 def _read_table(rootfs: str, rel: str) -> list[list[str]]:

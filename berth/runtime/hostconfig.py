@@ -1,0 +1,258 @@
+"""HostConfig resources and security options: validated with Docker's wording at create time,
+turned into the OCI spec at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from typing import Any
+
+from berth.errors import InvalidParameter
+from berth.runtime import seccomp
+from berth.runtime.spec import CAP_NAMES, DEFAULT_CAPS, host_caps
+
+MIN_MEMORY = 6 * 1024 * 1024
+_RLIMITS = {name[len("RLIMIT_"):].lower(): name for name in dir(resource) if name.startswith("RLIMIT_")}
+_NAMESPACED_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                       "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+_INIT_BINARIES = ["/usr/bin/tini-static", "/usr/bin/catatonit", "/usr/bin/tini"]
+
+
+def _int(hc: dict[str, Any], key: str) -> int:
+    v = hc.get(key)
+    if v is None:
+        return 0
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise InvalidParameter(f"HostConfig.{key}: must be an integer")
+    return v
+
+
+def _cap(name: str) -> str:
+    n = name.upper()
+    if n == "ALL":
+        return n
+    n = n if n.startswith("CAP_") else "CAP_" + n
+    if n[4:] not in CAP_NAMES:
+        raise InvalidParameter(f'unknown capability: "{n}"')
+    return n
+
+
+def _cpus_available() -> set[int]:
+    return set(os.sched_getaffinity(0))
+
+
+def _parse_cpuset(s: str, field: str) -> set[int]:
+    out: set[int] = set()
+    try:
+        for part in s.split(","):
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.update(range(int(a), int(b) + 1))
+            elif part:
+                out.add(int(part))
+    except ValueError as e:
+        raise InvalidParameter(f"HostConfig.{field}: invalid value {s!r} for cpuset") from e
+    return out
+
+
+def validate(hc: dict[str, Any]) -> None:
+    mem = _int(hc, "Memory")
+    if mem < 0 or (0 < mem < MIN_MEMORY):
+        raise InvalidParameter("HostConfig.Memory: Minimum memory limit allowed is 6MB")
+    swap = _int(hc, "MemorySwap")
+    if swap > 0 and (not mem or swap < mem):
+        raise InvalidParameter("HostConfig.MemorySwap: Minimum memoryswap limit should be larger than memory limit, "
+                               "see usage")
+    nano = _int(hc, "NanoCpus")
+    ncpu = os.cpu_count() or 1
+    if nano and (_int(hc, "CpuQuota") or _int(hc, "CpuPeriod")):
+        raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if nano < 0 or nano > ncpu * 10**9:
+        raise InvalidParameter(f"HostConfig.NanoCpus: Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
+                               f"{ncpu} CPUs available")
+    period = _int(hc, "CpuPeriod")
+    if period and not 1000 <= period <= 1000000:
+        raise InvalidParameter("HostConfig.CpuPeriod: CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
+                               "than 1s (i.e. 1000000)")
+    quota = _int(hc, "CpuQuota")
+    if quota and quota < 1000 and quota != -1:
+        raise InvalidParameter("HostConfig.CpuQuota: CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if _int(hc, "CpuShares") < 0:
+        raise InvalidParameter("HostConfig.CpuShares: invalid CPU shares")
+    for field in ("CpusetCpus",):
+        if hc.get(field):
+            want = _parse_cpuset(str(hc[field]), field)
+            have = _cpus_available()
+            if not want <= have:
+                raise InvalidParameter(f"Requested CPUs are not available - requested {hc[field]}, available: "
+                                       f"{_fmt_cpus(have)}")
+    pids = hc.get("PidsLimit")
+    if pids is not None and (not isinstance(pids, int) or isinstance(pids, bool)):
+        raise InvalidParameter("HostConfig.PidsLimit: must be an integer")
+    for u in hc.get("Ulimits") or []:
+        if not isinstance(u, dict) or str(u.get("Name", "")).lower() not in _RLIMITS:
+            name = u.get("Name") if isinstance(u, dict) else u
+            raise InvalidParameter(f"HostConfig.Ulimits: invalid ulimit type: {name}")
+        soft, hard = u.get("Soft", 0), u.get("Hard", 0)
+        if not isinstance(soft, int) or not isinstance(hard, int) or (hard >= 0 and soft > hard):
+            raise InvalidParameter(f"HostConfig.Ulimits: ulimit soft limit must be less than or equal to hard limit: "
+                                   f"{soft} > {hard}")
+    for field in ("CapAdd", "CapDrop"):
+        for c in hc.get(field) or []:
+            _cap(str(c))
+    for opt in hc.get("SecurityOpt") or []:
+        key, sep, val = str(opt).partition("=")
+        if not sep:
+            key, sep, val = str(opt).partition(":")
+        if key == "no-new-privileges":
+            if val not in ("", "true", "false"):
+                raise InvalidParameter(f"HostConfig.SecurityOpt: invalid --security-opt 2: {opt!r}")
+        elif key == "seccomp":
+            if val != "unconfined":
+                try:
+                    json.loads(val)
+                except json.JSONDecodeError as e:
+                    raise InvalidParameter(f"HostConfig.SecurityOpt: Decoding seccomp profile failed: {e}") from e
+        elif key in ("label", "apparmor"):
+            pass  # no LSM on this host: accepted and ignored, as dockerd does without AppArmor/SELinux
+        else:
+            raise InvalidParameter(f"HostConfig.SecurityOpt: invalid --security-opt 1: {opt!r}")
+    for k in (hc.get("Sysctls") or {}):
+        if not (k in _NAMESPACED_SYSCTLS or k.startswith(("fs.mqueue.", "net."))):
+            raise InvalidParameter(f"HostConfig.Sysctls: sysctl '{k}' is not allowed")
+        if k.startswith("net.") and hc.get("NetworkMode") == "host":
+            raise InvalidParameter(f"HostConfig.Sysctls: sysctl '{k}' not allowed in host network namespace")
+    for d in hc.get("Devices") or []:
+        if not isinstance(d, dict) or not str(d.get("PathOnHost", "")).startswith("/"):
+            raise InvalidParameter(f"HostConfig.Devices: invalid device {d!r}")
+        if not os.path.exists(d["PathOnHost"]):
+            raise InvalidParameter(f"HostConfig.Devices: error gathering device information while adding custom "
+                                   f"device \"{d['PathOnHost']}\": no such file or directory")
+    if hc.get("Init") and not init_binary():
+        raise InvalidParameter("HostConfig.Init: no init binary found (apt-get install tini)")
+
+
+def _fmt_cpus(cpus: set[int]) -> str:
+    s = sorted(cpus)
+    return f"{s[0]}-{s[-1]}" if s and s == list(range(s[0], s[-1] + 1)) else ",".join(map(str, s))
+
+
+def init_binary() -> str | None:
+    return next((p for p in _INIT_BINARIES if os.path.exists(p)), None)
+
+
+def capabilities(hc: dict[str, Any]) -> list[str]:
+    if hc.get("Privileged"):
+        return host_caps()
+    caps = list(DEFAULT_CAPS)
+    drops = [_cap(c) for c in hc.get("CapDrop") or []]
+    adds = [_cap(c) for c in hc.get("CapAdd") or []]
+    if "ALL" in drops:
+        caps = []
+    caps = [c for c in caps if c not in drops]
+    if "ALL" in adds:
+        return host_caps()
+    for c in adds:
+        if c not in caps and c not in drops:
+            caps.append(c)
+    return caps
+
+
+def apply(spec: dict[str, Any], hc: dict[str, Any], init_args: bool = True) -> None:
+    """Resources, capabilities, seccomp, sysctls, devices, ulimits and init into ``spec``."""
+    linux = spec["linux"]
+    res = linux.setdefault("resources", {})
+    mem: dict[str, Any] = {}
+    if hc.get("Memory"):
+        mem["limit"] = hc["Memory"]
+        swap = hc.get("MemorySwap") or 0
+        mem["swap"] = -1 if swap == -1 else (swap or hc["Memory"] * 2)
+    if hc.get("MemoryReservation"):
+        mem["reservation"] = hc["MemoryReservation"]
+    if hc.get("OomKillDisable"):
+        mem["disableOOMKiller"] = True
+    if mem:
+        res["memory"] = mem
+    cpu: dict[str, Any] = {}
+    if hc.get("NanoCpus"):
+        cpu["period"] = 100000
+        cpu["quota"] = hc["NanoCpus"] * 100000 // 10**9
+    if hc.get("CpuPeriod"):
+        cpu["period"] = hc["CpuPeriod"]
+    if hc.get("CpuQuota"):
+        cpu["quota"] = hc["CpuQuota"]
+    if hc.get("CpuShares"):
+        cpu["shares"] = hc["CpuShares"]
+    if hc.get("CpusetCpus"):
+        cpu["cpus"] = hc["CpusetCpus"]
+    if hc.get("CpusetMems"):
+        cpu["mems"] = hc["CpusetMems"]
+    if cpu:
+        res["cpu"] = cpu
+    pids = hc.get("PidsLimit")
+    if pids:
+        res["pids"] = {"limit": pids if pids > 0 else -1}
+    proc = spec["process"]
+    caps = capabilities(hc)
+    proc["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    if hc.get("Ulimits"):
+        proc["rlimits"] = [{"type": _RLIMITS[u["Name"].lower()], "soft": u["Soft"], "hard": u["Hard"]}
+                           for u in hc["Ulimits"]]
+    nnp = False
+    profile: dict[str, Any] | None | str = "default"
+    for opt in hc.get("SecurityOpt") or []:
+        key, sep, val = str(opt).partition("=")
+        if not sep:
+            key, sep, val = str(opt).partition(":")
+        if key == "no-new-privileges":
+            nnp = val in ("", "true")
+        elif key == "seccomp":
+            profile = None if val == "unconfined" else json.loads(val)
+    proc["noNewPrivileges"] = nnp
+    if hc.get("Privileged"):
+        profile = None
+        linux["maskedPaths"] = []
+        linux["readonlyPaths"] = []
+        res["devices"] = [{"allow": True, "access": "rwm"}]
+        for m in spec["mounts"]:
+            if m["destination"] in ("/sys", "/sys/fs/cgroup"):
+                m["options"] = [o for o in m["options"] if o != "ro"] + ["rw"]
+    if profile == "default":
+        path = seccomp.find_default_profile()
+        profile = seccomp.load(path) if path else None
+    if isinstance(profile, dict):
+        linux["seccomp"] = seccomp.to_oci(profile, caps)
+    if hc.get("Sysctls"):
+        linux["sysctl"] = dict(hc["Sysctls"])
+    for d in hc.get("Devices") or []:
+        host = d["PathOnHost"]
+        st = os.stat(host)
+        kind = "c" if (st.st_mode & 0o170000) == 0o020000 else "b"
+        linux.setdefault("devices", []).append({
+            "path": d.get("PathInContainer") or host, "type": kind, "major": os.major(st.st_rdev),
+            "minor": os.minor(st.st_rdev), "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0})
+        res.setdefault("devices", []).append({"allow": True, "type": kind, "major": os.major(st.st_rdev),
+                                              "minor": os.minor(st.st_rdev),
+                                              "access": d.get("CgroupPermissions") or "rwm"})
+    if hc.get("Init") and init_args:
+        binary = init_binary()
+        assert binary is not None
+        spec["mounts"].append({"destination": "/sbin/docker-init", "type": "bind", "source": binary,
+                               "options": ["rbind", "ro", "rprivate"]})
+        proc["args"] = ["/sbin/docker-init", "--", *proc["args"]]
+    groups = hc.get("GroupAdd") or []
+    if groups:
+        from berth.runtime.spec import _read_table
+
+        extra = list(proc["user"].get("additionalGids") or [])
+        table = _read_table(spec["root"]["path"], "etc/group")
+        for g in groups:
+            if str(g).isdigit():
+                extra.append(int(g))
+            else:
+                entry = next((row for row in table if row[0] == g), None)
+                if entry is None:
+                    raise InvalidParameter(f"Unable to find group {g}: no matching entries in group file")
+                extra.append(int(entry[2]))
+        proc["user"]["additionalGids"] = extra
