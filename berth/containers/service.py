@@ -102,6 +102,8 @@ class ContainerService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runtime_cleanup: dict[str, asyncio.Future[None]] = {}
         self.execs = ExecService(monitor.runtime_cmd)
+        self._restart_timers: dict[str, asyncio.TimerHandle] = {}
+        self._backoff: dict[str, float] = {}
 
     # -- lookup -----------------------------------------------------------------------------
     def get(self, name: str) -> Container:
@@ -368,9 +370,12 @@ class ContainerService:
         self._runtime_cleanup[cid] = asyncio.ensure_future(self.monitor.delete(cid))
         c.state = State(Status="exited", ExitCode=255 if code is None else code, StartedAt=c.state.StartedAt,
                         StartedTs=c.state.StartedTs, FinishedAt=rfc3339(finished), FinishedTs=finished,
-                        OOMKilled=oom)
+                        OOMKilled=oom, ManuallyStopped=c.state.ManuallyStopped)
         self.store.save(c)
         self._notify(self._exit_waiters, cid)
+        if self._should_restart(c):
+            self._schedule_restart(c)
+            return
         if c.host_config.get("AutoRemove"):
             try:
                 await self.remove(cid, force=True, volumes=True)
@@ -432,6 +437,51 @@ class ContainerService:
     def running_volume_users(self, name: str) -> list[str]:
         return [cid for cid in self.volume_users(name) if self.by_id[cid].state.running]
 
+    # -- restart policies ------------------------------------------------------------------------------------
+    def _should_restart(self, c: Container) -> bool:
+        policy = c.host_config.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if c.state.ManuallyStopped or name == "no":
+            return False
+        if name == "on-failure":
+            limit = policy.get("MaximumRetryCount") or 0
+            return c.state.ExitCode != 0 and (limit <= 0 or c.restart_count < limit)
+        return name in ("always", "unless-stopped")
+
+    def _schedule_restart(self, c: Container) -> None:
+        """Docker's back-off: 100 ms, doubling up to a minute; back to 100 ms after a run of 10 s or more."""
+        ran = c.state.FinishedTs - c.state.StartedTs
+        delay = 0.1 if ran >= 10 else min(self._backoff.get(c.id, 0.05) * 2, 60.0)
+        self._backoff[c.id] = delay
+        c.state.Status = "restarting"
+        self.store.save(c)
+        loop = asyncio.get_running_loop()
+        self._restart_timers[c.id] = loop.call_later(delay, lambda: self._spawn(self._restart_now(c.id)))
+
+    async def _restart_now(self, cid: str) -> None:
+        self._restart_timers.pop(cid, None)
+        c = self.by_id.get(cid)
+        if c is None or c.state.Status != "restarting":
+            return
+        async with self._lock(cid):
+            if c.state.Status != "restarting":
+                return
+            c.restart_count += 1
+            try:
+                await self._start(c)
+            except BerthError as e:
+                log.warning("restart of %s failed: %s", cid[:12], e)
+
+    def _cancel_restart(self, c: Container) -> bool:
+        timer = self._restart_timers.pop(c.id, None)
+        if timer is not None:
+            timer.cancel()
+        if c.state.Status == "restarting":
+            c.state.Status = "exited"
+            self.store.save(c)
+            return True
+        return False
+
     # -- restore after a daemon restart ------------------------------------------------------------------
     async def restore(self) -> None:
         for c in self.store.load_all():
@@ -453,6 +503,18 @@ class ContainerService:
             exit_file = os.path.join(self.monitor.exit_dir, c.id)
             finished = os.path.getmtime(exit_file) if os.path.exists(exit_file) else None
             await self._exited(c.id, finished)
+        # restart policies at daemon start: "always" restarts even after a manual stop,
+        # "unless-stopped" unless stopped by hand; interrupted back-offs resume
+        for c in list(self.by_id.values()):
+            policy = (c.host_config.get("RestartPolicy") or {}).get("Name") or "no"
+            if c.state.Status == "restarting" and c.id not in self._restart_timers:
+                self._schedule_restart(c)
+            elif c.state.Status == "exited" and c.state.StartedTs and (
+                    policy == "always" or (policy == "unless-stopped" and not c.state.ManuallyStopped)):
+                try:
+                    await self.start(c.id)
+                except BerthError as e:
+                    log.warning("restart policy: starting %s failed: %s", c.id[:12], e)
 
     # -- wait -------------------------------------------------------------------------------------------
     async def wait(self, name: str, condition: str) -> dict[str, Any]:
@@ -494,6 +556,10 @@ class ContainerService:
 
     async def stop(self, name: str, timeout: int | None, sig: str | None) -> None:
         c = self.get(name)
+        if self._cancel_restart(c):
+            c.state.ManuallyStopped = True
+            self.store.save(c)
+            return
         if not c.state.running:
             raise NotModified("container already stopped")
         try:
@@ -502,6 +568,8 @@ class ContainerService:
             raise InvalidParameter(str(e)) from e
         if timeout is None:
             timeout = c.config.get("StopTimeout") or 10
+        c.state.ManuallyStopped = True
+        self.store.save(c)
         await self._thaw(c)
         self._signal(c, stop_sig)
         if timeout < 0 or await self._wait_exit(c, timeout):
@@ -548,8 +616,14 @@ class ContainerService:
             s = parse_signal(sig or "SIGKILL")
         except ValueError as e:
             raise InvalidParameter(str(e)) from e
+        if self._cancel_restart(c):
+            c.state.ManuallyStopped = True
+            self.store.save(c)
+            return
         if not c.state.running:
             raise Conflict(f"Cannot kill container: {name}: Container {c.id} is not running")
+        c.state.ManuallyStopped = True
+        self.store.save(c)
         await self._thaw(c)
         self._signal(c, s)
         if s == signal.SIGKILL:
@@ -557,6 +631,11 @@ class ContainerService:
 
     async def remove(self, name: str, force: bool, volumes: bool) -> None:
         c = self.get(name)
+        if c.state.Status == "restarting":
+            if not force:
+                raise Conflict(f"You cannot remove a restarting container {c.id}. "
+                               "Stop the container before attempting removal or force remove")
+            self._cancel_restart(c)
         if c.state.running:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. "
@@ -578,6 +657,7 @@ class ContainerService:
             self.store.delete(c.id)
             self._runtime_cleanup.pop(c.id, None)
             self.execs.forget_container(c.id)
+            self._backoff.pop(c.id, None)
             del self.by_id[c.id]
             self.by_name.pop(c.name, None)
             self._locks.pop(c.id, None)
@@ -686,6 +766,8 @@ class ContainerService:
             return f"Exited ({st.ExitCode}) {human_duration(time.time() - st.FinishedTs)} ago"
         if st.Status == "removing":
             return "Removal In Progress"
+        if st.Status == "restarting":
+            return f"Restarting ({st.ExitCode}) {human_duration(time.time() - st.FinishedTs)} ago"
         return st.Status.capitalize()
 
     def list(self, all_: bool, limit: int, filters: dict[str, list[str]], size: bool = False) -> list[dict[str, Any]]:
@@ -831,7 +913,18 @@ def _validate_host_config(hc: dict[str, Any]) -> None:
     if "AutoRemove" in hc and not isinstance(hc["AutoRemove"], bool):
         raise InvalidParameter("HostConfig.AutoRemove: must be a boolean")
     rp = hc.get("RestartPolicy") or {}
-    if rp.get("Name") not in (None, "", "no") and hc.get("AutoRemove"):
+    if not isinstance(rp, dict):
+        raise InvalidParameter("HostConfig.RestartPolicy: must be an object")
+    rp_name = rp.get("Name") or "no"
+    if rp_name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise InvalidParameter(f"HostConfig.RestartPolicy: invalid restart policy '{rp_name}'")
+    retries = rp.get("MaximumRetryCount") or 0
+    if not isinstance(retries, int) or retries < 0:
+        raise InvalidParameter("HostConfig.RestartPolicy: maximum retry count cannot be negative")
+    if retries and rp_name != "on-failure":
+        raise InvalidParameter(f"HostConfig.RestartPolicy: maximum retry count cannot be used with restart policy "
+                               f"'{rp_name}'")
+    if rp_name != "no" and hc.get("AutoRemove"):
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
     shm = hc.get("ShmSize")
     if shm is not None and (not isinstance(shm, int) or shm < 0):

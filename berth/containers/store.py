@@ -30,6 +30,7 @@ class State:
     ConmonPid: int = 0
     StartedTs: float = 0.0
     FinishedTs: float = 0.0
+    ManuallyStopped: bool = False  # stop/kill by a user: restart policies stand down
 
     @property
     def running(self) -> bool:
