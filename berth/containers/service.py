@@ -466,6 +466,9 @@ class ContainerService:
         async with self._lock(cid):
             if c.state.Status != "restarting":
                 return
+            if c.state.ManuallyStopped:
+                self._cancel_restart(c)
+                return
             c.restart_count += 1
             try:
                 await self._start(c)
@@ -556,28 +559,30 @@ class ContainerService:
 
     async def stop(self, name: str, timeout: int | None, sig: str | None) -> None:
         c = self.get(name)
-        if self._cancel_restart(c):
-            c.state.ManuallyStopped = True
-            self.store.save(c)
-            return
-        if not c.state.running:
-            raise NotModified("container already stopped")
         try:
             stop_sig = parse_signal(sig or c.config.get("StopSignal") or "SIGTERM")
         except ValueError as e:
             raise InvalidParameter(str(e)) from e
         if timeout is None:
             timeout = c.config.get("StopTimeout") or 10
-        c.state.ManuallyStopped = True
-        self.store.save(c)
+        async with self._lock(c.id):  # not while a policy restart is half-way through _start
+            if self._cancel_restart(c):
+                c.state.ManuallyStopped = True
+                self.store.save(c)
+                return
+            if not c.state.running:
+                raise NotModified("container already stopped")
+            c.state.ManuallyStopped = True
+            self.store.save(c)
         await self._thaw(c)
         self._signal(c, stop_sig)
         if timeout < 0 or await self._wait_exit(c, timeout):
             if timeout < 0:
                 await self._wait_exit(c, None)
-            return
-        self._signal(c, signal.SIGKILL)
-        await self._wait_exit(c, None)
+        else:
+            self._signal(c, signal.SIGKILL)
+            await self._wait_exit(c, None)
+        self._cancel_restart(c)  # it may have exited on its own just before, and been scheduled
 
     def _signal(self, c: Container, sig: int) -> None:
         try:
@@ -616,14 +621,15 @@ class ContainerService:
             s = parse_signal(sig or "SIGKILL")
         except ValueError as e:
             raise InvalidParameter(str(e)) from e
-        if self._cancel_restart(c):
+        async with self._lock(c.id):
+            if self._cancel_restart(c):
+                c.state.ManuallyStopped = True
+                self.store.save(c)
+                return
+            if not c.state.running:
+                raise Conflict(f"Cannot kill container: {name}: Container {c.id} is not running")
             c.state.ManuallyStopped = True
             self.store.save(c)
-            return
-        if not c.state.running:
-            raise Conflict(f"Cannot kill container: {name}: Container {c.id} is not running")
-        c.state.ManuallyStopped = True
-        self.store.save(c)
         await self._thaw(c)
         self._signal(c, s)
         if s == signal.SIGKILL:
