@@ -113,6 +113,17 @@ async def prune(request: web.Request) -> web.Response:
     return json_response(await svc(request).prune(filters(request)))
 
 
+@routes.post("/containers/{id}/rename")
+async def rename(request: web.Request) -> web.Response:
+    await svc(request).rename(request.match_info["id"], request.query.get("name", ""))
+    return web.Response(status=204)
+
+
+@routes.get("/containers/{id}/top")
+async def top(request: web.Request) -> web.Response:
+    return json_response(await svc(request).top(request.match_info["id"], request.query.get("ps_args", "")))
+
+
 @routes.post("/containers/{id}/kill")
 async def kill(request: web.Request) -> web.Response:
     await svc(request).kill(request.match_info["id"], request.query.get("signal"))

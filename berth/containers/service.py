@@ -295,7 +295,7 @@ class ContainerService:
             t_spec = time.perf_counter()
             try:
                 pid, conmon_pid = await self.monitor.create(c.id, c.name, paths, bool(cfg.get("Tty")),
-                                                            bool(cfg.get("OpenStdin")))
+                                                            bool(cfg.get("OpenStdin")), _log_size_max(c))
             except RuntimeError_ as e:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
@@ -698,6 +698,66 @@ class ContainerService:
             item["SizeRootFs"] = item["SizeRw"] + (self.images.image_size(image) if image else 0)
         return out
 
+    # -- rename / top --------------------------------------------------------------------------------------
+    async def rename(self, name: str, new_name: str) -> None:
+        c = self.get(name)
+        if not new_name or not _NAME.match(new_name):
+            raise InvalidParameter(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        new_name = new_name.lstrip("/")
+        if new_name == c.name:
+            raise InvalidParameter("Renaming a container with the same name as its current name")
+        async with self._lock(c.id):
+            if new_name in self.by_name:
+                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
+                               f'"{self.by_name[new_name]}". You have to remove (or rename) that container to be '
+                               "able to reuse that name.")
+            old = c.name
+            c.name = new_name
+            try:
+                self.store.save(c)
+            except BaseException:
+                c.name = old
+                raise
+            del self.by_name[old]
+            self.by_name[new_name] = c.id
+
+    def container_pids(self, c: Container) -> list[int]:
+        """Every process in the container, from its cgroup (v1 pids hierarchy, or v2)."""
+        for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup"):
+            path = os.path.join(base, "berth", c.id, "cgroup.procs")
+            try:
+                with open(path) as f:
+                    return [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                continue
+        return [c.state.Pid] if c.state.Pid else []
+
+    async def top(self, name: str, ps_args: str) -> dict[str, Any]:
+        """``ps`` on the host, keeping only the container's processes, as Docker does."""
+        c = self.get(name)
+        if not c.state.running:
+            raise Conflict(f"Container {c.id} is not running")
+        args = ps_args.split() if ps_args else ["-ef"]
+        proc = await asyncio.create_subprocess_exec(shutil.which("ps") or "ps", *args, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise InvalidParameter(f"ps: {err.decode(errors='replace').strip()}")
+        lines = out.decode(errors="replace").splitlines()
+        if not lines:
+            raise InvalidParameter("ps: no output")
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise InvalidParameter("Couldn't find PID field in ps output")
+        pid_col = titles.index("PID")
+        pids = set(self.container_pids(c))
+        procs = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
+                procs.append(fields)
+        return {"Titles": titles, "Processes": procs}
+
     # -- exec ------------------------------------------------------------------------------------------------
     def exec_create(self, name: str, body: dict[str, Any]) -> ExecSession:
         return self.execs.create(self.get(name), body)
@@ -846,6 +906,20 @@ class ContainerService:
         return d
 
 
+def _log_size_max(c: Container) -> int:
+    """LogConfig max-size ("10m", "1g", bytes) → conmon's --log-size-max; -1 for no cap."""
+    raw = str(((c.host_config.get("LogConfig") or {}).get("Config") or {}).get("max-size") or "")
+    return parse_size(raw) if raw else -1
+
+
+def parse_size(raw: str) -> int:
+    units = {"k": 1000, "m": 1000**2, "g": 1000**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "b": 1}
+    m = re.match(r"^([0-9.]+)\s*([a-zA-Z]*)$", raw.strip())
+    if not m or (m.group(2) and m.group(2).lower() not in units):
+        raise InvalidParameter(f"invalid size: '{raw}'")
+    return int(float(m.group(1)) * units.get(m.group(2).lower(), 1))
+
+
 def _copy_up(rootfs: str, dest: str, volume_path: str) -> None:
     """Copy the image's content at ``dest`` into an empty volume, keeping owners and modes."""
     src = resolve_in_root(rootfs, dest.lstrip("/"), follow_last=True)
@@ -932,6 +1006,15 @@ def _validate_host_config(hc: dict[str, Any]) -> None:
                                f"'{rp_name}'")
     if rp_name != "no" and hc.get("AutoRemove"):
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+    log_cfg = hc.get("LogConfig") or {}
+    if log_cfg.get("Type") not in (None, "", "json-file", "k8s-file", "local"):
+        raise InvalidParameter(f"HostConfig.LogConfig: logging driver {log_cfg['Type']!r} is not supported "
+                               "(json-file)")
+    for key in (log_cfg.get("Config") or {}):
+        if key not in ("max-size", "max-file", "compress", "labels", "env", "tag"):
+            raise InvalidParameter(f"HostConfig.LogConfig: unknown log opt '{key}' for json-file log driver")
+    if (log_cfg.get("Config") or {}).get("max-size"):
+        parse_size(str(log_cfg["Config"]["max-size"]))
     shm = hc.get("ShmSize")
     if shm is not None and (not isinstance(shm, int) or shm < 0):
         raise InvalidParameter("HostConfig.ShmSize: SHM size can not be less than 0")

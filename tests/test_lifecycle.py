@@ -1,0 +1,71 @@
+"""rename, top, log size caps, container prune."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import docker
+import pytest
+
+from tests.conftest import Daemon
+
+
+def test_rename(daemon: Daemon, client: docker.DockerClient) -> None:
+    daemon.cli("create", "--name", "before", "busybox", "true")
+    daemon.cli("create", "--name", "taken", "busybox", "true")
+    daemon.cli("rename", "before", "after")
+    assert client.api.inspect_container("after")["Name"] == "/after"
+    with pytest.raises(docker.errors.NotFound):
+        client.api.inspect_container("before")
+    r = daemon.cli("rename", "after", "taken", check=False)
+    assert r.returncode != 0 and b"is already in use" in r.stderr
+    r = daemon.cli("rename", "after", "bad name", check=False)
+    assert r.returncode != 0 and b"Invalid container name" in r.stderr
+    daemon.cli("rm", "after", "taken")
+
+
+def test_top(daemon: Daemon) -> None:
+    daemon.cli("run", "-d", "--name", "topped", "busybox", "sh", "-c", "sleep 100 & exec sleep 200")
+    try:
+        time.sleep(0.2)
+        out = daemon.cli("top", "topped").stdout.decode().splitlines()
+        assert out[0].split()[:3] == ["UID", "PID", "PPID"]
+        cmds = sorted(line.split(None, 7)[-1] for line in out[1:])
+        assert cmds == ["sleep 100", "sleep 200"]
+        aux = daemon.client().api.top("topped", ps_args="aux")
+        assert "%CPU" in aux["Titles"] and len(aux["Processes"]) == 2
+    finally:
+        daemon.cli("rm", "-f", "topped")
+    r = daemon.cli("create", "--name", "idle", "busybox", "true")
+    r = daemon.cli("top", "idle", check=False)
+    assert r.returncode != 0 and b"is not running" in r.stderr
+    daemon.cli("rm", "idle")
+
+
+def test_log_max_size_caps_the_file(daemon: Daemon, client: docker.DockerClient) -> None:
+    ct = client.containers.run("busybox", ["sh", "-c", "i=0; while [ $i -lt 5000 ]; do "
+                                           "echo line-$i-padding-padding-padding; i=$((i+1)); done"],
+                               detach=True, log_config={"Type": "json-file", "Config": {"max-size": "20k"}})
+    ct.wait()
+    path = client.api.inspect_container(ct.id)["LogPath"]
+    assert os.path.getsize(path) <= 20_000 + 4096
+    tail = ct.logs(tail=1)
+    assert tail == b"line-4999-padding-padding-padding\n"
+    ct.remove()
+    with pytest.raises(docker.errors.APIError) as e:
+        client.api.create_container("busybox", ["true"], host_config={"LogConfig": {"Type": "syslog"}})
+    assert e.value.status_code == 400
+
+
+def test_container_prune(client: docker.DockerClient) -> None:
+    stopped = client.containers.run("busybox", ["true"], detach=True)
+    stopped.wait()
+    running = client.containers.run("busybox", ["sleep", "60"], detach=True)
+    try:
+        out = client.api.prune_containers()
+        assert stopped.id in out["ContainersDeleted"] and running.id not in out["ContainersDeleted"]
+        running.reload()
+        assert running.status == "running"
+    finally:
+        running.remove(force=True)
