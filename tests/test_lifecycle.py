@@ -69,3 +69,26 @@ def test_container_prune(client: docker.DockerClient) -> None:
         assert running.status == "running"
     finally:
         running.remove(force=True)
+
+
+def test_healthcheck_status_and_log(daemon: Daemon, client: docker.DockerClient) -> None:
+    daemon.cli("run", "-d", "--name", "healthy", "--health-cmd", "test -f /tmp/ok", "--health-interval", "200ms",
+               "--health-retries", "2", "busybox", "sh", "-c", "sleep 1; touch /tmp/ok; sleep 60")
+    daemon.cli("run", "-d", "--name", "sick", "--health-cmd", "echo nope; exit 1", "--health-interval", "200ms",
+               "--health-retries", "2", "busybox", "sleep", "60")
+    try:
+        def status(name: str) -> str:
+            return client.api.inspect_container(name)["State"]["Health"]["Status"]
+
+        assert status("healthy") == "starting"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (status("healthy") != "healthy" or status("sick") != "unhealthy"):
+            time.sleep(0.2)
+        assert status("healthy") == "healthy"
+        sick = client.api.inspect_container("sick")["State"]["Health"]
+        assert sick["Status"] == "unhealthy" and sick["FailingStreak"] >= 2
+        assert sick["Log"][-1]["ExitCode"] == 1 and sick["Log"][-1]["Output"] == "nope\n"
+        assert "(healthy)" in daemon.cli("ps", "--filter", "name=healthy", "--format", "{{.Status}}").stdout.decode()
+        assert client.api.inspect_container("sick")["ExecIDs"] is None  # probes are not exec sessions
+    finally:
+        daemon.cli("rm", "-f", "healthy", "sick")

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
+from berth.containers import health
 from berth.containers import logs as logfile
 from berth.containers.execs import ExecIO, ExecService, ExecSession
 from berth.containers.mounts import MountPoint, parse_volumes_from, resolve
@@ -103,6 +104,7 @@ class ContainerService:
         self._runtime_cleanup: dict[str, asyncio.Future[None]] = {}
         self.execs = ExecService(monitor.runtime_cmd)
         self._restart_timers: dict[str, asyncio.TimerHandle] = {}
+        self._health: dict[str, health.Monitor] = {}
         self._backoff: dict[str, float] = {}
 
     # -- lookup -----------------------------------------------------------------------------
@@ -169,6 +171,7 @@ class ContainerService:
         mount_points = resolve(body, hc, icfg.get("Volumes"), volumes_from)
         if not cfg["Entrypoint"] and not cfg["Cmd"]:
             raise InvalidParameter("No command specified")
+        health.validate(body.get("Healthcheck"))
         cid = secrets.token_hex(32)
         if not cfg.get("Hostname"):
             cfg["Hostname"] = cid[:12]
@@ -328,6 +331,7 @@ class ContainerService:
         c.state = State(Status="running", Pid=pid, StartedAt=rfc3339(now), StartedTs=now,
                         ConmonPid=conmon_pid, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
         self.store.save(c)
+        self._start_health(c)
         if not self.monitor.watch(conmon_pid, lambda: self._spawn(self._exited(c.id))):
             self._spawn(self._exited(c.id))
         t_end = time.perf_counter()
@@ -363,6 +367,9 @@ class ContainerService:
         if finished is None:
             finished = time.time()
         oom = os.path.exists(paths.oom_file)
+        monitor = self._health.pop(cid, None)
+        if monitor is not None:
+            monitor.stop()
         self._release_mounts(c)
         self.layers.unmount_rw(cid)
         # The runtime's leftover state is cleared in the background: nobody needs to wait for
@@ -370,7 +377,7 @@ class ContainerService:
         self._runtime_cleanup[cid] = asyncio.ensure_future(self.monitor.delete(cid))
         c.state = State(Status="exited", ExitCode=255 if code is None else code, StartedAt=c.state.StartedAt,
                         StartedTs=c.state.StartedTs, FinishedAt=rfc3339(finished), FinishedTs=finished,
-                        OOMKilled=oom, ManuallyStopped=c.state.ManuallyStopped)
+                        OOMKilled=oom, ManuallyStopped=c.state.ManuallyStopped, Health=c.state.Health)
         self.store.save(c)
         self._notify(self._exit_waiters, cid)
         if self._should_restart(c):
@@ -437,6 +444,48 @@ class ContainerService:
     def running_volume_users(self, name: str) -> list[str]:
         return [cid for cid in self.volume_users(name) if self.by_id[cid].state.running]
 
+    # -- healthchecks --------------------------------------------------------------------------------------
+    def _start_health(self, c: Container) -> None:
+        try:
+            image_cfg = self.images.images.get(c.image_id).config.get("config") or {}
+        except BerthError:
+            image_cfg = {}
+        cfg = health.effective(c.config, image_cfg)
+        if cfg is None:
+            return
+        old = self._health.pop(c.id, None)
+        if old is not None:
+            old.stop()
+        c.state.Health = {}
+
+        def changed(status: str) -> None:
+            if c.id in self.by_id:
+                self.store.save(c)
+
+        mon = health.Monitor(cfg, lambda argv, timeout: self._probe(c, argv, timeout), c.state.Health, changed,
+                             c.state.StartedTs)
+        self._health[c.id] = mon
+        mon.start()
+
+    async def _probe(self, c: Container, argv: list[str], timeout: float) -> tuple[int, str]:
+        session = self.execs.create(c, {"Cmd": argv, "AttachStdout": True, "AttachStderr": True})
+        try:
+            io = await self.exec_start(session.id, detach=False)
+
+            async def collect() -> tuple[int, str]:
+                chunks = [data async for _stream, data in io.output()]
+                await session.done.wait()
+                return session.exit_code or 0, b"".join(chunks).decode(errors="replace")
+
+            try:
+                return await asyncio.wait_for(collect(), timeout)
+            except TimeoutError:
+                if session.pid:
+                    await health.kill_quietly(session.pid)
+                raise
+        finally:
+            self.execs.sessions.pop(session.id, None)  # probes are not listed in ExecIDs
+
     # -- restart policies ------------------------------------------------------------------------------------
     def _should_restart(self, c: Container) -> bool:
         policy = c.host_config.get("RestartPolicy") or {}
@@ -499,6 +548,7 @@ class ContainerService:
             if c.state.ConmonPid and _is_conmon(c.state.ConmonPid, c.id) and \
                     self.monitor.watch(c.state.ConmonPid, lambda cid=c.id: self._spawn(self._exited(cid))):
                 log.info("container %s still running (pid %d); watching it again", c.id[:12], c.state.Pid)
+                self._start_health(c)
                 for m in c.mounts:
                     if m["Type"] == "volume":
                         self.volumes.acquire(m["Name"])  # counts users; mounts are still in place
@@ -823,7 +873,11 @@ class ContainerService:
     def status_text(self, c: Container) -> str:
         st = c.state
         if st.Status == "running":
-            return f"Up {human_duration(time.time() - st.StartedTs)}"
+            up = f"Up {human_duration(time.time() - st.StartedTs)}"
+            if st.Health:
+                h = st.Health.get("Status", "starting")
+                up += " (health: starting)" if h == "starting" else f" ({h})"
+            return up
         if st.Status == "paused":
             return f"Up {human_duration(time.time() - st.StartedTs)} (Paused)"
         if st.Status == "exited":
@@ -879,6 +933,7 @@ class ContainerService:
                 "Restarting": st.Status == "restarting", "OOMKilled": st.OOMKilled, "Dead": st.Status == "dead",
                 "Pid": st.Pid if st.running else 0, "ExitCode": st.ExitCode, "Error": st.Error,
                 "StartedAt": st.StartedAt, "FinishedAt": st.FinishedAt,
+                **({"Health": st.Health} if st.Health else {}),
             },
             "Image": c.image_id,
             "ResolvConfPath": c.resolv_conf_path,
@@ -983,6 +1038,7 @@ def _merge_config(body: dict[str, Any], icfg: dict[str, Any]) -> dict[str, Any]:
         **({"StopSignal": body.get("StopSignal") or icfg["StopSignal"]}
            if body.get("StopSignal") or icfg.get("StopSignal") else {}),
         **({"StopTimeout": body["StopTimeout"]} if body.get("StopTimeout") is not None else {}),
+        **({"Healthcheck": body["Healthcheck"]} if body.get("Healthcheck") else {}),
     }
 
 

@@ -31,6 +31,7 @@ class State:
     StartedTs: float = 0.0
     FinishedTs: float = 0.0
     ManuallyStopped: bool = False  # stop/kill by a user: restart policies stand down
+    Health: dict[str, Any] | None = None  # Docker's State.Health when a healthcheck is configured
 
     @property
     def running(self) -> bool:
