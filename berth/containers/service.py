@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -105,7 +105,14 @@ class ContainerService:
         self.execs = ExecService(monitor.runtime_cmd)
         self._restart_timers: dict[str, asyncio.TimerHandle] = {}
         self._health: dict[str, health.Monitor] = {}
+        # (type, action, actor id, attributes) -> None; the daemon plugs in its event bus
+        self.publish: Callable[[str, str, str, dict[str, str]], None] = lambda *_a: None
         self._backoff: dict[str, float] = {}
+
+    def _event(self, c: Container, action: str, **extra: str) -> None:
+        attrs = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
+        attrs.update(image=c.image, name=c.name, **extra)
+        self.publish("container", action, c.id, attrs)
 
     # -- lookup -----------------------------------------------------------------------------
     def get(self, name: str) -> Container:
@@ -215,6 +222,7 @@ class ContainerService:
             raise
         self.by_id[cid] = c
         self.by_name[name] = cid
+        self._event(c, "create")
         return c, []
 
     def _random_name(self) -> str:
@@ -332,6 +340,7 @@ class ContainerService:
                         ConmonPid=conmon_pid, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
         self.store.save(c)
         self._start_health(c)
+        self._event(c, "start")
         if not self.monitor.watch(conmon_pid, lambda: self._spawn(self._exited(c.id))):
             self._spawn(self._exited(c.id))
         t_end = time.perf_counter()
@@ -379,6 +388,9 @@ class ContainerService:
                         StartedTs=c.state.StartedTs, FinishedAt=rfc3339(finished), FinishedTs=finished,
                         OOMKilled=oom, ManuallyStopped=c.state.ManuallyStopped, Health=c.state.Health)
         self.store.save(c)
+        if oom:
+            self._event(c, "oom")
+        self._event(c, "die", exitCode=str(c.state.ExitCode))
         self._notify(self._exit_waiters, cid)
         if self._should_restart(c):
             self._schedule_restart(c)
@@ -461,6 +473,7 @@ class ContainerService:
         def changed(status: str) -> None:
             if c.id in self.by_id:
                 self.store.save(c)
+                self._event(c, f"health_status: {status}")
 
         mon = health.Monitor(cfg, lambda argv, timeout: self._probe(c, argv, timeout), c.state.Health, changed,
                              c.state.StartedTs)
@@ -633,6 +646,7 @@ class ContainerService:
             self._signal(c, signal.SIGKILL)
             await self._wait_exit(c, None)
         self._cancel_restart(c)  # it may have exited on its own just before, and been scheduled
+        self._event(c, "stop")
 
     def _signal(self, c: Container, sig: int) -> None:
         try:
@@ -650,6 +664,7 @@ class ContainerService:
             await self.monitor.pause(c.id)
             c.state.Status = "paused"
             self.store.save(c)
+        self._event(c, "pause")
 
     async def unpause(self, name: str) -> None:
         c = self.get(name)
@@ -659,6 +674,7 @@ class ContainerService:
             await self.monitor.resume(c.id)
             c.state.Status = "running"
             self.store.save(c)
+        self._event(c, "unpause")
 
     async def _thaw(self, c: Container) -> None:
         """A frozen process cannot act on signals: thaw it before stop/kill, as Docker does."""
@@ -681,6 +697,7 @@ class ContainerService:
             c.state.ManuallyStopped = True
             self.store.save(c)
         await self._thaw(c)
+        self._event(c, "kill", signal=str(s))
         self._signal(c, s)
         if s == signal.SIGKILL:
             await self._wait_exit(c, None)
@@ -724,6 +741,7 @@ class ContainerService:
                         self.volumes.remove(m["Name"], [], force=True)
                     except BerthError as e:
                         log.warning("removing volume %s of %s: %s", m["Name"], c.id[:12], e)
+        self._event(c, "destroy")
         self._notify(self._exit_waiters, c.id)
         self._notify(self._remove_waiters, c.id)
 
@@ -770,6 +788,7 @@ class ContainerService:
                 raise
             del self.by_name[old]
             self.by_name[new_name] = c.id
+        self._event(c, "rename", oldName="/" + old)
 
     def container_pids(self, c: Container) -> list[int]:
         """Every process in the container, from its cgroup (v1 pids hierarchy, or v2)."""
@@ -810,7 +829,10 @@ class ContainerService:
 
     # -- exec ------------------------------------------------------------------------------------------------
     def exec_create(self, name: str, body: dict[str, Any]) -> ExecSession:
-        return self.execs.create(self.get(name), body)
+        c = self.get(name)
+        s = self.execs.create(c, body)
+        self._event(c, "exec_create: " + " ".join(s.args), execID=s.id)
+        return s
 
     async def exec_start(self, eid: str, detach: bool) -> ExecIO:
         s = self.execs.get(eid)
@@ -819,8 +841,16 @@ class ContainerService:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
         if not c.state.running:
             raise Conflict(f"Container {c.id} is not running")
-        return await self.execs.start(s, self.layers.driver.rootfs_path(c.id), c.config["Hostname"], detach,
-                                      self.paths(c).bundle)
+        io = await self.execs.start(s, self.layers.driver.rootfs_path(c.id), c.config["Hostname"], detach,
+                                    self.paths(c).bundle)
+        self._event(c, "exec_start: " + " ".join(s.args), execID=s.id)
+
+        async def died() -> None:
+            await s.done.wait()
+            self._event(c, "exec_die", execID=s.id, exitCode=str(s.exit_code))
+
+        self._spawn(died())
+        return io
 
     # -- attach / logs / resize -------------------------------------------------------------------------------
     async def attach_socket(self, name: str) -> socket.socket | None:
