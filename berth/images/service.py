@@ -55,6 +55,11 @@ class ImageService:
         self.containers_using = containers_using
         self.driver_name = driver_name
         self._lock = asyncio.Lock()  # serialises commits of images and tags
+        # (type, action, actor id, attributes) -> None; the daemon plugs in its event bus
+        self.publish: Callable[[str, str, str, dict[str, str]], None] = lambda *_a: None
+
+    def _event(self, action: str, image_id: str, name: str = "") -> None:
+        self.publish("image", action, name or image_id, {"name": name or image_id})
 
     def scratch_path(self, suffix: str = "") -> str:
         return os.path.join(self.scratch, secrets.token_hex(8) + suffix)
@@ -123,8 +128,10 @@ class ImageService:
                         lines.append(f"The image {ref.familiar} already exists, renaming the old one with ID "
                                      f"{old} to empty string")
                     lines.append(f"Loaded image: {ref.familiar}")
+                    self._event("tag", iid, ref.familiar)
                 if not refs:
                     lines.append(f"Loaded image ID: {iid}")
+                self._event("load", iid, refs[0].familiar if refs else "")
         return lines
 
     # -- import a rootfs tar -------------------------------------------------------------------
@@ -159,6 +166,7 @@ class ImageService:
             iid = self.images.add(raw, 0)
             if ref:
                 self.images.tag(ref, iid)
+        self._event("import", iid, ref.familiar if ref else "")
         return iid
 
     # -- save ------------------------------------------------------------------------------------
@@ -278,10 +286,18 @@ class ImageService:
         ref = reference.parse_repo_tag(repo, tag)
         async with self._lock:
             self.images.tag(ref, image.id)
+        self._event("tag", image.id, ref.familiar)
 
     async def remove(self, name: str, force: bool, prune: bool = True) -> list[dict[str, str]]:
         async with self._lock:
-            return self._remove(name, force, prune)
+            out = self._remove(name, force, prune)
+        for item in out:
+            for action, what in item.items():
+                if action == "Untagged":
+                    self._event("untag", what, what)
+                elif action == "Deleted" and what.startswith("sha256:") and len(what) == 71:
+                    self._event("delete", what)
+        return out
 
     def _remove(self, name: str, force: bool, prune: bool) -> list[dict[str, str]]:
         image = self.get(name)

@@ -27,6 +27,8 @@ class VolumeService:
         self.running_users = running_users
         self.pause = pause
         self.resume = resume
+        # (type, action, actor id, attributes) -> None; the daemon plugs in its event bus
+        self.publish: Callable[[str, str, str, dict[str, str]], None] = lambda *_a: None
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -37,6 +39,7 @@ class VolumeService:
             raise InvalidParameter("DriverOpts and Labels must be objects")
         vol = self.store.create(body.get("Name") or None, body.get("Driver") or "local",
                                 {str(k): str(v) for k, v in opts.items()}, {str(k): str(v) for k, v in labels.items()})
+        self.publish("volume", "create", vol.name, {"driver": vol.driver})
         return inspect(vol)
 
     def usage(self, vol: Volume) -> dict[str, int]:
@@ -70,7 +73,10 @@ class VolumeService:
 
     def remove(self, name: str, force: bool) -> None:
         users = self.users(name) if self.store.exists(name) else []
+        existed = self.store.exists(name)
         self.store.remove(name, users, force=force and not users)
+        if existed:
+            self.publish("volume", "destroy", name, {"driver": "local"})
 
     def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         """Unused volumes; anonymous ones only unless ``all=true`` (as Docker 23+)."""
@@ -83,6 +89,7 @@ class VolumeService:
                 continue
             size = dir_size(vol.mountpoint)
             self.store.remove(vol.name, [])
+            self.publish("volume", "destroy", vol.name, {"driver": "local"})
             deleted.append(vol.name)
             reclaimed += size
         return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
