@@ -334,6 +334,12 @@ class Engine:
             print(f"  {count} x run -d sleep 60, concurrently: {t_run:9.1f} ms total", flush=True)
         if not ids:
             return
+        if self.label == "berth":
+            rss = monitor_rss_mb(ids)
+            if rss:
+                res.singles[f"{self.label} monitor RSS per container (MB)"] = rss / len(ids)
+                print(f"  conmon RSS for {len(ids)} containers:      {rss:9.1f} MB ({rss / len(ids):.2f} MB each)",
+                      flush=True)
         try:
             t_rm, _ = timed(self.cmd("rm", "-f", *ids), self.env)
             self.made.difference_update(ids)
@@ -349,6 +355,25 @@ class Engine:
         if self.loaded_image:
             subprocess.run(self.cmd("rmi", self.image), env=self.env, capture_output=True, timeout=120)
             self.loaded_image = False
+
+
+def monitor_rss_mb(ids: list[str]) -> float:
+    """Summed VmRSS of the conmon processes monitoring ``ids`` (found by their -c argument)."""
+    want = {i.encode() for i in ids}
+    total_kb = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if not argv or os.path.basename(argv[0]) != b"conmon" or not want & set(argv):
+                continue
+            with open(f"/proc/{pid}/status") as f:
+                total_kb += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total_kb / 1024
 
 
 def ps_many(res: Results, berthd: Berthd, eng: Engine, count: int, runs: int) -> None:

@@ -92,3 +92,47 @@ def test_healthcheck_status_and_log(daemon: Daemon, client: docker.DockerClient)
         assert client.api.inspect_container("sick")["ExecIDs"] is None  # probes are not exec sessions
     finally:
         daemon.cli("rm", "-f", "healthy", "sick")
+
+
+def test_stats_no_stream_prints_numbers(daemon: Daemon, client: docker.DockerClient) -> None:
+    ct = client.containers.run("busybox", ["sh", "-c", "x=$(head -c 4000000 /dev/zero | tr '\\0' a); "
+                                           "while true; do :; done"], detach=True)
+    try:
+        time.sleep(0.5)
+        out = daemon.cli("stats", "--no-stream", "--format", "{{.CPUPerc}} {{.MemUsage}} {{.PIDs}}", ct.id)
+        cpu, mem, *_rest, pids = out.stdout.decode().split()
+        assert float(cpu.rstrip("%")) > 10  # a busy loop
+        assert not mem.startswith("0B") and int(pids) >= 1
+        one = client.api.stats(ct.id, stream=False, one_shot=True)
+        assert one["memory_stats"]["usage"] > 0 and one["pids_stats"]["current"] >= 1
+        assert one["cpu_stats"]["cpu_usage"]["total_usage"] > 0 and one["name"] == "/" + ct.name
+        stream = client.api.stats(ct.id, stream=True, decode=True)
+        first, second = next(stream), next(stream)
+        assert second["precpu_stats"]["cpu_usage"]["total_usage"] == first["cpu_stats"]["cpu_usage"]["total_usage"]
+    finally:
+        ct.remove(force=True)
+
+
+def test_events_stream_and_filters(daemon: Daemon, client: docker.DockerClient) -> None:
+    since = time.time()
+    ct = client.containers.run("busybox", ["sh", "-c", "exit 2"], detach=True, name="evented",
+                               labels={"watch": "me"})
+    ct.wait()
+    ct.remove()
+    client.volumes.create("v-events").remove()
+    until = time.time() + 0.5
+    evs = list(client.events(since=since, until=until, decode=True, filters={"container": "evented"}))
+    assert [e["Action"] for e in evs] == ["create", "start", "die", "destroy"]
+    die = evs[2]
+    assert die["Actor"]["Attributes"]["exitCode"] == "2" and die["Actor"]["Attributes"]["watch"] == "me"
+    assert die["Type"] == "container" and die["status"] == "die" and die["from"] == "busybox"
+    vols = list(client.events(since=since, until=until, decode=True, filters={"type": "volume"}))
+    assert [(e["Action"], e["Actor"]["ID"]) for e in vols] == [("create", "v-events"), ("destroy", "v-events")]
+    labelled = list(client.events(since=since, until=until, decode=True, filters={"label": "watch=me",
+                                                                                   "event": "die"}))
+    assert len(labelled) == 1
+    r = daemon.cli("events", "--since", str(int(since)), "--until", str(int(until) + 1), "--filter",
+                   "type=container", "--filter", "event=destroy", "--format", "{{.Actor.Attributes.name}}")
+    assert r.stdout.decode().split() == ["evented"]
+    r = client.api._get(client.api._url("/events"), params={"until": str(until), "filters": '{"bogus":["x"]}'})
+    assert r.status_code == 400 and r.json()["message"] == "invalid filter 'bogus'"

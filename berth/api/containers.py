@@ -113,6 +113,33 @@ async def prune(request: web.Request) -> web.Response:
     return json_response(await svc(request).prune(filters(request)))
 
 
+@routes.get("/containers/{id}/stats")
+async def stats(request: web.Request) -> web.StreamResponse:
+    s = svc(request)
+    c = s.get(request.match_info["id"])
+    stream = qbool(request, "stream", True)
+    one_shot = qbool(request, "one-shot")
+    if one_shot and stream:
+        raise InvalidParameter("cannot have stream=true and one-shot=true")
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    previous = None
+    try:
+        if not stream and not one_shot:
+            previous = s.stats(c.id, None)  # a first sample, so the CPU figures have a baseline
+            await asyncio.sleep(1)
+        while True:
+            previous = s.stats(c.id, previous)
+            await resp.write((dumps(previous) + "\n").encode())
+            if not stream or not c.state.running or c.id not in s.by_id:
+                break
+            await asyncio.sleep(1)
+    except (ConnectionResetError, BrokenPipeError):
+        return resp
+    await resp.write_eof()
+    return resp
+
+
 @routes.post("/containers/{id}/rename")
 async def rename(request: web.Request) -> web.Response:
     await svc(request).rename(request.match_info["id"], request.query.get("name", ""))

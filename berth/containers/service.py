@@ -25,6 +25,7 @@ from typing import Any
 
 from berth.containers import health
 from berth.containers import logs as logfile
+from berth.containers import stats as container_stats
 from berth.containers.execs import ExecIO, ExecService, ExecSession
 from berth.containers.mounts import MountPoint, parse_volumes_from, resolve
 from berth.containers.store import Container, ContainerStore, State
@@ -714,6 +715,7 @@ class ContainerService:
                 raise Conflict(f"You cannot remove a running container {c.id}. "
                                "Stop the container before attempting removal or force remove")
             await self._thaw(c)
+            self._event(c, "kill", signal=str(int(signal.SIGKILL)))
             self._signal(c, signal.SIGKILL)
             await self._wait_exit(c, None)
         if c.state.Status == "removing" and c.id not in self.by_id:
@@ -765,6 +767,12 @@ class ContainerService:
             image = self.images.images.get(item["ImageID"]) if item["ImageID"] else None
             item["SizeRootFs"] = item["SizeRw"] + (self.images.image_size(image) if image else 0)
         return out
+
+    def stats(self, name: str, previous: dict[str, Any] | None) -> dict[str, Any]:
+        c = self.get(name)
+        running = c.state.Status in ("running", "paused")
+        return container_stats.read_stats(f"/berth/{c.id}" if running else "/berth/nonexistent",
+                                          c.state.Pid if running else 0, c.name, c.id, previous)
 
     # -- rename / top --------------------------------------------------------------------------------------
     async def rename(self, name: str, new_name: str) -> None:

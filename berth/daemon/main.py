@@ -111,6 +111,7 @@ class Daemon:
         from berth.containers.service import ContainerService
         from berth.containers.store import ContainerStore
         from berth.db import open_db
+        from berth.events import EventBus
         from berth.fsutil import remove_tree
         from berth.images.content import ContentStore
         from berth.images.service import ImageService
@@ -141,7 +142,10 @@ class Daemon:
         self.containers = containers
         volumes = VolumeService(volume_store, containers.volume_users, containers.running_volume_users,
                                 containers.pause, containers.unpause)
-        return build_app({"config": cfg, "images": image_service, "containers": containers, "volumes": volumes})
+        bus = EventBus()
+        containers.publish = image_service.publish = volumes.publish = bus.publish
+        return build_app({"config": cfg, "images": image_service, "containers": containers, "volumes": volumes,
+                          "events": bus})
 
     async def serve(self, app: web.Application) -> None:
         await self.containers.restore()
