@@ -1,0 +1,470 @@
+"""``docker cp`` and ``docker export`` primitives: stat, tar and untar paths inside a container rootfs.
+
+Safety (CVE-2018-15664): the rootfs belongs to the container, which may rewrite it while we
+work. Paths are resolved with ``resolve_in_root`` (symlinks mean what they mean *inside* the
+container, never on the host), then opened one component at a time with ``O_NOFOLLOW`` from a
+descriptor on the rootfs, and trees are walked with ``*at()`` calls on directory descriptors.
+A directory swapped for a symlink mid-operation therefore makes that entry fail or vanish; it
+can never lead us to a host file.
+
+``TarTreeWriter`` (the descriptor-based tar writer) is shared with ``rwdiff`` for layer tars.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import stat
+import tarfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from berth.errors import Conflict, InvalidParameter, NotFound
+from berth.layers.tarapply import apply_tar, clean_name, resolve_in_root
+
+# Go's os.FileMode bits, which Docker serialises as the "mode" of a path stat
+GO_MODE_DIR = 1 << 31
+GO_MODE_APPEND = 1 << 30
+GO_MODE_EXCLUSIVE = 1 << 29
+GO_MODE_TEMPORARY = 1 << 28
+GO_MODE_SYMLINK = 1 << 27
+GO_MODE_DEVICE = 1 << 26
+GO_MODE_NAMED_PIPE = 1 << 25
+GO_MODE_SOCKET = 1 << 24
+GO_MODE_SETUID = 1 << 23
+GO_MODE_SETGID = 1 << 22
+GO_MODE_CHAR_DEVICE = 1 << 21
+GO_MODE_STICKY = 1 << 20
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a file swapped for a FIFO between lstat and open must not hang the stream
+_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_COPY_BUF = 1 << 20
+_SKIP_XATTR_PREFIX = "trusted.overlay."  # overlay's own bookkeeping, meaningless elsewhere
+
+
+# ---------------------------------------------------------------------------------------------
+# descriptor-based tree access
+
+
+def open_root(path: str) -> int:
+    """Directory fd for a host path the daemon owns (a rootfs, an upper or layer dir)."""
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def open_dir_beneath(root_fd: int, rel: str) -> int:
+    """fd of directory ``rel`` under ``root_fd``, refusing to follow any symlink on the way.
+
+    ``rel`` comes from ``resolve_in_root`` and so should contain real directories only; a
+    symlink found here means the tree changed under us (ELOOP), a non-dir gives ENOTDIR.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for part in rel.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                raise OSError(errno.EINVAL, "'..' in a resolved path", rel)
+            nfd = os.open(part, _O_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_child_dir(dir_fd: int, name: str) -> int | None:
+    """fd of subdirectory ``name``, or None if it vanished or stopped being a directory."""
+    try:
+        return os.open(name, _O_DIR, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+
+
+def scan_dir(dir_fd: int) -> list[tuple[str, os.stat_result]]:
+    """(name, lstat) of every entry, in byte order of the names (Go's filepath.Walk order)."""
+    out: list[tuple[str, os.stat_result]] = []
+    with os.scandir(dir_fd) as it:
+        for entry in it:
+            try:
+                out.append((entry.name, entry.stat(follow_symlinks=False)))
+            except FileNotFoundError:
+                continue  # removed while we listed
+    out.sort(key=lambda item: os.fsencode(item[0]))
+    return out
+
+
+def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def read_xattrs(dir_fd: int, name: str) -> dict[str, bytes]:
+    """Extended attributes of ``name`` (not followed), minus overlay's private ones."""
+    # /proc/self/fd/N is the directory we hold open; only ``name`` is looked up, unfollowed
+    path = f"/proc/self/fd/{dir_fd}/{name}"
+    try:
+        keys = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out: dict[str, bytes] = {}
+    for key in sorted(keys):
+        if key.startswith(_SKIP_XATTR_PREFIX):
+            continue
+        try:
+            out[key] = os.getxattr(path, key, follow_symlinks=False)
+        except OSError:
+            continue
+    return out
+
+
+class _ExactReader:
+    """Exactly ``size`` bytes of an fd: zero-padded if the file shrank, cut if it grew.
+
+    The header was already written with the fstat size; a live container may still be writing.
+    """
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self.left:
+            n = self.left
+        buf = b""
+        while len(buf) < n:
+            chunk = os.read(self.fd, min(_COPY_BUF, n - len(buf)))
+            if not chunk:
+                buf += b"\0" * (n - len(buf))
+                break
+            buf += chunk
+        self.left -= len(buf)
+        return buf
+
+
+class TarTreeWriter:
+    """Streams filesystem objects into an uncompressed PAX tar, reading through directory fds.
+
+    Hardlinks (same inode met twice) become link entries to the first name; sockets, which tar
+    cannot hold, are skipped (as Docker does).
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+        self._links: dict[tuple[int, int], str] = {}
+
+    def __enter__(self) -> TarTreeWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self._tf.close()  # end-of-archive blocks only for a complete archive
+
+    def entry(self, arcname: str, dir_fd: int, name: str, st: os.stat_result) -> bool:
+        """Write ``name`` (in ``dir_fd``, as described by its lstat ``st``) as ``arcname``.
+
+        Directories get a header only. Returns False if nothing was written (a socket, or the
+        object changed or vanished since ``st`` was taken).
+        """
+        fmt = stat.S_IFMT(st.st_mode)
+        ti = _header(arcname, st)
+        if fmt == stat.S_IFDIR:
+            ti.type = tarfile.DIRTYPE
+            ti.name = arcname.rstrip("/") + "/"
+        elif fmt == stat.S_IFLNK:
+            ti.type = tarfile.SYMTYPE
+            try:
+                ti.linkname = os.readlink(name, dir_fd=dir_fd)
+            except OSError:
+                return False
+        elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
+            ti.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
+            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif fmt == stat.S_IFIFO:
+            ti.type = tarfile.FIFOTYPE
+        elif fmt != stat.S_IFREG:
+            return False
+        ti.pax_headers = {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
+                          for k, v in read_xattrs(dir_fd, name).items()}
+        key = (st.st_dev, st.st_ino)
+        if fmt != stat.S_IFDIR and st.st_nlink > 1 and key in self._links:
+            ti.type = tarfile.LNKTYPE
+            ti.linkname = self._links[key]
+            self._tf.addfile(ti)
+            return True
+        if fmt == stat.S_IFREG:
+            if not self._add_file(ti, dir_fd, name, st):
+                return False
+        else:
+            self._tf.addfile(ti)
+        if fmt != stat.S_IFDIR and st.st_nlink > 1:
+            self._links[key] = ti.name
+        return True
+
+    def _add_file(self, ti: tarfile.TarInfo, dir_fd: int, name: str, st: os.stat_result) -> bool:
+        try:
+            fd = os.open(name, _O_FILE, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO, errno.ENOTDIR):
+                return False
+            raise
+        try:
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                return False  # replaced since the listing
+            ti.size = fst.st_size
+            self._tf.addfile(ti, _ExactReader(fd, fst.st_size))  # type: ignore[arg-type]
+        finally:
+            os.close(fd)
+        return True
+
+    def empty_file(self, arcname: str, mode: int = 0o600, uid: int = 0, gid: int = 0, mtime: int = 0) -> None:
+        """An empty regular file entry: whiteout markers."""
+        ti = tarfile.TarInfo(arcname)
+        ti.type = tarfile.REGTYPE
+        ti.mode, ti.uid, ti.gid, ti.mtime = mode, uid, gid, mtime
+        ti.uname = ti.gname = ""
+        self._tf.addfile(ti)
+
+    def tree(self, prefix: str, dir_fd: int) -> None:
+        """Everything below ``dir_fd``, named ``prefix + relative path``, parents first."""
+        for name, st in scan_dir(dir_fd):
+            arcname = prefix + name
+            if not self.entry(arcname, dir_fd, name, st) or not stat.S_ISDIR(st.st_mode):
+                continue
+            child = open_child_dir(dir_fd, name)
+            if child is None:
+                continue
+            try:
+                self.tree(arcname + "/", child)
+            finally:
+                os.close(child)
+
+
+def _header(arcname: str, st: os.stat_result) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(arcname)
+    ti.mode = stat.S_IMODE(st.st_mode)
+    ti.uid, ti.gid = st.st_uid, st.st_gid
+    ti.uname = ti.gname = ""  # no name lookups: the host's passwd says nothing about the image
+    ti.mtime = st.st_mtime_ns // 1_000_000_000  # whole seconds, as Docker writes layers
+    return ti
+
+
+# ---------------------------------------------------------------------------------------------
+# path stat and archives
+
+
+def go_file_mode(st_mode: int) -> int:
+    """A POSIX st_mode as Go's os.FileMode (what Docker puts in a path stat)."""
+    mode = stat.S_IMODE(st_mode) & 0o777
+    fmt = stat.S_IFMT(st_mode)
+    mode |= {stat.S_IFDIR: GO_MODE_DIR, stat.S_IFLNK: GO_MODE_SYMLINK, stat.S_IFIFO: GO_MODE_NAMED_PIPE,
+             stat.S_IFSOCK: GO_MODE_SOCKET, stat.S_IFBLK: GO_MODE_DEVICE,
+             stat.S_IFCHR: GO_MODE_DEVICE | GO_MODE_CHAR_DEVICE}.get(fmt, 0)
+    if st_mode & stat.S_ISUID:
+        mode |= GO_MODE_SETUID
+    if st_mode & stat.S_ISGID:
+        mode |= GO_MODE_SETGID
+    if st_mode & stat.S_ISVTX:
+        mode |= GO_MODE_STICKY
+    return mode
+
+
+def rfc3339_nano(mtime_ns: int) -> str:
+    """Go's time.RFC3339Nano in UTC: trailing zeros of the fraction dropped."""
+    secs, nanos = divmod(mtime_ns, 1_000_000_000)
+    text = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if nanos:
+        text += "." + f"{nanos:09d}".rstrip("0")
+    return text + "Z"
+
+
+@dataclass
+class _Target:
+    root_fd: int
+    parent_fd: int  # directory holding the object
+    name: str  # its name there; "." for the rootfs itself
+    rel: str  # path inside the rootfs, "" for "/"
+    st: os.stat_result
+
+    def close(self) -> None:
+        os.close(self.parent_fd)
+        os.close(self.root_fd)
+
+    def open_dir(self) -> int:
+        if self.name == ".":
+            return os.dup(self.parent_fd)
+        fd = open_child_dir(self.parent_fd, self.name)
+        if fd is None:
+            raise Conflict(f"{self.rel or '/'} changed while it was being read")
+        return fd
+
+
+def _wants_dir(path: str) -> bool:
+    """Docker follows the last symlink (and requires a directory) for "x/" and "x/."."""
+    return path.endswith("/") or path.endswith("/.") or path in ("", ".")
+
+
+def _locate(rootfs: str, path: str, follow_last: bool, container_name: str) -> _Target:
+    rootfs = os.path.normpath(rootfs)
+    host = resolve_in_root(rootfs, path, follow_last=follow_last)
+    rel = os.path.relpath(host, rootfs)
+    rel = "" if rel == "." else rel
+    parent_rel, name = posixpath.split(rel) if rel else ("", ".")
+    missing = NotFound(f"Could not find the file {path} in container {container_name}")
+    root_fd = open_root(rootfs)
+    try:
+        parent_fd = open_dir_beneath(root_fd, parent_rel)
+    except OSError as e:
+        os.close(root_fd)
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise missing from None
+        if e.errno == errno.ELOOP:
+            raise Conflict(f"{path} changed while it was being resolved") from None
+        raise
+    st = lstat_at(parent_fd, name)
+    if st is None:
+        os.close(parent_fd)
+        os.close(root_fd)
+        raise missing
+    return _Target(root_fd, parent_fd, name, rel, st)
+
+
+def stat_path(rootfs: str, path: str, container_name: str = "") -> dict[str, Any]:
+    """Docker's ``X-Docker-Container-Path-Stat`` object for ``path`` in the container.
+
+    Like Docker, ``linkTarget`` of a symlink is the path it finally resolves to inside the
+    container (what ``docker cp -L`` copies), not the raw link text.
+    """
+    want_dir = _wants_dir(path)
+    t = _locate(rootfs, path, want_dir, container_name)
+    try:
+        if want_dir and not stat.S_ISDIR(t.st.st_mode):
+            raise InvalidParameter(f"{path}: not a directory")
+        link_target = ""
+        if stat.S_ISLNK(t.st.st_mode):
+            root = os.path.normpath(rootfs)
+            final = os.path.relpath(resolve_in_root(root, t.rel, follow_last=True), root)
+            link_target = "/" if final == "." else "/" + final
+        return {"name": _base_name(path), "size": t.st.st_size, "mode": go_file_mode(t.st.st_mode),
+                "mtime": rfc3339_nano(t.st.st_mtime_ns), "linkTarget": link_target}
+    finally:
+        t.close()
+
+
+def _base_name(path: str) -> str:
+    """Go's filepath.Base of the requested (absolute) path: "/etc/" → "etc", "/x/." → "."."""
+    if path.endswith("/."):
+        return "."
+    stripped = posixpath.normpath("/" + path)
+    return posixpath.basename(stripped) or "/"
+
+
+def write_archive(rootfs: str, path: str, out: BinaryIO, container_name: str = "") -> None:
+    """Tar of ``path`` for ``GET /containers/{id}/archive`` (uncompressed, streamed to ``out``).
+
+    A file gives one entry named by its basename, a directory ``<basename>/...``; "dir/." (and
+    "/") give the directory's contents alone. Symlinks are archived as links, never followed,
+    except a final one when the path ends with "/" or "/.".
+    """
+    want_dir = _wants_dir(path)
+    t = _locate(rootfs, path, want_dir, container_name)
+    try:
+        is_dir = stat.S_ISDIR(t.st.st_mode)
+        if want_dir and not is_dir:
+            raise InvalidParameter(f"{path}: not a directory")
+        top = _base_name(path)
+        contents_only = top in (".", "/")
+        with TarTreeWriter(out) as w:
+            if not contents_only:
+                # entries are named after the *requested* name: "/lnk/" archives as "lnk/..."
+                w.entry(top, t.parent_fd, t.name, t.st)
+            if is_dir:
+                fd = t.open_dir()
+                try:
+                    w.tree("" if contents_only else top + "/", fd)
+                finally:
+                    os.close(fd)
+    finally:
+        t.close()
+
+
+def extract_archive(rootfs: str, path: str, tar_path: str, no_overwrite_dir_non_dir: bool = False,
+                    container_name: str = "") -> None:
+    """``PUT /containers/{id}/archive``: extract the tar at ``tar_path`` into directory ``path``.
+
+    ``apply_tar`` keeps every entry inside the target directory (symlinks in the archive or
+    the container resolve within it). Note that ``apply_tar`` works on paths, so the caller
+    should not let a container race it (Docker pauses or chroots for this).
+    """
+    t = _locate(rootfs, path, True, container_name)
+    try:
+        if not stat.S_ISDIR(t.st.st_mode):
+            raise InvalidParameter("extraction point is not a directory")
+        target = os.path.join(os.path.normpath(rootfs), t.rel) if t.rel else os.path.normpath(rootfs)
+    finally:
+        t.close()
+    if no_overwrite_dir_non_dir:
+        _check_dir_non_dir(target, tar_path)
+    apply_tar(tar_path, target, "plain", None)
+
+
+def _check_dir_non_dir(target: str, tar_path: str) -> None:
+    """Refuse an archive that would replace a directory by a non-directory or the reverse.
+
+    Checked before anything is written; entries earlier in the archive count as created.
+    """
+    planned: dict[str, bool | None] = {}  # rel → is_dir as the archive leaves it; None: a symlink
+
+    def is_dir(rel: str, follow: bool) -> bool | None:
+        if rel in planned:
+            return planned[rel]
+        if follow:  # parents: apply_tar walks through symlinks to directories
+            host = resolve_in_root(target, rel, follow_last=True)
+        else:  # the entry itself: a symlink to a directory is not a directory
+            parent, base = posixpath.split(rel)
+            host = os.path.join(resolve_in_root(target, parent, follow_last=True), base)
+        try:
+            return stat.S_ISDIR(os.lstat(host).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    try:
+        with tarfile.open(tar_path, mode="r:") as tf:
+            for m in tf:
+                rel = clean_name(m.name)
+                if not rel:
+                    continue
+                parts = rel.split("/")
+                for i in range(1, len(parts)):
+                    parent = "/".join(parts[:i])
+                    if is_dir(parent, follow=True) is False:  # apply_tar would replace it by a directory
+                        raise InvalidParameter(f'cannot overwrite non-directory "/{parent}" with directory "/{rel}"')
+                    planned.setdefault(parent, True)
+                existing = is_dir(rel, follow=False)
+                if existing is True and not m.isdir():
+                    raise InvalidParameter(f'cannot overwrite directory "/{rel}" with non-directory "/{rel}"')
+                if existing is False and m.isdir():
+                    raise InvalidParameter(f'cannot overwrite non-directory "/{rel}" with directory "/{rel}"')
+                planned[rel] = None if m.issym() else m.isdir()
+    except tarfile.TarError as e:
+        raise InvalidParameter(f"invalid tar archive: {e}") from e
+
+
+def export_rootfs(rootfs: str, out: BinaryIO) -> None:
+    """``docker export``: the whole (mounted) rootfs as a tar, relative names, sorted."""
+    fd = open_root(rootfs)
+    try:
+        with TarTreeWriter(out) as w:
+            w.tree("", fd)
+    finally:
+        os.close(fd)
