@@ -18,6 +18,10 @@ class InvalidParameter(BerthError):
     status = 400
 
 
+class Forbidden(BerthError):
+    status = 403
+
+
 class NotFound(BerthError):
     status = 404
 

@@ -100,7 +100,7 @@ def test_copy_up_and_nocopy(daemon: Daemon) -> None:
     out = daemon.cli("run", "--rm", "-v", "v-etc:/etc", "busybox", "cat", "/etc/passwd").stdout
     assert out.startswith(b"root:x:0:0")
     mp = daemon.client().api.inspect_volume("v-etc")["Mountpoint"]
-    assert sorted(os.listdir(mp)) == ["group", "passwd"]
+    assert {"group", "passwd"} <= set(os.listdir(mp))  # (and the init layer's mount points, as Docker)
     out = daemon.cli("run", "--rm", "--mount", "type=volume,src=v-empty,dst=/etc,volume-nocopy", "busybox",
                      "ls", "-A", "/etc").stdout
     assert out == b""

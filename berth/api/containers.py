@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
+import os
 import socket
 from datetime import datetime
 
@@ -11,10 +14,12 @@ from aiohttp import web
 
 from berth.api.common import MULTIPLEXED, RAW_STREAM, dumps, filters, frame, json_body, json_response, qbool, qint
 from berth.api.hijack import hijack
+from berth.containers import archive
 from berth.containers import logs as logfile
 from berth.containers.service import ContainerService
-from berth.errors import InvalidParameter
+from berth.errors import Forbidden, InvalidParameter
 from berth.runtime.monitor import ATTACH_BUF, ATTACH_STDERR
+from berth.threadstream import stream_from_thread
 
 routes = web.RouteTableDef()
 
@@ -138,6 +143,98 @@ async def stats(request: web.Request) -> web.StreamResponse:
         return resp
     await resp.write_eof()
     return resp
+
+
+@routes.get("/containers/{id}/changes")
+async def changes(request: web.Request) -> web.Response:
+    return json_response(await svc(request).changes(request.match_info["id"]) or None)
+
+
+@routes.post("/commit")
+async def commit(request: web.Request) -> web.Response:
+    name = request.query.get("container", "")
+    if not name:
+        raise InvalidParameter("No container specified")
+    overrides = await json_body(request, required=False)
+    if overrides is not None and not isinstance(overrides, dict):
+        raise InvalidParameter("invalid JSON: container config must be an object")
+    iid = await svc(request).commit(name, request.query.get("repo") or None, request.query.get("tag") or None,
+                                    request.query.get("comment", ""), request.query.get("author", ""),
+                                    request.query.getall("changes", []), qbool(request, "pause", True), overrides)
+    return json_response({"Id": iid}, status=201)
+
+
+async def _stream_tar(request: web.Request, produce, headers: dict[str, str] | None = None) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+    chunks = stream_from_thread(produce)
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar", **(headers or {})})
+    first = await anext(chunks, b"")  # errors before the first byte still become proper HTTP errors
+    await resp.prepare(request)
+    if first:
+        await resp.write(first)
+    async for chunk in chunks:
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+@routes.get("/containers/{id}/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    s = svc(request)
+    c = s.get(request.match_info["id"])
+    async with s.rootfs_view(c, with_mounts=False) as root:
+        return await _stream_tar(request, lambda out: archive.export_rootfs(root, out))
+
+
+def _path_param(request: web.Request) -> str:
+    path = request.query.get("path", "")
+    if not path:
+        raise InvalidParameter("path is required")
+    return path
+
+
+def _stat_header(st: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(st).encode()).decode()}
+
+
+@routes.head("/containers/{id}/archive")
+async def archive_head(request: web.Request) -> web.Response:
+    s = svc(request)
+    c = s.get(request.match_info["id"])
+    async with s.rootfs_view(c) as root:
+        st = await asyncio.to_thread(archive.stat_path, root, _path_param(request), c.name)
+    return web.Response(status=200, headers=_stat_header(st))
+
+
+@routes.get("/containers/{id}/archive", allow_head=False)
+async def archive_get(request: web.Request) -> web.StreamResponse:
+    s = svc(request)
+    c = s.get(request.match_info["id"])
+    path = _path_param(request)
+    async with s.rootfs_view(c) as root:
+        st = await asyncio.to_thread(archive.stat_path, root, path, c.name)
+        return await _stream_tar(request, lambda out: archive.write_archive(root, path, out, c.name),
+                                 _stat_header(st))
+
+
+@routes.put("/containers/{id}/archive")
+async def archive_put(request: web.Request) -> web.Response:
+    s = svc(request)
+    c = s.get(request.match_info["id"])
+    path = _path_param(request)
+    if c.host_config.get("ReadonlyRootfs") and c.state.running:
+        raise Forbidden("container rootfs is marked read-only")
+    tmp = request.app["images"].scratch_path(".tar")
+    try:
+        from berth.api.images import _spool_body
+
+        await _spool_body(request, tmp)
+        async with s.rootfs_view(c) as root:
+            await asyncio.to_thread(archive.extract_archive, root, path, tmp,
+                                    qbool(request, "noOverwriteDirNonDir"), c.name)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return web.Response(status=200)
 
 
 @routes.post("/containers/{id}/rename")

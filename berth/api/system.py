@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 from typing import Any
@@ -162,8 +163,22 @@ async def events(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     try:
-        async for ev in sub:
+        nxt = asyncio.ensure_future(anext(sub))
+        while True:
+            # wake up now and then to notice a client that hung up while no event came
+            done, _ = await asyncio.wait({nxt}, timeout=1.0)
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                nxt.cancel()
+                break
+            if not done:
+                continue
+            try:
+                ev = nxt.result()
+            except StopAsyncIteration:
+                break
             await resp.write((dumps(ev) + "\n").encode())
+            nxt = asyncio.ensure_future(anext(sub))
     except (ConnectionResetError, BrokenPipeError):
         pass
     finally:

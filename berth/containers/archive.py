@@ -59,7 +59,8 @@ def open_dir_beneath(root_fd: int, rel: str) -> int:
     """fd of directory ``rel`` under ``root_fd``, refusing to follow any symlink on the way.
 
     ``rel`` comes from ``resolve_in_root`` and so should contain real directories only; a
-    symlink found here means the tree changed under us (ELOOP), a non-dir gives ENOTDIR.
+    symlink found here means the tree changed under us. Linux reports it, like a non-dir, as
+    ENOTDIR (ELOOP without O_DIRECTORY); either way the open fails instead of following.
     """
     fd = os.dup(root_fd)
     try:
@@ -168,6 +169,10 @@ class TarTreeWriter:
                  tb: TracebackType | None) -> None:
         if exc_type is None:
             self._tf.close()  # end-of-archive blocks only for a complete archive
+        else:
+            # a failed stream must not look complete, nor be flushed into ``out`` later by GC
+            self._tf.fileobj.closed = True  # type: ignore[union-attr]
+            self._tf.closed = True
 
     def entry(self, arcname: str, dir_fd: int, name: str, st: os.stat_result) -> bool:
         """Write ``name`` (in ``dir_fd``, as described by its lstat ``st``) as ``arcname``.
@@ -365,7 +370,7 @@ def _base_name(path: str) -> str:
     """Go's filepath.Base of the requested (absolute) path: "/etc/" → "etc", "/x/." → "."."""
     if path.endswith("/."):
         return "."
-    stripped = posixpath.normpath("/" + path)
+    stripped = posixpath.normpath("/" + path.lstrip("/"))  # lstrip: normpath keeps a leading "//"
     return posixpath.basename(stripped) or "/"
 
 

@@ -8,6 +8,7 @@ and ``restore`` picks every container up where it was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
-from berth.containers import health
+from berth.containers import health, rwdiff
 from berth.containers import logs as logfile
 from berth.containers import stats as container_stats
 from berth.containers.execs import ExecIO, ExecService, ExecSession
@@ -32,6 +33,7 @@ from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
 from berth.images.service import ImageService, rfc3339
+from berth.layers.drivers import INIT_DIRS, INIT_FILES
 from berth.layers.store import LayerStore
 from berth.layers.tarapply import resolve_in_root
 from berth.runtime import hostconfig
@@ -773,6 +775,67 @@ class ContainerService:
         running = c.state.Status in ("running", "paused")
         return container_stats.read_stats(f"/berth/{c.id}" if running else "/berth/nonexistent",
                                           c.state.Pid if running else 0, c.name, c.id, previous)
+
+    # -- diff / commit / export / archive -----------------------------------------------------------------
+    async def changes(self, name: str) -> list[dict[str, Any]]:
+        c = self.get(name)
+        kind, rw, lowers = self.layers.rw_layout(c.id)
+        if kind == "overlay":
+            return await asyncio.to_thread(rwdiff.changes_overlay, rw, lowers)
+        out = await asyncio.to_thread(rwdiff.changes_vfs, lowers[0] if lowers else "", rw)
+        # vfs has no init layer: the runtime's mount points are in the copy itself
+        init = {"/" + p for p in INIT_FILES + INIT_DIRS}
+        return [ch for ch in out if not (ch["Kind"] == rwdiff.ADDED and ch["Path"] in init)]
+
+    def write_rw_tar(self, cid: str, out: Any) -> None:
+        """The container layer as an image layer tar, whiteouts as ``.wh.`` entries (blocking)."""
+        kind, rw, lowers = self.layers.rw_layout(cid)
+        if kind == "overlay":
+            rwdiff.write_layer_tar_overlay(rw, lowers, out)
+        else:
+            rwdiff.write_layer_tar_vfs(lowers[0] if lowers else "", rw, out)
+
+    async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
+                     changes: list[str], pause: bool, overrides: dict[str, Any] | None) -> str:
+        c = self.get(name)
+        paused_here = False
+        if pause and c.state.Status == "running":
+            await self.pause(c.id)
+            paused_here = True
+        try:
+            tmp = self.images.scratch_path(".tar")
+            with open(tmp, "wb") as f:
+                await asyncio.to_thread(self.write_rw_tar, c.id, f)
+        finally:
+            if paused_here and c.id in self.by_id and c.state.Status == "paused":
+                await self.unpause(c.id)
+        try:
+            cmd = " ".join([c.path, *c.args])
+            iid = await self.images.commit_layer(tmp, c.image_id, c.id, c.config, overrides or {}, changes, repo, tag,
+                                                 comment, author, created_by=cmd)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self._event(c, "commit", comment=comment)
+        return iid
+
+    @contextlib.asynccontextmanager
+    async def rootfs_view(self, c: Container, with_mounts: bool = True) -> AsyncIterator[str]:
+        """A host path showing the container's filesystem: while it runs, /proc/<pid>/root (its
+        volumes and binds included) or, ``with_mounts=False``, the rootfs alone; when stopped, the
+        rootfs mounted for the duration under the container's lock."""
+        if c.state.running and c.state.Pid:
+            yield f"/proc/{c.state.Pid}/root" if with_mounts else self.layers.driver.rootfs_path(c.id)
+            return
+        async with self._lock(c.id):
+            if c.id not in self.by_id:
+                raise ContainerNotFound(c.id)
+            path = self.layers.mount_rw(c.id)
+            try:
+                yield path
+            finally:
+                if not c.state.running:
+                    self.layers.unmount_rw(c.id)
 
     # -- rename / top --------------------------------------------------------------------------------------
     async def rename(self, name: str, new_name: str) -> None:

@@ -149,7 +149,8 @@ class Daemon:
 
     async def serve(self, app: web.Application) -> None:
         await self.containers.restore()
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # streams (events, logs -f, attach) would hold shutdown for a minute: give them a second
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         self.runners.append(runner)
         for host in self.cfg.hosts:

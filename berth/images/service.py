@@ -169,6 +169,50 @@ class ImageService:
         self._event("import", iid, ref.familiar if ref else "")
         return iid
 
+    # -- commit a container layer ---------------------------------------------------------------------------
+    async def commit_layer(self, tar_path: str, base_id: str, cid: str, container_config: dict[str, Any],
+                           overrides: dict[str, Any], changes: list[str], repo: str | None, tag: str | None,
+                           comment: str, author: str, created_by: str) -> str:
+        """A new image: ``base_id`` plus the layer in ``tar_path`` (uncompressed), with the
+        container's config, then the request's overrides and ``changes`` applied on top."""
+        ref = reference.parse_repo_tag(repo, tag) if repo else None
+        base = self.images.get(base_id)
+        with open(tar_path, "rb") as src:
+            diff_id = await asyncio.to_thread(spool_uncompressed, src, tar_path + ".verified")
+        ex = None
+        try:
+            ex = await asyncio.to_thread(self.layers.extract, tar_path + ".verified", diff_id, base.top_layer)
+        except BaseException:
+            self.layers.discard(ex)
+            raise
+        finally:
+            if os.path.exists(tar_path + ".verified"):
+                os.unlink(tar_path + ".verified")
+        section = {k: v for k, v in container_config.items() if k not in ("Hostname", "Domainname")}
+        section.update({k: v for k, v in overrides.items() if v is not None})
+        section = apply_changes(section, changes)
+        now = rfc3339(time.time())
+        cfg = {k: v for k, v in base.config.items() if k not in ("config", "container_config", "history", "rootfs")}
+        cfg.update({
+            "config": section, "container": cid, "created": now,
+            "history": list(base.config.get("history") or []) + [{"created": now, "created_by": created_by,
+                                                                    **({"author": author} if author else {}),
+                                                                    **({"comment": comment} if comment else {})}],
+            "rootfs": {"type": "layers", "diff_ids": [*base.diff_ids, diff_id]},
+        })
+        if author:
+            cfg["author"] = author
+        if comment:
+            cfg["comment"] = comment
+        raw = json.dumps(cfg, separators=(",", ":"), sort_keys=True).encode()
+        async with self._lock:
+            self.layers.commit(ex)
+            iid = self.images.add(raw, 0, parent=base.id)
+            if ref:
+                self.images.tag(ref, iid)
+        self._event("commit", iid, ref.familiar if ref else "")
+        return iid
+
     # -- save ------------------------------------------------------------------------------------
     def _save_plan(self, names: list[str]) -> list[SaveImage]:
         plan: dict[str, SaveImage] = {}

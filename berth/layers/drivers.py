@@ -15,6 +15,22 @@ from berth.fsutil import discard_tree, empty_trash
 from berth.layers.mount import Mount
 from berth.layers.tarapply import WhiteoutMode
 
+# What every container sees before its own layer: mount points the runtime binds over, made in
+# an "init" layer as Docker does, so they never show up in diff or commit.
+INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
+INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
+
+
+def make_init_entries(root: str) -> None:
+    for d in INIT_DIRS:
+        p = os.path.join(root, d)
+        if not os.path.lexists(p):
+            os.makedirs(p, mode=0o755)
+    for f in INIT_FILES:
+        p = os.path.join(root, f)
+        if not os.path.lexists(p):
+            os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+
 
 class Driver(Protocol):
     name: str
@@ -25,6 +41,7 @@ class Driver(Protocol):
     def remove(self, cache_id: str) -> None: ...
     def new_rw(self, cid: str, lower_cache_ids: list[str]) -> None: ...
     def rw_path(self, cid: str) -> str: ...
+    def init_path(self, cid: str) -> str | None: ...
     def rootfs_mount(self, cid: str, lower_cache_ids: list[str]) -> Mount | None: ...
     def rootfs_path(self, cid: str) -> str: ...
     def status(self) -> list[list[str]]: ...
@@ -69,14 +86,21 @@ class OverlayDriver:
         except FileNotFoundError:
             pass
         discard_tree(d, self.trash)
+        if not cache_id.endswith("-init") and os.path.isdir(os.path.join(self.root, cache_id + "-init")):
+            self.remove(cache_id + "-init")
 
     def new_rw(self, cid: str, lower_cache_ids: list[str]) -> None:
+        make_init_entries(self._new_dir(cid + "-init"))
         self._new_dir(cid)
         os.mkdir(os.path.join(self.root, cid, "work"), 0o700)
         os.mkdir(os.path.join(self.root, cid, "merged"), 0o755)
 
     def rw_path(self, cid: str) -> str:
         return os.path.join(self.root, cid, "diff")
+
+    def init_path(self, cid: str) -> str | None:
+        p = self.layer_path(cid + "-init")
+        return p if os.path.isdir(p) else None
 
     def rootfs_path(self, cid: str) -> str:
         return os.path.join(self.root, cid, "merged")
@@ -86,10 +110,14 @@ class OverlayDriver:
             return os.path.join(self.root, "l", f.read().strip())
 
     def rootfs_mount(self, cid: str, lower_cache_ids: list[str]) -> Mount | None:
+        if self.init_path(cid):
+            lower_cache_ids = [cid + "-init", *lower_cache_ids]
         lowers = [self.layer_path(c) for c in lower_cache_ids] or [self._empty()]
         short = [self._short(c) for c in lower_cache_ids] or lowers
+        # diffs and commits read the upper dir alone: keep overlay from redirecting or metacopying
         return Mount(type="overlay", lowers=lowers, short_lowers=short, cwd=self.root, upper=self.rw_path(cid),
-                     work=os.path.join(self.root, cid, "work"), options=["index=off"])
+                     work=os.path.join(self.root, cid, "work"),
+                     options=["index=off", "redirect_dir=off", "metacopy=off"])
 
     def _empty(self) -> str:
         d = os.path.join(self.root, "empty")
@@ -131,9 +159,13 @@ class VfsDriver:
 
     def new_rw(self, cid: str, lower_cache_ids: list[str]) -> None:
         self._copy(self.layer_path(lower_cache_ids[0]) if lower_cache_ids else None, self.layer_path(cid))
+        make_init_entries(self.layer_path(cid))  # no layering here: diffs leave these out by name
 
     def rw_path(self, cid: str) -> str:
         return self.layer_path(cid)
+
+    def init_path(self, cid: str) -> str | None:
+        return None
 
     def rootfs_path(self, cid: str) -> str:
         return self.layer_path(cid)

@@ -220,5 +220,13 @@ class LayerStore:
         with transaction(self.conn):
             self.conn.execute("DELETE FROM rw_layers WHERE cid=?", (cid,))
 
+    def rw_layout(self, cid: str) -> tuple[str, str, list[str]]:
+        """(driver name, the container's writable dir, image layer dirs top-first): what a diff needs.
+
+        overlay: the upper dir holds only changes; vfs: a full copy to compare with the top layer."""
+        lowers = [self.driver.layer_path(x.cache_id) for x in self.chain(self._rw_parent(cid))]
+        init = self.driver.init_path(cid)
+        return self.driver.name, self.driver.rw_path(cid), ([init] if init else []) + lowers
+
     def rw_size(self, cid: str) -> int:
         return dir_size(self.driver.rw_path(cid))
