@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in crun:crun runc:runc conmon:conmon busybox:busybox-static tini-static:tini catatonit:catatonit; do
+for pair in crun:crun runc:runc conmon:conmon busybox:busybox-static tini-static:tini catatonit:catatonit \
+            docker-registry:docker-registry; do  # docker-registry: the reference registry, for interop tests
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
-from berth.api.common import filters, json_response, json_stream_start, json_stream_write, qbool
-from berth.errors import InvalidParameter, NotFound
+from berth.api.common import filters, json_body, json_response, json_stream_start, json_stream_write, qbool
+from berth.distribution.client import Credentials
+from berth.errors import BerthError, InvalidParameter
 from berth.images.service import ImageService
 
 routes = web.RouteTableDef()
@@ -73,8 +76,11 @@ async def create(request: web.Request) -> web.StreamResponse:
     src = request.query.get("fromSrc")
     if src is None:
         image = request.query.get("fromImage", "")
-        raise NotFound(f"pull access denied for {image}: this Berth daemon cannot pull from registries yet "
-                       "(load the image with `docker load` instead)")
+        if not image:
+            raise InvalidParameter("fromImage or fromSrc is required")
+        creds = Credentials.from_header(request.headers.get("X-Registry-Auth"))
+        return await _progress_stream(request, request.app["distribution"].pull(image, request.query.get("tag", ""),
+                                                                                 creds))
     if src != "-":
         raise InvalidParameter("importing from a URL is not supported; send the tarball as the request body")
     tmp = s.scratch_path(".import")
@@ -90,6 +96,43 @@ async def create(request: web.Request) -> web.StreamResponse:
     await json_stream_write(resp, {"status": iid})
     await resp.write_eof()
     return resp
+
+
+async def _progress_stream(request: web.Request, progress: AsyncIterator[dict]) -> web.StreamResponse:  # type: ignore[type-arg]
+    """Docker's JSON progress stream; an error before the first message is a plain HTTP error,
+    after it an ``errorDetail`` message in the stream (the status is already sent)."""
+    first = await anext(progress)
+    resp = await json_stream_start(request)
+    await json_stream_write(resp, first)
+    try:
+        async for item in progress:
+            await json_stream_write(resp, item)
+    except (BerthError, OSError, aiohttp.ClientError) as e:
+        msg = str(e) or type(e).__name__
+        await json_stream_write(resp, {"errorDetail": {"message": msg}, "error": msg})
+    await resp.write_eof()
+    return resp
+
+
+@routes.post("/images/{name:.+}/push")
+async def push(request: web.Request) -> web.StreamResponse:
+    creds = Credentials.from_header(request.headers.get("X-Registry-Auth"))
+    return await _progress_stream(request, request.app["distribution"].push(request.match_info["name"],
+                                                                            request.query.get("tag", ""), creds))
+
+
+@routes.post("/auth")
+async def auth(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidParameter("invalid JSON: auth config must be an object")
+    return json_response(await request.app["distribution"].login(body))
+
+
+@routes.get("/distribution/{name:.+}/json")
+async def distribution_inspect(request: web.Request) -> web.Response:
+    creds = Credentials.from_header(request.headers.get("X-Registry-Auth"))
+    return json_response(await request.app["distribution"].inspect(request.match_info["name"], creds))
 
 
 @routes.get("/images/json")

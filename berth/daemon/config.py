@@ -19,5 +19,7 @@ class Config:
     tlscacert: str = ""
     tlscert: str = ""
     tlskey: str = ""
+    insecure_registries: list[str] = field(default_factory=list)
+    registry_mirrors: list[str] = field(default_factory=list)
     engine_id: str = ""
     warnings: list[str] = field(default_factory=list)

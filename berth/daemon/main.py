@@ -32,6 +32,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("-s", "--storage-driver", default="overlay", choices=["overlay", "overlay2", "vfs"])
     p.add_argument("--default-runtime", default="crun", choices=["crun", "runc"])
     p.add_argument("-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
+    p.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
+                   help="registry (host[:port] or CIDR) to reach over plain HTTP; loopback always is")
+    p.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
+                   help="mirror to pull docker.io images from")
     p.add_argument("--tls", action="store_true")
     p.add_argument("--tlsverify", action="store_true")
     p.add_argument("--tlscacert", default="")
@@ -42,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(hosts=a.hosts or ["unix:///var/run/berth.sock"], data_root=os.path.abspath(a.data_root),
                   exec_root=os.path.abspath(a.exec_root), pidfile=a.pidfile, storage_driver=driver,
                   runtime=a.default_runtime, log_level=a.log_level, tls=a.tls or a.tlsverify, tlsverify=a.tlsverify,
-                  tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey)
+                  tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
+                  insecure_registries=a.insecure_registries, registry_mirrors=a.registry_mirrors)
 
 
 class AlreadyRunning(Exception):
@@ -111,6 +116,8 @@ class Daemon:
         from berth.containers.service import ContainerService
         from berth.containers.store import ContainerStore
         from berth.db import open_db
+        from berth.distribution.client import RegistryConfig
+        from berth.distribution.service import DistributionService
         from berth.events import EventBus
         from berth.fsutil import remove_tree
         from berth.images.content import ContentStore
@@ -142,10 +149,13 @@ class Daemon:
         self.containers = containers
         volumes = VolumeService(volume_store, containers.volume_users, containers.running_volume_users,
                                 containers.pause, containers.unpause)
+        registries = RegistryConfig(insecure=cfg.insecure_registries, mirrors=cfg.registry_mirrors)
+        distribution = DistributionService(conn, os.path.join(cfg.data_root, "distribution"), image_service,
+                                           registries)
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
         return build_app({"config": cfg, "images": image_service, "containers": containers, "volumes": volumes,
-                          "events": bus})
+                          "events": bus, "distribution": distribution})
 
     async def serve(self, app: web.Application) -> None:
         await self.containers.restore()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import json
 import os
 import secrets
@@ -212,6 +213,36 @@ class ImageService:
                 self.images.tag(ref, iid)
         self._event("commit", iid, ref.familiar if ref else "")
         return iid
+
+    # -- what distribution needs ------------------------------------------------------------------------------
+    async def store_pulled(self, raw_config: bytes, pending: dict[str, Extracted], ref: reference.Reference | None,
+                           repo: str, manifest_digest: str) -> tuple[str, bool]:
+        """Commit a pulled image's layers and config, tag it; return (image ID, whether anything changed)."""
+        iid = "sha256:" + hashlib.sha256(raw_config).hexdigest()
+        async with self._lock:
+            existed = True
+            try:
+                self.images.get(iid)
+            except ImageNotFound:
+                existed = False
+            tagged_before = existed and ref is not None and str(ref) in self.images.refs_of(iid)
+            for ex in pending.values():
+                self.layers.commit(ex)
+            self.images.add(raw_config, 0)
+            if ref:
+                self.images.tag(ref, iid)
+            self.images.add_repo_digest(repo, manifest_digest, iid)
+        if not existed:
+            self._event("pull", iid, ref.familiar if ref else "")
+        return iid, not (existed and (tagged_before or ref is None))
+
+    def all_tags(self) -> list[str]:
+        return [t for image in self.images.list() for t in self.images.refs_of(image.id)]
+
+    async def record_repo_digest(self, repo: str, digest: str, iid: str) -> None:
+        async with self._lock:
+            self.images.add_repo_digest(repo, digest, iid)
+        self._event("push", iid, repo)
 
     # -- save ------------------------------------------------------------------------------------
     def _save_plan(self, names: list[str]) -> list[SaveImage]:

@@ -1,0 +1,442 @@
+"""Pull and push, with Docker's JSON progress messages.
+
+Pull: manifests (an index resolves to linux/amd64) and the config are verified against
+their digests; layers download in parallel, each verified (compressed digest, then the
+diff ID of the decompressed tar) before it is extracted; extraction runs in chain order;
+nothing is committed until every layer passed. Push: layers are gzip-compressed on every
+core (independent gzip members, which every gzip reader accepts), once per layer (the
+result is cached, and deterministic, so the same image always gets the same digests),
+skipped when the registry has them, and the manifest goes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import os
+import sqlite3
+import zlib
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import aiohttp
+
+from berth.db import transaction
+from berth.distribution.client import (
+        MT_DOCKER_CONFIG,
+    MT_DOCKER_LAYER_GZIP,
+    MT_DOCKER_LIST,
+    MT_DOCKER_MANIFEST,
+    MT_OCI_INDEX,
+    Credentials,
+    Registry,
+    RegistryConfig,
+    RegistryError,
+    Unauthorized,
+    parse_manifest,
+)
+from berth.errors import BerthError, InvalidParameter, NotFound
+from berth.images import reference
+from berth.images.archive import spool_uncompressed
+from berth.images.service import ImageService
+from berth.layers.store import Extracted, chain_id
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS compressed_layers (
+    diff_id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+"""
+CHUNK = 4 << 20
+PARALLEL_LAYERS = 3
+Progress = dict[str, Any]
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def _bar(current: int, total: int) -> str:
+    if total <= 0:
+        return ""
+    width = 50
+    filled = min(width, current * width // total)
+    return "[" + "=" * max(0, filled - 1) + (">" if filled else "") + " " * (width - filled) + \
+        f"]  {current / 1e6:.4g}MB/{total / 1e6:.4g}MB"
+
+
+class DistributionService:
+    def __init__(self, conn: sqlite3.Connection, root: str, images: ImageService, config: RegistryConfig) -> None:
+        self.conn = conn
+        self.blobs = os.path.join(root, "blobs")
+        os.makedirs(self.blobs, exist_ok=True)
+        conn.executescript(SCHEMA)
+        self.images = images
+        self.config = config
+        self.pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="gzip")
+
+    def _session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300))
+
+    # -- login ------------------------------------------------------------------------------------------
+    async def login(self, body: dict[str, Any]) -> dict[str, str]:
+        server = (body.get("serveraddress") or "docker.io").removeprefix("https://").removeprefix("http://")
+        server = server.split("/", 1)[0]
+        if server in ("index.docker.io", "registry-1.docker.io"):
+            server = "docker.io"
+        creds = Credentials(body.get("username") or "", body.get("password") or "")
+        base = self.config.endpoint(server)
+        async with self._session() as s:
+            reg = Registry(s, base, "", creds)
+            try:
+                await reg.ping()
+            except Unauthorized as e:
+                raise LoginFailed(f"login attempt to {base}/v2/ failed with status: 401 Unauthorized") from e
+            except aiohttp.ClientError as e:
+                raise RegistryError(f"Get \"{base}/v2/\": {e}") from e
+        return {"Status": "Login Succeeded", "IdentityToken": ""}
+
+    # -- pull -------------------------------------------------------------------------------------------------
+    async def pull(self, image: str, tag: str, creds: Credentials) -> AsyncIterator[Progress]:
+        name = image
+        if tag:
+            name = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
+        ref = reference.parse(name)
+        want = ref.digest or ref.tag or "latest"
+        async with self._session() as s:
+            reg = Registry(s, self.config.endpoint(ref.domain), ref.path, creds, "pull")
+            yield {"status": f"Pulling from {reference.familiar(ref.repo)}", "id": ref.tag or ref.digest}
+            try:
+                raw, mt, header_digest = await reg.get_manifest(want)
+            except NotFound as e:
+                raise NotFound(f"manifest for {ref.familiar} not found: {e}") from e
+            top_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+            if ref.digest and ref.digest != top_digest:
+                raise InvalidParameter(f"manifest digest mismatch: asked {ref.digest}, got {top_digest}")
+            if header_digest and header_digest.startswith("sha256:") and header_digest != top_digest:
+                raise InvalidParameter(f"manifest digest mismatch: registry said {header_digest}, got {top_digest}")
+            manifest = parse_manifest(raw)
+            if mt in (MT_OCI_INDEX, MT_DOCKER_LIST) or "manifests" in manifest:
+                child = _pick_platform(manifest)
+                raw, _mt, _h = await reg.get_manifest(child["digest"])
+                if "sha256:" + hashlib.sha256(raw).hexdigest() != child["digest"]:
+                    raise InvalidParameter(f"manifest digest mismatch for {child['digest']}")
+                manifest = parse_manifest(raw)
+            cfg_desc = manifest.get("config") or {}
+            raw_config = await self._fetch_small(reg, cfg_desc["digest"])
+            config = json.loads(raw_config)
+            diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
+            layers = manifest.get("layers") or []
+            if len(diff_ids) != len(layers):
+                raise InvalidParameter(f"image config has {len(diff_ids)} layers, the manifest {len(layers)}")
+            queue: asyncio.Queue[Progress | None] = asyncio.Queue()
+            task = asyncio.ensure_future(self._fetch_layers(reg, layers, diff_ids, queue))
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                yield item
+            pending = await task  # raises what a layer task raised
+            iid, fresh = await self.images.store_pulled(raw_config, pending,
+                                                        ref if ref.tag and not ref.digest else None,
+                                                        ref.repo, top_digest)
+            yield {"status": f"Digest: {top_digest}"}
+            what = ref.familiar
+            yield {"status": f"Status: Downloaded newer image for {what}" if fresh else
+                   f"Status: Image is up to date for {what}"}
+
+    async def _fetch_small(self, reg: Registry, digest: str) -> bytes:
+        resp = await reg.request("GET", f"/v2/{reg.repo}/blobs/{digest}")
+        try:
+            data = await resp.read()
+        finally:
+            resp.release()
+        algo, _, hexd = digest.partition(":")
+        if algo not in ("sha256", "sha512") or hashlib.new(algo, data).hexdigest() != hexd:
+            raise InvalidParameter(f"blob {digest} does not match its digest")
+        return data
+
+    async def _fetch_layers(self, reg: Registry, layers: list[dict[str, Any]], diff_ids: list[str],
+                            queue: asyncio.Queue[Progress | None]) -> dict[str, Extracted]:
+        lstore = self.images.layers
+        pending: dict[str, Extracted] = {}
+        sem = asyncio.Semaphore(PARALLEL_LAYERS)
+        chains: list[str] = []
+        parent = None
+        for d in diff_ids:
+            parent = chain_id(parent, d)
+            chains.append(parent)
+        downloaded: list[asyncio.Future[str | None]] = []
+        try:
+            for desc, cid in zip(layers, chains, strict=True):
+                short = _short(desc["digest"])
+                if lstore.exists(cid):
+                    queue.put_nowait({"status": "Already exists", "progressDetail": {}, "id": short})
+                    fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+                    fut.set_result(None)
+                    downloaded.append(fut)
+                else:
+                    queue.put_nowait({"status": "Pulling fs layer", "progressDetail": {}, "id": short})
+                    downloaded.append(asyncio.ensure_future(self._download(reg, desc, sem, queue)))
+            # extraction in chain order, as each download completes
+            parent = None
+            for i, (desc, cid, fut) in enumerate(zip(layers, chains, downloaded, strict=True)):
+                tar = await fut
+                if tar is not None:
+                    short = _short(desc["digest"])
+                    try:
+                        queue.put_nowait({"status": "Extracting", "progressDetail": {}, "id": short})
+                        got = await asyncio.to_thread(_decompress_and_hash, tar, tar + ".tar")
+                        if got != diff_ids[i]:
+                            raise InvalidParameter(f"layer {desc['digest']}: diff ID mismatch: config says "
+                                                   f"{diff_ids[i]}, content is {got}")
+                        ex = await asyncio.to_thread(lstore.extract, tar + ".tar", diff_ids[i], parent, pending)
+                        if ex is not None:
+                            pending[cid] = ex
+                    finally:
+                        for p in (tar, tar + ".tar"):
+                            if os.path.exists(p):
+                                os.unlink(p)
+                    queue.put_nowait({"status": "Pull complete", "progressDetail": {}, "id": short})
+                parent = cid
+        except BaseException:
+            for f in downloaded:
+                f.cancel()
+            for ex in pending.values():
+                lstore.discard(ex)
+            raise
+        finally:
+            queue.put_nowait(None)
+        return pending
+
+    async def _download(self, reg: Registry, desc: dict[str, Any], sem: asyncio.Semaphore,
+                        queue: asyncio.Queue[Progress | None]) -> str:
+        digest, total = desc["digest"], int(desc.get("size") or 0)
+        algo, _, hexd = digest.partition(":")
+        if algo not in ("sha256", "sha512"):
+            raise InvalidParameter(f"unsupported digest {digest}")
+        if "zstd" in (desc.get("mediaType") or ""):
+            raise InvalidParameter(f"layer {digest}: zstd-compressed layers are not supported yet")
+        short = _short(digest)
+        async with sem:
+            path = self.images.scratch_path(".blob")
+            h = hashlib.new(algo)
+            done = 0
+            resp = await reg.request("GET", f"/v2/{reg.repo}/blobs/{digest}")
+            try:
+                with open(path, "wb") as f:
+                    last = 0
+                    async for chunk in resp.content.iter_chunked(1 << 20):
+                        h.update(chunk)
+                        f.write(chunk)
+                        done += len(chunk)
+                        if done - last >= 1 << 20 or done == total:
+                            last = done
+                            queue.put_nowait({"status": "Downloading", "id": short,
+                                              "progressDetail": {"current": done, "total": total},
+                                              "progress": _bar(done, total)})
+            except BaseException:
+                if os.path.exists(path):
+                    os.unlink(path)
+                raise
+            finally:
+                resp.release()
+        queue.put_nowait({"status": "Verifying Checksum", "progressDetail": {}, "id": short})
+        if h.hexdigest() != hexd or (total and done != total):
+            os.unlink(path)
+            raise InvalidParameter(f"filesystem layer verification failed for digest {digest}")
+        queue.put_nowait({"status": "Download complete", "progressDetail": {}, "id": short})
+        return path
+
+    # -- push --------------------------------------------------------------------------------------------------
+    async def push(self, name: str, tag: str, creds: Credentials) -> AsyncIterator[Progress]:
+        repo_ref = reference.parse(name, default_tag=False)
+        if repo_ref.digest:
+            raise InvalidParameter("cannot push a digest reference")
+        tags = [tag] if tag else ([repo_ref.tag] if repo_ref.tag else [])
+        if not tags:
+            tags = sorted(r.rsplit(":", 1)[1] for r in self.images.all_tags()
+                          if r.rsplit(":", 1)[0] == repo_ref.repo)
+        if not tags:
+            raise NotFound(f"An image does not exist locally with the tag: {repo_ref.familiar_repo}")
+        yield {"status": f"The push refers to repository [{repo_ref.familiar_repo}]"}
+        async with self._session() as s:
+            reg = Registry(s, self.config.endpoint(repo_ref.domain), repo_ref.path, creds, "pull,push")
+            for t in tags:
+                full = f"{repo_ref.repo}:{t}"
+                try:
+                    image = self.images.get(full)
+                except NotFound as e:
+                    raise NotFound(f"An image does not exist locally with the tag: {reference.familiar(full)}") \
+                        from e
+                async for p in self._push_one(reg, image, t, repo_ref.repo):
+                    yield p
+
+    async def _push_one(self, reg: Registry, image: Any, tag: str, repo: str) -> AsyncIterator[Progress]:
+        chain = list(reversed(self.images.layers.chain(image.top_layer)))
+        for layer in reversed(chain):
+            yield {"status": "Preparing", "progressDetail": {}, "id": _short(layer.diff_id)}
+        queue: asyncio.Queue[Progress | None] = asyncio.Queue()
+        results: dict[str, tuple[str, int]] = {}
+
+        async def one(layer: Any) -> None:
+            short = _short(layer.diff_id)
+            digest, size, path = await self._compressed(layer)
+            results[layer.diff_id] = (digest, size)
+            if await reg.blob_exists(digest):
+                queue.put_nowait({"status": "Layer already exists", "progressDetail": {}, "id": short})
+                return
+            queue.put_nowait({"status": "Pushing", "progressDetail": {"current": 0, "total": size},
+                              "progress": _bar(0, size), "id": short})
+            await reg.upload(digest, size, _file_sender(path, lambda n: queue.put_nowait(
+                {"status": "Pushing", "progressDetail": {"current": n, "total": size}, "progress": _bar(n, size),
+                 "id": short})))
+            queue.put_nowait({"status": "Pushed", "progressDetail": {}, "id": short})
+
+        async def all_layers() -> None:
+            sem = asyncio.Semaphore(PARALLEL_LAYERS)
+
+            async def guarded(layer: Any) -> None:
+                async with sem:
+                    await one(layer)
+
+            try:
+                await asyncio.gather(*(guarded(x) for x in chain))
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.ensure_future(all_layers())
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            yield item
+        await task
+        cfg_digest = image.id
+        if not await reg.blob_exists(cfg_digest):
+            await reg.upload(cfg_digest, len(image.raw_config), image.raw_config)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MT_DOCKER_MANIFEST,
+            "config": {"mediaType": MT_DOCKER_CONFIG, "size": len(image.raw_config), "digest": cfg_digest},
+            "layers": [{"mediaType": MT_DOCKER_LAYER_GZIP, "size": results[x.diff_id][1],
+                        "digest": results[x.diff_id][0]} for x in chain],
+        }
+        raw = json.dumps(manifest, indent=3).encode()
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        await reg.put_manifest(tag, raw, MT_DOCKER_MANIFEST)
+        await self.images.record_repo_digest(repo, digest, image.id)
+        yield {"status": f"{tag}: digest: {digest} size: {len(raw)}"}
+        yield {"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(raw)}}
+
+    async def _compressed(self, layer: Any) -> tuple[str, int, str]:
+        """The layer's gzip blob: (digest, size, path), made once and kept."""
+        row = self.conn.execute("SELECT digest, size FROM compressed_layers WHERE diff_id=?",
+                                (layer.diff_id,)).fetchone()
+        if row is not None:
+            path = os.path.join(self.blobs, row[0].split(":", 1)[1])
+            if os.path.exists(path):
+                return row[0], row[1], path
+        tar = self.images.scratch_path(".tar")
+        try:
+            with open(tar, "wb") as f:
+                await asyncio.to_thread(self.images.layers.tar_stream, layer.chain_id, f)
+            tmp = os.path.join(self.blobs, f".tmp-{_short(layer.diff_id)}-{os.getpid()}")
+            digest, size = await asyncio.get_running_loop().run_in_executor(None, _parallel_gzip, tar, tmp,
+                                                                             self.pool)
+        finally:
+            if os.path.exists(tar):
+                os.unlink(tar)
+        path = os.path.join(self.blobs, digest.split(":", 1)[1])
+        os.rename(tmp, path)
+        with transaction(self.conn):
+            self.conn.execute("INSERT OR REPLACE INTO compressed_layers VALUES (?,?,?)", (layer.diff_id, digest, size))
+        return digest, size, path
+
+    # -- distribution inspect -----------------------------------------------------------------------------------
+    async def inspect(self, name: str, creds: Credentials) -> dict[str, Any]:
+        ref = reference.parse(name)
+        async with self._session() as s:
+            reg = Registry(s, self.config.endpoint(ref.domain), ref.path, creds, "pull")
+            raw, mt, _h = await reg.get_manifest(ref.digest or ref.tag or "latest")
+        m = parse_manifest(raw)
+        platforms = [c.get("platform") for c in m.get("manifests", []) if c.get("platform")]
+        if not platforms:
+            platforms = [{"architecture": "amd64", "os": "linux"}]
+        return {"Descriptor": {"mediaType": mt or m.get("mediaType", ""),
+                               "digest": "sha256:" + hashlib.sha256(raw).hexdigest(), "size": len(raw)},
+                "Platforms": platforms}
+
+
+class LoginFailed(BerthError):
+    status = 401
+
+
+def _pick_platform(index: dict[str, Any]) -> dict[str, Any]:
+    children = index.get("manifests") or []
+    for c in children:
+        p = c.get("platform") or {}
+        if p.get("os") == "linux" and p.get("architecture") == "amd64":
+            return c
+    if len(children) == 1 and not children[0].get("platform"):
+        return children[0]
+    raise NotFound("no matching manifest for linux/amd64 in the manifest list entries")
+
+
+def _decompress_and_hash(src: str, dst: str) -> str:
+    with open(src, "rb") as f:
+        return spool_uncompressed(f, dst)
+
+
+def _gzip_member(data: bytes) -> bytes:
+    co = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip member with mtime 0, so output is stable
+    return co.compress(data) + co.flush()
+
+
+def _parallel_gzip(src: str, dst: str, pool: ThreadPoolExecutor) -> tuple[str, int]:
+    """gzip ``src`` in CHUNK-sized members on every core (zlib releases the GIL); hash as we write."""
+    h = hashlib.sha256()
+    size = 0
+    window = 2 * (os.cpu_count() or 2)
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        futures: list[Any] = []
+        eof = False
+        while not eof or futures:
+            while not eof and len(futures) < window:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    eof = True
+                    break
+                futures.append(pool.submit(_gzip_member, chunk))
+            if futures:
+                data = futures.pop(0).result()
+                h.update(data)
+                out.write(data)
+                size += len(data)
+        if size == 0:  # an empty layer is still one valid gzip member
+            data = gzip.compress(b"", mtime=0)
+            h.update(data)
+            out.write(data)
+            size = len(data)
+        out.flush()
+        os.fsync(out.fileno())
+    return "sha256:" + h.hexdigest(), size
+
+
+async def _file_sender(path: str, progress: Callable[[int], None]) -> AsyncIterator[bytes]:
+    sent = 0
+    last = 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = await asyncio.to_thread(f.read, 1 << 20)
+            if not chunk:
+                return
+            sent += len(chunk)
+            if sent - last >= 4 << 20:
+                last = sent
+                progress(sent)
+            yield chunk
