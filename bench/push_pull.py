@@ -1,0 +1,167 @@
+"""Push and pull a ~200 MB image through berthd, to Berth's registry and to Debian's
+docker-registry when installed; prints MB/s of image data (uncompressed layer bytes).
+
+    sudo .venv/bin/python bench/push_pull.py [--mb 200]
+
+The image has a few layers of random bytes (incompressible) and of text (compressible),
+generated here. Everything runs on loopback in a private temp root and is cleaned up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from typing import Any
+
+import docker
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def make_image(total_mb: int) -> tuple[bytes, int]:
+    """A docker-save tar: busybox base + layers alternating random and compressible data."""
+    from berth.images.archive import SaveImage, write_save
+    from berth.tools import mkbusybox
+
+    with tarfile.open(fileobj=io.BytesIO(mkbusybox.build("/bin/busybox", "x:1"))) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+        base = tf.extractfile(manifest[0]["Layers"][0]).read()  # type: ignore[union-attr]
+    layers = [base]
+    per = total_mb // 4
+    words = b" ".join(b"container%d layer data" % i for i in range(200000))
+    for i in range(4):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            data = os.urandom(per << 20) if i % 2 == 0 else (words * ((per << 20) // len(words) + 1))[: per << 20]
+            ti = tarfile.TarInfo(f"data/layer{i}.bin")
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        layers.append(buf.getvalue())
+    diff_ids = ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers]
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                      "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    out = io.BytesIO()
+    write_save(out, [SaveImage("sha256:" + hashlib.sha256(cfg).hexdigest(), cfg, diff_ids, diff_ids,
+                               [len(x) for x in layers], [("docker.io/library/bench:1", "bench:1")])],
+               lambda cid, w: w.write(layers[diff_ids.index(cid)]))
+    return out.getvalue(), sum(len(x) for x in layers)
+
+
+def run(args: argparse.Namespace) -> None:
+    root = tempfile.mkdtemp(prefix="berth-bench-pp-", dir="/var/tmp")
+    procs: list[subprocess.Popen[bytes]] = []
+    sock = os.path.join(root, "b.sock")
+    try:
+        berthd = subprocess.Popen([sys.executable, "-m", "berth.daemon.main", "-H", f"unix://{sock}",
+                                   "--data-root", f"{root}/data", "--exec-root", f"{root}/run"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(berthd)
+        client = docker.DockerClient(base_url=f"unix://{sock}", version="1.45", timeout=600)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except Exception:
+                time.sleep(0.05)
+        data, size = make_image(args.mb)
+        list(client.api.load_image(data))
+        mb = size / 1e6
+        print(f"image: {mb:.0f} MB of layer data in 5 layers")
+        registries: list[tuple[str, str]] = []
+        port = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "berth.registry", "serve", "--addr",
+                                       f"127.0.0.1:{port}", "--root", f"{root}/berth-registry"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        registries.append(("berth registry", f"127.0.0.1:{port}"))
+        if shutil.which("docker-registry"):
+            port2 = free_port()
+            cfg = os.path.join(root, "reg.yml")
+            with open(cfg, "w") as f:
+                f.write(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}/refreg\n"
+                        f"http:\n  addr: 127.0.0.1:{port2}\nlog:\n  level: error\n")
+            procs.append(subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+            registries.append(("docker-registry (reference)", f"127.0.0.1:{port2}"))
+        else:
+            print("docker-registry: not installed, skipped")
+        results: dict[str, Any] = {}
+        for label, addr in registries:
+            try:
+                wait_port(int(addr.split(":")[1]))
+            except RuntimeError as e:
+                print(f"{label}: {e}")
+                continue
+            ref = f"{addr}/bench/img"
+            client.api.tag("bench:1", ref, "1")
+            t0 = time.perf_counter()
+            out = list(client.api.push(ref, tag="1", stream=True, decode=True))
+            t_push = time.perf_counter() - t0
+            if any("error" in x for x in out):
+                print(f"{label}: push failed: {[x for x in out if 'error' in x]}")
+                continue
+            # a second push to the same registry is all "Layer already exists"
+            client.api.remove_image(f"{ref}:1")
+            client.api.remove_image("bench:1")  # drop every local layer but busybox's
+            t0 = time.perf_counter()
+            out = list(client.api.pull(ref, tag="1", stream=True, decode=True))
+            t_pull = time.perf_counter() - t0
+            if any("error" in x for x in out):
+                print(f"{label}: pull failed: {[x for x in out if 'error' in x]}")
+                continue
+            client.api.tag(f"{ref}:1", "bench", "1")
+            results[label] = {"push_s": t_push, "pull_s": t_pull, "push_MBps": mb / t_push, "pull_MBps": mb / t_pull}
+            print(f"{label:30} push {t_push:6.2f} s  {mb / t_push:6.1f} MB/s   pull {t_pull:6.2f} s  "
+                  f"{mb / t_pull:6.1f} MB/s")
+        print("\n(first push includes compressing every layer; berthd caches the gzip blobs, so pushing the same "
+              "image elsewhere reuses them)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"image_mb": mb, "results": results}, f, indent=2)
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--json", default="")
+    run(ap.parse_args())
+
+
+if __name__ == "__main__":
+    main()
