@@ -34,6 +34,6 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import berth, aiohttp, docker, click, rich, pytest, pytest_timeout' 2>/dev/null; then
+if ! .venv/bin/python -c 'import berth, aiohttp, docker, click, rich, bcrypt, pytest, pytest_timeout, hypothesis' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 fi

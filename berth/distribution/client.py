@@ -115,7 +115,9 @@ class Registry:
             if not realm:
                 return False
             query = {"service": params.get("service", "")}
-            scope = params.get("scope") or (f"repository:{self.repo}:{self.actions}" if self.repo else "")
+            # ask for everything this session will do (a push also pulls), not just what the
+            # first request needed, so one token serves the whole push
+            scope = f"repository:{self.repo}:{self.actions}" if self.repo else params.get("scope", "")
             if scope:
                 query["scope"] = scope
             headers = {}
@@ -145,12 +147,15 @@ class Registry:
                 h["Authorization"] = self._auth
             resp = await self.session.request(method, url, headers=h, data=data, params=params,
                                               allow_redirects=True)
-            if resp.status == 401 and not callable(data):
-                challenge_ok = await self._authorize(resp)
-                resp.release()
+            if resp.status == 401:
+                text = await _error_text(resp, "unauthorized: authentication required")  # before release
+                try:
+                    challenge_ok = await self._authorize(resp)
+                finally:
+                    resp.release()
                 if challenge_ok:
                     continue
-                raise Unauthorized(await _error_text(resp, "unauthorized: authentication required"))
+                raise Unauthorized(text)
             if resp.status >= 400 and resp.status not in allow:
                 text = await _error_text(resp, f"{method} {url}: {resp.status}")
                 resp.release()

@@ -1,0 +1,155 @@
+"""The registry's aiohttp application: routing under ``/v2/``, authorization, and :func:`serve`.
+
+Repository names contain slashes, so ``/v2/<tail>`` is dispatched by matching the tail against each
+resource's pattern anchored at its end (``.../blobs/uploads/<id>``, ``.../manifests/<ref>``, ...) and
+what precedes it is the name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from berth.registry import blobs, catalog, manifests, referrers, tags, uploads
+from berth.registry.auth import Access, Auth, catalog_access
+from berth.registry.context import CONTEXT, GRANT_KEY, RegistryContext
+from berth.registry.errors import RegistryError, error_middleware, unsupported
+from berth.registry.names import check_name
+from berth.registry.storage import FilesystemStorage, Storage
+from berth.registry.uploads import UploadSessions
+
+log = logging.getLogger("berth.registry")
+
+API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+ResourceHandler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+class Route:
+    def __init__(self, pattern: str, handlers: dict[str, ResourceHandler], action: str | None = None) -> None:
+        self.regex = re.compile(pattern)
+        self.handlers = handlers
+        self.action = action  # fixed action for every method (uploads are all "push")
+
+    def action_for(self, method: str) -> str:
+        if self.action:
+            return self.action
+        return {"GET": "pull", "HEAD": "pull", "DELETE": "delete"}.get(method, "push")
+
+
+# Order matters: the uploads patterns must win over the generic blob pattern.
+ROUTES = [
+    Route(r"^(?P<name>.+)/blobs/uploads/?$", {"POST": uploads.start}, "push"),
+    Route(r"^(?P<name>.+)/blobs/uploads/(?P<session_id>[^/]+)$",
+          {"GET": uploads.status, "PATCH": uploads.patch, "PUT": uploads.put, "DELETE": uploads.cancel}, "push"),
+    Route(r"^(?P<name>.+)/blobs/(?P<digest>[^/]+)$",
+          {"GET": blobs.get_blob, "HEAD": blobs.get_blob, "DELETE": blobs.delete_blob}),
+    Route(r"^(?P<name>.+)/manifests/(?P<reference>[^/]+)$",
+          {"GET": manifests.get_manifest, "HEAD": manifests.get_manifest, "PUT": manifests.put_manifest,
+           "DELETE": manifests.delete_manifest}),
+    Route(r"^(?P<name>.+)/tags/list$", {"GET": tags.get_tags}),
+    Route(r"^(?P<name>.+)/referrers/(?P<digest>[^/]+)$", {"GET": referrers.get_referrers}),
+]
+
+
+async def _authorize(request: web.Request, ctx: RegistryContext, needed: list[Access]) -> None:
+    if ctx.auth is not None:
+        request[GRANT_KEY] = await ctx.auth.authorize(request, needed, ctx.allow_anonymous_read)
+
+
+async def _base(request: web.Request, ctx: RegistryContext) -> web.StreamResponse:
+    await _authorize(request, ctx, [])
+    return web.json_response({})
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    tail = request.match_info.get("tail", "")
+    method = request.method
+    if tail == "":
+        if method not in ("GET", "HEAD"):
+            raise unsupported(allow=["GET", "HEAD"])
+        return await _base(request, ctx)
+    if tail == "_catalog":
+        if method != "GET":
+            raise unsupported(allow=["GET"])
+        await _authorize(request, ctx, [catalog_access()])
+        return await catalog.get_catalog(request, ctx)
+    for route in ROUTES:
+        m = route.regex.match(tail)
+        if m:
+            break
+    else:
+        raise RegistryError("UNSUPPORTED", "unknown API endpoint", status=404)
+    params: dict[str, Any] = m.groupdict()
+    name = check_name(params.pop("name"))
+    handler = route.handlers.get(method)
+    if handler is None:
+        raise unsupported(allow=sorted(route.handlers))
+    await _authorize(request, ctx, [Access("repository", name, route.action_for(method))])
+    return await handler(request, ctx, name, **params)
+
+
+async def _api_version(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith("/v2"):
+        response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
+
+
+def build_app(root: str, auth: Auth | None = None, allow_anonymous_read: bool = False, *,
+              storage: Storage | None = None, max_manifest_size: int = 4 * 1024 * 1024) -> web.Application:
+    """The registry application over ``root`` (or an explicit ``storage``)."""
+    store = storage if storage is not None else FilesystemStorage(root)
+    ctx = RegistryContext(store, UploadSessions(store), auth, allow_anonymous_read, max_manifest_size)
+    app = web.Application(middlewares=[error_middleware])
+    app[CONTEXT] = ctx
+    app.router.add_route("*", "/v2", dispatch)
+    app.router.add_route("*", "/v2/{tail:.*}", dispatch)
+    if auth is not None:
+        auth.setup(app)
+    app.on_response_prepare.append(_api_version)
+    return app
+
+
+def parse_addr(addr: str) -> tuple[str | None, int]:
+    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"bad address {addr!r}: expected HOST:PORT")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def serve(addr: str, root: str, tls_cert: str | None = None, tls_key: str | None = None,
+                auth: Auth | None = None, allow_anonymous_read: bool = False, *,
+                ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None) -> None:
+    """Serve until cancelled (or ``stop`` is set). ``ready`` gets the base URL once listening."""
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("TLS needs both a certificate and a key")
+    app = build_app(root, auth, allow_anonymous_read)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        host, port = parse_addr(addr)
+        ssl_ctx = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
+        await site.start()
+        bound = runner.addresses[0] if runner.addresses else (host or "0.0.0.0", port)  # real port for :0
+        bhost = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
+        url = f"{'https' if ssl_ctx else 'http'}://{bhost}:{bound[1]}"
+        log.info("registry listening on %s (root %s)", url, root)
+        if ready is not None:
+            ready(url)
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await runner.cleanup()

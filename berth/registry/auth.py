@@ -1,0 +1,374 @@
+"""Authentication and authorization: htpasswd Basic auth, or Bearer tokens from a built-in token endpoint.
+
+Both read an htpasswd file of bcrypt hashes. With :class:`BasicAuth` every valid user may do
+everything. With :class:`TokenAuth`, ``GET /token?service=..&scope=repository:NAME:pull,push`` checks
+Basic credentials and issues an HMAC-SHA256 signed, JWT-shaped token listing the granted access; the
+registry then requires the action at hand to be in that list (403 DENIED otherwise). Anonymous pulls
+and catalog reads are allowed when the registry is started with ``allow_anonymous_read``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import bcrypt
+from aiohttp import web
+
+from berth.registry.context import CONTEXT
+from berth.registry.errors import RegistryError
+from berth.registry.names import valid_name
+
+log = logging.getLogger("berth.registry.auth")
+
+REALM = "Berth Registry"
+SERVICE = "berth-registry"
+ACTIONS = ("pull", "push", "delete")
+# A valid bcrypt hash to check against for unknown users, so timing does not reveal who exists.
+_DUMMY_HASH = bcrypt.hashpw(b"berth-dummy", bcrypt.gensalt(rounds=10))
+
+
+@dataclass(frozen=True)
+class Access:
+    """One permission: ``repository:<name>:<action>`` or ``registry:catalog:*``."""
+
+    type: str
+    name: str
+    action: str
+
+
+def catalog_access() -> Access:
+    return Access("registry", "catalog", "*")
+
+
+def scope_string(needed: list[Access]) -> str:
+    """The challenge scope; a push also asks for pull because clients HEAD before they upload."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for a in needed:
+        acts = grouped.setdefault((a.type, a.name), [])
+        extra = ["pull", a.action] if a.action == "push" else [a.action]
+        for act in extra:
+            if act not in acts:
+                acts.append(act)
+    return " ".join(f"{t}:{n}:{','.join(acts)}" for (t, n), acts in grouped.items())
+
+
+class Grant:
+    """What a caller may do: ``rules`` of (type, name or ``*``, actions with ``*`` meaning all)."""
+
+    def __init__(self, subject: str, rules: list[tuple[str, str, frozenset[str]]]) -> None:
+        self.subject = subject
+        self.rules = rules
+
+    def allows(self, a: Access) -> bool:
+        for t, n, acts in self.rules:
+            if t == a.type and n in (a.name, "*") and ("*" in acts or a.action in acts):
+                return True
+        return False
+
+    @classmethod
+    def everything(cls, subject: str) -> Grant:
+        return cls(subject, [("repository", "*", frozenset({"*"})), ("registry", "*", frozenset({"*"}))])
+
+    @classmethod
+    def anonymous_read(cls) -> Grant:
+        return cls("", [("repository", "*", frozenset({"pull"})), ("registry", "catalog", frozenset({"*"}))])
+
+
+def read_only(needed: list[Access]) -> bool:
+    """Whether anonymous read covers the request (the bare ``/v2/`` ping still challenges)."""
+    return bool(needed) and all(a.action == "pull" or a == catalog_access() for a in needed)
+
+
+class Htpasswd:
+    """``user:$2y$...`` lines, reloaded when the file changes; verified off the event loop, then cached."""
+
+    CACHE_SECONDS = 300.0
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._users: dict[str, bytes] = {}
+        self._mtime_ns = -1
+        self._checked = 0.0
+        self._ok: dict[tuple[str, bytes], float] = {}
+        self._reload()
+
+    def _reload(self) -> None:
+        st = os.stat(self.path)
+        if st.st_mtime_ns == self._mtime_ns:
+            return
+        users: dict[str, bytes] = {}
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith("#") or ":" not in line:
+                    continue
+                user, h = line.split(":", 1)
+                if not h.startswith(("$2y$", "$2b$", "$2a$")):
+                    log.warning("htpasswd %s: user %s has a non-bcrypt hash; ignored", self.path, user)
+                    continue
+                users[user] = h.encode()
+        self._users, self._mtime_ns, self._ok = users, st.st_mtime_ns, {}
+
+    def _check(self, user: str, password: str) -> bool:
+        h = self._users.get(user)
+        try:
+            ok = bcrypt.checkpw(password.encode(), h or _DUMMY_HASH)
+        except ValueError:
+            ok = False
+        return ok and h is not None
+
+    async def verify(self, user: str, password: str) -> bool:
+        now = time.monotonic()
+        if now - self._checked > 2.0:
+            self._checked = now
+            await asyncio.to_thread(self._reload)
+        key = (user, hashlib.sha256(password.encode()).digest())
+        if self._ok.get(key, 0.0) > now:
+            return True
+        # bcrypt is deliberately slow (tens of ms or more): never on the event loop.
+        if not await asyncio.to_thread(self._check, user, password):
+            return False
+        self._ok[key] = now + self.CACHE_SECONDS
+        return True
+
+
+class FailureLimiter:
+    """Too many failed logins from one address in a window -> 429 TOOMANYREQUESTS."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self._fails: dict[str, deque[float]] = {}
+
+    def check(self, key: str) -> None:
+        q = self._fails.get(key)
+        now = time.monotonic()
+        while q and q[0] < now - self.window:
+            q.popleft()
+        if q is not None and not q:
+            del self._fails[key]
+        elif q and len(q) >= self.limit:
+            raise RegistryError("TOOMANYREQUESTS", "too many failed authentication attempts",
+                                headers={"Retry-After": str(int(self.window))})
+
+    def failed(self, key: str) -> None:
+        self._fails.setdefault(key, deque()).append(time.monotonic())
+
+
+def basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    value = request.headers.get("Authorization", "")
+    scheme, _, rest = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(rest.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+class Auth(ABC):
+    def __init__(self, htpasswd: Htpasswd) -> None:
+        self.htpasswd = htpasswd
+        self.limiter = FailureLimiter()
+
+    @abstractmethod
+    async def authorize(self, request: web.Request, needed: list[Access], anonymous_read: bool) -> Grant:
+        """The caller's grant covering ``needed``, or a 401/403/429 RegistryError."""
+
+    def setup(self, app: web.Application) -> None:  # noqa: B027 - optional hook
+        """Add any routes the scheme needs (the token endpoint)."""
+
+    async def login(self, request: web.Request) -> str | None:
+        """The user named by valid Basic credentials; None without credentials; 401 when they are wrong."""
+        creds = basic_credentials(request)
+        if creds is None:
+            return None
+        key = request.remote or "?"
+        self.limiter.check(key)
+        if not await self.htpasswd.verify(*creds):
+            self.limiter.failed(key)
+            raise RegistryError("UNAUTHORIZED", "invalid username or password",
+                                headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+        return creds[0]
+
+
+class BasicAuth(Auth):
+    async def authorize(self, request: web.Request, needed: list[Access], anonymous_read: bool) -> Grant:
+        user = await self.login(request)
+        if user is not None:
+            return Grant.everything(user)
+        if anonymous_read and read_only(needed):
+            return Grant.anonymous_read()
+        raise RegistryError("UNAUTHORIZED", headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenAuth(Auth):
+    """Bearer tokens signed with ``secret``; ``realm`` defaults to this server's ``/token``."""
+
+    ISSUER = "berth-registry"
+    LEEWAY = 30
+
+    def __init__(self, htpasswd: Htpasswd, secret: bytes | None = None, *, realm: str | None = None,
+                 service: str = SERVICE, ttl: int = 300) -> None:
+        super().__init__(htpasswd)
+        self.secret = secret or secrets.token_bytes(32)
+        self.realm, self.service, self.ttl = realm, service, ttl
+
+    # -- tokens --
+
+    def issue(self, subject: str, access: list[dict[str, Any]], now: float | None = None) -> tuple[str, int]:
+        iat = int(now if now is not None else time.time())
+        header = {"alg": "HS256", "typ": "JWT"}
+        claims = {"iss": self.ISSUER, "sub": subject, "aud": self.service, "iat": iat, "nbf": iat - 1,
+                  "exp": iat + self.ttl, "jti": secrets.token_hex(8), "access": access}
+        signing = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+        sig = hmac.new(self.secret, signing.encode(), hashlib.sha256).digest()
+        return f"{signing}.{_b64(sig)}", iat
+
+    def verify(self, token: str) -> dict[str, Any] | None:
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None
+        want = hmac.new(self.secret, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+        try:
+            if not hmac.compare_digest(want, _unb64(parts[2])):
+                return None
+            claims = json.loads(_unb64(parts[1]))
+        except (binascii.Error, ValueError):
+            return None
+        now = time.time()
+        if not isinstance(claims, dict) or claims.get("aud") != self.service or claims.get("iss") != self.ISSUER:
+            return None
+        if not isinstance(claims.get("exp"), int) or claims["exp"] < now - self.LEEWAY:
+            return None
+        if isinstance(claims.get("nbf"), int) and claims["nbf"] > now + self.LEEWAY:
+            return None
+        return claims
+
+    @staticmethod
+    def grant_of(claims: dict[str, Any]) -> Grant:
+        rules: list[tuple[str, str, frozenset[str]]] = []
+        for item in claims.get("access") or []:
+            if isinstance(item, dict) and isinstance(item.get("actions"), list):
+                rules.append((str(item.get("type")), str(item.get("name")), frozenset(map(str, item["actions"]))))
+        return Grant(str(claims.get("sub") or ""), rules)
+
+    # -- challenges --
+
+    def realm_for(self, request: web.Request) -> str:
+        return self.realm or f"{request.scheme}://{request.host}/token"
+
+    def challenge(self, request: web.Request, needed: list[Access], error: str | None = None) -> RegistryError:
+        value = f'Bearer realm="{self.realm_for(request)}",service="{self.service}"'
+        if needed:
+            value += f',scope="{scope_string(needed)}"'
+        if error:
+            value += f',error="{error}"'
+        return RegistryError("UNAUTHORIZED", headers={"WWW-Authenticate": value},
+                             detail=[{"Type": a.type, "Name": a.name, "Action": a.action} for a in needed] or None)
+
+    async def authorize(self, request: web.Request, needed: list[Access], anonymous_read: bool) -> Grant:
+        value = request.headers.get("Authorization", "")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer":
+            if anonymous_read and read_only(needed):
+                return Grant.anonymous_read()
+            raise self.challenge(request, needed)
+        claims = self.verify(token.strip())
+        if claims is None:
+            raise self.challenge(request, needed, "invalid_token")
+        grant = self.grant_of(claims)
+        if all(grant.allows(a) for a in needed):
+            return grant
+        if anonymous_read and read_only(needed):
+            return Grant.anonymous_read()
+        if not grant.subject:
+            raise self.challenge(request, needed, "insufficient_scope")  # anonymous: let the client log in
+        raise RegistryError("DENIED", detail=[{"Type": a.type, "Name": a.name, "Action": a.action}
+                                              for a in needed if not grant.allows(a)])
+
+    # -- the token endpoint --
+
+    def setup(self, app: web.Application) -> None:
+        app.router.add_route("GET", "/token", self.token_endpoint)
+        app.router.add_route("POST", "/token", self.token_endpoint)
+
+    def _granted(self, scopes: list[str], user: str | None, anonymous_read: bool) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for scope in scopes:
+            typ, _, rest = scope.partition(":")
+            name, _, acts = rest.rpartition(":")
+            wanted = [a for a in acts.split(",") if a]
+            if typ == "repository" and valid_name(name):
+                allowed = set(ACTIONS) if user is not None else ({"pull"} if anonymous_read else set())
+                wanted = list(ACTIONS) if "*" in wanted else wanted
+                actions = [a for a in wanted if a in allowed]
+            elif typ == "registry" and name == "catalog":
+                actions = ["*"] if "*" in wanted and (user is not None or anonymous_read) else []
+            else:
+                continue
+            if actions:
+                out.append({"type": typ, "name": name, "actions": actions})
+        return out
+
+    async def token_endpoint(self, request: web.Request) -> web.StreamResponse:
+        ctx = request.app[CONTEXT]
+        if request.method == "POST":
+            # The OAuth2 password grant some clients use instead of Basic on GET.
+            form = await request.post()
+            params: dict[str, Any] = {"scope": [str(v) for v in form.getall("scope", [])]}
+            user: str | None = None
+            if form.get("grant_type") == "password":
+                creds = (str(form.get("username", "")), str(form.get("password", "")))
+                key = request.remote or "?"
+                self.limiter.check(key)
+                if not await self.htpasswd.verify(*creds):
+                    self.limiter.failed(key)
+                    raise RegistryError("UNAUTHORIZED", "invalid username or password")
+                user = creds[0]
+            else:
+                raise RegistryError("UNSUPPORTED", "only grant_type=password is supported", status=400)
+        else:
+            params = {"scope": request.query.getall("scope", [])}
+            user = await self.login(request)
+        scopes = [s for value in params["scope"] for s in value.split(" ") if s]
+        access = self._granted(scopes, user, ctx.allow_anonymous_read)
+        token, iat = self.issue(user or "", access)
+        issued = datetime.fromtimestamp(iat, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {"token": token, "access_token": token, "expires_in": self.ttl, "issued_at": issued}
+        return web.json_response(body)
+
+
+def auth_from_spec(spec: str, *, token_secret: bytes | None = None, token_realm: str | None = None,
+                   service: str = SERVICE) -> Auth:
+    """``htpasswd:FILE`` for Basic auth, ``token:FILE`` for Bearer tokens checked against FILE."""
+    kind, _, path = spec.partition(":")
+    if not path:
+        raise ValueError(f"--auth {spec!r}: expected htpasswd:FILE or token:FILE")
+    if kind == "htpasswd":
+        return BasicAuth(Htpasswd(path))
+    if kind == "token":
+        return TokenAuth(Htpasswd(path), token_secret, realm=token_realm, service=service)
+    raise ValueError(f"--auth {spec!r}: unknown scheme {kind!r}")

@@ -1,0 +1,69 @@
+"""``python -m berth.registry serve|gc``: run the registry, or collect garbage in its root."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from berth.registry.app import serve
+from berth.registry.auth import SERVICE, auth_from_spec
+from berth.registry.gc import collect, format_report
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m berth.registry", description="Berth OCI registry")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve the OCI Distribution API")
+    s.add_argument("--addr", default="127.0.0.1:5000", help="HOST:PORT to listen on (default %(default)s)")
+    s.add_argument("--root", required=True, help="storage directory")
+    s.add_argument("--auth", help="htpasswd:FILE (Basic) or token:FILE (Bearer tokens from /token, users in FILE)")
+    s.add_argument("--token-secret-file", help="HMAC key for tokens (default: random per process)")
+    s.add_argument("--token-realm", help="realm URL in Bearer challenges (default: this server's /token)")
+    s.add_argument("--token-service", default=SERVICE, help="service name in tokens (default %(default)s)")
+    s.add_argument("--tls-cert", help="PEM certificate (with --tls-key: serve HTTPS)")
+    s.add_argument("--tls-key", help="PEM private key")
+    s.add_argument("--anonymous-read", action="store_true", help="allow pulls and catalog without credentials")
+    s.add_argument("--log-level", default="INFO")
+    g = sub.add_parser("gc", help="delete unreferenced blobs (safe while the registry serves)")
+    g.add_argument("--root", required=True)
+    g.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    g.add_argument("--delete-untagged", action="store_true", help="also delete manifests no tag reaches")
+    g.add_argument("--grace-seconds", type=float, default=0.0,
+                   help="also keep anything written this long before GC started (pushes in flight)")
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    auth = None
+    if args.auth:
+        secret = None
+        if args.token_secret_file:
+            with open(args.token_secret_file, "rb") as f:
+                secret = f.read().strip()
+        auth = auth_from_spec(args.auth, token_secret=secret, token_realm=args.token_realm,
+                              service=args.token_service)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(args.addr, args.root, args.tls_cert, args.tls_key, auth, args.anonymous_read,
+                ready=lambda url: print(f"listening on {url}", flush=True), stop=stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        try:
+            asyncio.run(_serve(args))
+        except (ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
+    report = collect(args.root, dry_run=args.dry_run, delete_untagged=args.delete_untagged,
+                     grace_seconds=args.grace_seconds)
+    print(format_report(report))
+    return 0

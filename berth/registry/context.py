@@ -1,0 +1,35 @@
+"""Per-application state shared by the resource handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from berth.registry.storage import Storage
+
+if TYPE_CHECKING:
+    from berth.registry.auth import Auth, Grant
+    from berth.registry.uploads import UploadSessions
+
+
+@dataclass
+class RegistryContext:
+    storage: Storage
+    uploads: UploadSessions
+    auth: Auth | None = None
+    allow_anonymous_read: bool = False
+    # Manifests bigger than this are refused; the spec asks registries to accept at least 4 MiB.
+    max_manifest_size: int = 4 * 1024 * 1024
+
+
+CONTEXT: web.AppKey[RegistryContext] = web.AppKey("berth.registry", RegistryContext)
+# aiohttp >= 3.12 wants typed request keys; older releases take a plain string.
+GRANT_KEY: Any = (web.RequestKey("berth.registry.grant", object) if hasattr(web, "RequestKey")
+                  else "berth.registry.grant")
+
+
+def grant_of(request: web.Request) -> Grant | None:
+    """What the authenticated caller may do; None when the registry runs without auth."""
+    return request.get(GRANT_KEY)

@@ -1,0 +1,154 @@
+"""The whole loop through the official docker CLI: berthd pushes to and pulls from Berth's own
+registry (`berth registry serve`), open, with htpasswd Basic auth, and with Bearer tokens."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import bcrypt
+import pytest
+
+from tests.conftest import DOCKER_CLI, Daemon
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Reg:
+    def __init__(self, auth: str | None) -> None:
+        self.root = tempfile.mkdtemp(prefix="berth-reg-e2e-")
+        self.port = _free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "berth.cli.main", "registry", "serve", "--addr", self.addr,
+                "--root", os.path.join(self.root, "data")]
+        if auth:
+            htpasswd = os.path.join(self.root, "htpasswd")
+            with open(htpasswd, "w") as f:
+                f.write("alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode() + "\n")
+            argv += ["--auth", f"{auth}:{htpasswd}"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("registry did not start")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def docker_config(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A private ~/.docker for the CLI, so logins never touch the user's own credentials."""
+    d = tmp_path / "docker-config"
+    d.mkdir()
+    return str(d)
+
+
+def cli(d: Daemon, config: str, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    if DOCKER_CLI is None:
+        pytest.skip("the docker CLI is not installed")
+    env = dict(os.environ, DOCKER_HOST=d.host, DOCKER_CONFIG=config)
+    return subprocess.run([DOCKER_CLI, *args], input=input, capture_output=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def open_registry() -> Iterator[Reg]:
+    r = Reg(None)
+    yield r
+    r.close()
+
+
+def test_push_pull_through_berth_registry(daemon: Daemon, open_registry: Reg, busybox_id: str,
+                                          docker_config: str) -> None:
+    ref = f"{open_registry.addr}/team/bb:v1"
+    assert cli(daemon, docker_config, "tag", "busybox", ref).returncode == 0
+    r = cli(daemon, docker_config, "push", ref)
+    assert r.returncode == 0, r.stderr
+    assert b"Pushed" in r.stdout and b"v1: digest: sha256:" in r.stdout
+    assert cli(daemon, docker_config, "rmi", ref).returncode == 0
+    r = cli(daemon, docker_config, "pull", ref)
+    assert r.returncode == 0, r.stderr
+    assert daemon.client().api.inspect_image(ref)["Id"] == busybox_id
+    r = cli(daemon, docker_config, "pull", f"{open_registry.addr}/team/bb:missing")
+    assert r.returncode != 0 and b"not found" in r.stderr
+    # a second repository in the same registry shares the blobs (stored once)
+    assert cli(daemon, docker_config, "tag", "busybox", f"{open_registry.addr}/other/bb:1").returncode == 0
+    r = cli(daemon, docker_config, "push", f"{open_registry.addr}/other/bb:1")
+    assert r.returncode == 0 and (b"Layer already exists" in r.stdout or b"Mounted" in r.stdout or
+                                  b"Pushed" in r.stdout)
+    blobs = []
+    for _root, _d, files in os.walk(os.path.join(open_registry.root, "data", "blobs")):
+        blobs += files
+    assert len(blobs) == len(set(blobs))
+    cli(daemon, docker_config, "rmi", ref, f"{open_registry.addr}/other/bb:1")
+
+
+def test_login_with_htpasswd(daemon: Daemon, docker_config: str) -> None:
+    reg = Reg("htpasswd")
+    try:
+        bad = cli(daemon, docker_config, "login", reg.addr, "-u", "alice", "--password-stdin", input=b"wrong\n")
+        assert bad.returncode != 0 and b"401" in bad.stderr
+        r = cli(daemon, docker_config, "push", f"{reg.addr}/team/x:1")  # not tagged: a local error
+        ref = f"{reg.addr}/team/locked:1"
+        cli(daemon, docker_config, "tag", "busybox", ref)
+        r = cli(daemon, docker_config, "push", ref)
+        assert r.returncode != 0  # no credentials yet
+        good = cli(daemon, docker_config, "login", reg.addr, "-u", "alice", "--password-stdin", input=b"s3cret\n")
+        assert good.returncode == 0 and b"Login Succeeded" in good.stdout
+        r = cli(daemon, docker_config, "push", ref)
+        assert r.returncode == 0, r.stderr
+        cli(daemon, docker_config, "rmi", ref)
+        r = cli(daemon, docker_config, "pull", ref)
+        assert r.returncode == 0, r.stderr
+        cli(daemon, docker_config, "rmi", ref)
+    finally:
+        reg.close()
+
+
+def test_token_auth_registry(daemon: Daemon, docker_config: str) -> None:
+    reg = Reg("token")
+    try:
+        ref = f"{reg.addr}/team/tok:1"
+        cli(daemon, docker_config, "tag", "busybox", ref)
+        assert cli(daemon, docker_config, "push", ref).returncode != 0
+        good = cli(daemon, docker_config, "login", reg.addr, "-u", "alice", "--password-stdin", input=b"s3cret\n")
+        assert good.returncode == 0, good.stderr
+        r = cli(daemon, docker_config, "push", ref)
+        assert r.returncode == 0, r.stderr
+        cli(daemon, docker_config, "rmi", ref)
+        r = cli(daemon, docker_config, "pull", ref)
+        assert r.returncode == 0, r.stderr
+        cli(daemon, docker_config, "rmi", ref)
+    finally:
+        reg.close()
+
+
+def test_registry_gc_keeps_referenced_blobs(daemon: Daemon, open_registry: Reg, docker_config: str) -> None:
+    ref = f"{open_registry.addr}/gc/bb:keep"
+    cli(daemon, docker_config, "tag", "busybox", ref)
+    assert cli(daemon, docker_config, "push", ref).returncode == 0
+    out = subprocess.run([sys.executable, "-m", "berth.cli.main", "registry", "gc", "--root",
+                          os.path.join(open_registry.root, "data")], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    cli(daemon, docker_config, "rmi", ref)
+    r = cli(daemon, docker_config, "pull", ref)  # everything the manifest needs survived GC
+    assert r.returncode == 0, r.stderr
+    cli(daemon, docker_config, "rmi", ref)
