@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in crun:crun runc:runc conmon:conmon busybox:busybox-static tini-static:tini catatonit:catatonit \
-            docker-registry:docker-registry; do  # docker-registry: the reference registry, for interop tests
+            docker-registry:docker-registry skopeo:skopeo; do  # the last two: interop tests of the registry
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
@@ -34,6 +34,6 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import berth, aiohttp, docker, click, rich, bcrypt, pytest, pytest_timeout, hypothesis' 2>/dev/null; then
+if ! .venv/bin/python -c 'import berth, aiohttp, docker, click, rich, bcrypt, zstandard, pytest, pytest_timeout, hypothesis' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 fi

@@ -152,3 +152,60 @@ def test_registry_gc_keeps_referenced_blobs(daemon: Daemon, open_registry: Reg, 
     r = cli(daemon, docker_config, "pull", ref)  # everything the manifest needs survived GC
     assert r.returncode == 0, r.stderr
     cli(daemon, docker_config, "rmi", ref)
+
+
+def test_pull_zstd_layers_and_an_index(daemon: Daemon, open_registry: Reg, busybox_tar: str) -> None:
+    """An OCI index whose linux/amd64 manifest has a zstd layer, pushed with raw HTTP."""
+    import hashlib
+    import json
+    import tarfile
+    import urllib.request
+
+    import zstandard
+
+    with tarfile.open(busybox_tar) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer = tf.extractfile(manifest[0]["Layers"][0]).read()  # type: ignore[union-attr]
+        config = tf.extractfile(manifest[0]["Config"]).read()  # type: ignore[union-attr]
+    zlayer = zstandard.ZstdCompressor().compress(layer)
+    base = f"http://{open_registry.addr}/v2/zstd/bb"
+
+    def put_blob(data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        req = urllib.request.Request(f"{base}/blobs/uploads/?digest={digest}", data=data, method="POST",
+                                     headers={"Content-Type": "application/octet-stream"})
+        assert urllib.request.urlopen(req).status == 201
+        return digest
+
+    def put_manifest(ref: str, m: dict) -> tuple[str, int]:  # type: ignore[type-arg]
+        raw = json.dumps(m).encode()
+        req = urllib.request.Request(f"{base}/manifests/{ref}", data=raw, method="PUT",
+                                     headers={"Content-Type": m["mediaType"]})
+        assert urllib.request.urlopen(req).status == 201
+        return "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw)
+
+    ldig, cdig = put_blob(zlayer), put_blob(config)
+    mdig, msize = put_manifest("amd64", {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdig, "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": ldig,
+                    "size": len(zlayer)}]})
+    put_manifest("multi", {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdig, "size": msize,
+             "platform": {"architecture": "arm64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdig, "size": msize,
+             "platform": {"architecture": "amd64", "os": "linux"}}]})
+    c = daemon.client()
+    iid = c.api.inspect_image("busybox")["Id"]
+    c.api.remove_image(iid, force=True)  # every local layer gone: the pull must download and unpack zstd
+    try:
+        events = list(c.api.pull(f"{open_registry.addr}/zstd/bb", tag="multi", stream=True, decode=True))
+        assert not [e for e in events if "error" in e], events
+        assert any(e.get("status") == "Pull complete" for e in events)
+        assert c.api.inspect_image(f"{open_registry.addr}/zstd/bb:multi")["Id"] == iid
+        assert c.containers.run(f"{open_registry.addr}/zstd/bb:multi", ["echo", "zstd"], remove=True) == b"zstd\n"
+    finally:
+        with open(busybox_tar, "rb") as f:
+            list(c.api.load_image(f.read()))

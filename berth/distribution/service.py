@@ -219,8 +219,6 @@ class DistributionService:
         algo, _, hexd = digest.partition(":")
         if algo not in ("sha256", "sha512"):
             raise InvalidParameter(f"unsupported digest {digest}")
-        if "zstd" in (desc.get("mediaType") or ""):
-            raise InvalidParameter(f"layer {digest}: zstd-compressed layers are not supported yet")
         short = _short(digest)
         async with sem:
             path = self.images.scratch_path(".blob")

@@ -155,8 +155,14 @@ def zlib_error() -> type[Exception]:
     return zlib.error
 
 
+def _zstd_error() -> type[Exception]:
+    import zstandard
+
+    return zstandard.ZstdError
+
+
 def decompressing(f: IO[bytes]) -> IO[bytes]:
-    """Wrap ``f`` in the decompressor its magic bytes call for (gzip, bzip2, xz, or none)."""
+    """Wrap ``f`` in the decompressor its magic bytes call for (gzip, bzip2, xz, zstd, or none)."""
     buffered = io.BufferedReader(f, _BUF)  # type: ignore[arg-type]
     head = buffered.peek(6)[:6]
     if head.startswith(b"\x1f\x8b"):
@@ -166,7 +172,9 @@ def decompressing(f: IO[bytes]) -> IO[bytes]:
     if head.startswith(b"\xfd7zXZ\x00"):
         return lzma.LZMAFile(buffered)  # type: ignore[return-value]
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        raise ArchiveError("zstd-compressed layers are not supported yet")
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)  # type: ignore[return-value]
     return buffered  # type: ignore[return-value]
 
 
@@ -181,7 +189,7 @@ def spool_uncompressed(src: IO[bytes], dst_path: str) -> str:
                     break
                 h.update(chunk)
                 out.write(chunk)
-    except (OSError, EOFError, lzma.LZMAError, zlib_error()) as e:
+    except (OSError, EOFError, lzma.LZMAError, zlib_error(), _zstd_error()) as e:
         raise ArchiveError(f"invalid layer data: {e}") from e
     return "sha256:" + h.hexdigest()
 
