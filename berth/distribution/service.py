@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS compressed_layers (
     digest TEXT NOT NULL,
     size INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS blob_repos (
+    digest TEXT NOT NULL,
+    registry TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    PRIMARY KEY (digest, registry, repo)
+);
 """
 CHUNK = 4 << 20
 PARALLEL_LAYERS = 3
@@ -248,6 +254,7 @@ class DistributionService:
             os.unlink(path)
             raise InvalidParameter(f"filesystem layer verification failed for digest {digest}")
         queue.put_nowait({"status": "Download complete", "progressDetail": {}, "id": short})
+        self._seen(digest, reg)
         return path
 
     # -- push --------------------------------------------------------------------------------------------------
@@ -287,13 +294,20 @@ class DistributionService:
             results[layer.diff_id] = (digest, size)
             if await reg.blob_exists(digest):
                 queue.put_nowait({"status": "Layer already exists", "progressDetail": {}, "id": short})
+                self._seen(digest, reg)
                 return
+            for other in self._repos_with(digest, reg):
+                if await reg.mount(digest, other):  # the registry links it: no bytes travel
+                    queue.put_nowait({"status": f"Mounted from {other}", "progressDetail": {}, "id": short})
+                    self._seen(digest, reg)
+                    return
             queue.put_nowait({"status": "Pushing", "progressDetail": {"current": 0, "total": size},
                               "progress": _bar(0, size), "id": short})
             await reg.upload(digest, size, _file_sender(path, lambda n: queue.put_nowait(
                 {"status": "Pushing", "progressDetail": {"current": n, "total": size}, "progress": _bar(n, size),
                  "id": short})))
             queue.put_nowait({"status": "Pushed", "progressDetail": {}, "id": short})
+            self._seen(digest, reg)
 
         async def all_layers() -> None:
             sem = asyncio.Semaphore(PARALLEL_LAYERS)
@@ -330,6 +344,16 @@ class DistributionService:
         await self.images.record_repo_digest(repo, digest, image.id)
         yield {"status": f"{tag}: digest: {digest} size: {len(raw)}"}
         yield {"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(raw)}}
+
+    def _seen(self, digest: str, reg: Registry) -> None:
+        """Remember that ``reg.repo`` has this blob, for cross-repository mounts later."""
+        with transaction(self.conn):
+            self.conn.execute("INSERT OR IGNORE INTO blob_repos VALUES (?,?,?)", (digest, reg.base, reg.repo))
+
+    def _repos_with(self, digest: str, reg: Registry) -> list[str]:
+        rows = self.conn.execute("SELECT repo FROM blob_repos WHERE digest=? AND registry=? AND repo!=?",
+                                 (digest, reg.base, reg.repo)).fetchall()
+        return [r[0] for r in rows]
 
     async def _compressed(self, layer: Any) -> tuple[str, int, str]:
         """The layer's gzip blob: (digest, size, path), made once and kept."""
