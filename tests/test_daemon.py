@@ -49,8 +49,21 @@ def test_containers_survive_kill_9_of_berthd(fresh_daemon: Daemon) -> None:
     logs = c.containers.get("survivor").logs().decode().split()
     nums = [int(x[4:]) for x in logs]
     assert nums == list(range(len(nums))) and len(nums) > 10
-    # wait, stop and logs -f still work on the restored container
+    # exec, logs -f, attach, wait and stop all work on the restored container
+    assert c.containers.get("survivor").exec_run(["echo", "still here"]).output == b"still here\n"
+    follow = c.api.logs("survivor", stream=True, follow=True, tail=0)
+    assert next(follow).startswith(b"tick")  # new lines arrive through the follower
+    attached = c.api.attach("survivor", stream=True, logs=False)
+    assert next(attached).startswith(b"tick")
+    import threading
+
+    waited: dict = {}
+    waiter = threading.Thread(target=lambda: waited.update(c.api.wait("survivor")))
+    waiter.start()
+    time.sleep(0.2)
     c.api.stop("survivor", timeout=1)
+    waiter.join(20)
+    assert waited["StatusCode"] == 137  # sh as PID 1 ignores SIGTERM: killed after the timeout
     assert c.api.inspect_container("survivor")["State"]["Status"] == "exited"
     c.api.remove_container("survivor")
     c.api.remove_container("ends-while-down")
