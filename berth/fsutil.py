@@ -8,10 +8,10 @@ import shutil
 import threading
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: str, data: bytes, mode: int = 0o644, tmp_prefix: str = ".tmp-") -> None:
     """Write ``data`` to ``path`` so a crash leaves the old file or the new one, never half."""
     d = os.path.dirname(path) or "."
-    tmp = os.path.join(d, f".tmp-{secrets.token_hex(8)}")
+    tmp = os.path.join(d, f"{tmp_prefix}{secrets.token_hex(8)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)

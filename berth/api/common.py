@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +33,21 @@ def qint(request: web.Request, key: str, default: int) -> int:
         return default
     try:
         return int(v)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid value for {key}: {v!r}") from e
+
+
+def qtime(request: web.Request, key: str) -> float | None:
+    """A time parameter as Docker takes it: Unix seconds (fractions allowed) or RFC 3339."""
+    v = request.query.get(key)
+    if not v:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
     except ValueError as e:
         raise InvalidParameter(f"invalid value for {key}: {v!r}") from e
 

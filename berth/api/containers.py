@@ -8,11 +8,21 @@ import contextlib
 import json
 import os
 import socket
-from datetime import datetime
 
 from aiohttp import web
 
-from berth.api.common import MULTIPLEXED, RAW_STREAM, dumps, filters, frame, json_body, json_response, qbool, qint
+from berth.api.common import (
+    MULTIPLEXED,
+    RAW_STREAM,
+    dumps,
+    filters,
+    frame,
+    json_body,
+    json_response,
+    qbool,
+    qint,
+    qtime,
+)
 from berth.api.hijack import hijack
 from berth.containers import archive
 from berth.containers import logs as logfile
@@ -266,20 +276,6 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def _time_param(request: web.Request, key: str) -> float:
-    v = request.query.get(key)
-    if not v:
-        return 0.0
-    try:
-        return float(v)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
-    except ValueError as e:
-        raise InvalidParameter(f"invalid value for {key}: {v!r}") from e
-
-
 @routes.get("/containers/{id}/logs")
 async def logs(request: web.Request) -> web.StreamResponse:
     s = svc(request)
@@ -295,7 +291,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     timestamps = qbool(request, "timestamps")
     tty = bool(c.config.get("Tty"))
     it = s.logs(c.id, stdout=stdout, stderr=stderr, follow=qbool(request, "follow"), tail=tail,
-                since=_time_param(request, "since"), until=_time_param(request, "until"))
+                since=qtime(request, "since") or 0.0, until=qtime(request, "until") or 0.0)
     resp = web.StreamResponse(status=200, headers={"Content-Type": RAW_STREAM if tty else MULTIPLEXED})
     await resp.prepare(request)
     async for rec in it:

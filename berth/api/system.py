@@ -137,29 +137,11 @@ async def build_prune(request: web.Request) -> web.Response:
     return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})  # no builder yet: no cache
 
 
-def _epoch(request: web.Request, key: str) -> float | None:
-    v = request.query.get(key)
-    if not v:
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        pass
-    from datetime import datetime
-
-    from berth.errors import InvalidParameter
-
-    try:
-        return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
-    except ValueError as e:
-        raise InvalidParameter(f"invalid value for {key}: {v!r}") from e
-
-
 @routes.get("/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    from berth.api.common import dumps, filters
+    from berth.api.common import dumps, filters, qtime
 
-    sub = request.app["events"].subscribe(_epoch(request, "since"), _epoch(request, "until"), filters(request))
+    sub = request.app["events"].subscribe(qtime(request, "since"), qtime(request, "until"), filters(request))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     try:

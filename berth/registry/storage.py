@@ -20,11 +20,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
+
+from berth.fsutil import atomic_write, fsync_dir
 
 TMP_PREFIX = ".tmp-"
 
@@ -118,14 +119,6 @@ def _check_key(path: str) -> str:
     return path
 
 
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _FileWriter(BlobWriter):
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -170,22 +163,8 @@ class FilesystemStorage(Storage):
 
     def put(self, path: str, data: bytes) -> None:
         full = self.path(path)
-        d = os.path.dirname(full)
-        os.makedirs(d, exist_ok=True)
-        tmp = os.path.join(d, f"{TMP_PREFIX}{secrets.token_hex(8)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.rename(tmp, full)
-        fsync_dir(d)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        atomic_write(full, data, tmp_prefix=TMP_PREFIX)
 
     def stat(self, path: str) -> StatResult | None:
         try:
