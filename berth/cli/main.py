@@ -126,7 +126,9 @@ def run(ctx: click.Context, rm: bool, detach: bool, name: str | None, env: tuple
     """Run a command in a new container."""
     api = _client(ctx).api
     try:
-        hc = api.create_host_config(auto_remove=rm)
+        # --rm of a detached container is the daemon's job; attached, we remove it ourselves after
+        # reading its exit code (the daemon may otherwise remove it before we ask)
+        hc = api.create_host_config(auto_remove=rm and detach)
         c = api.create_container(image, list(command) or None, name=name, environment=list(env), working_dir=workdir,
                                  user=user, entrypoint=[entrypoint] if entrypoint else None, host_config=hc,
                                  detach=detach)
@@ -144,7 +146,9 @@ def run(ctx: click.Context, rm: bool, detach: bool, name: str | None, env: tuple
             if err:
                 sys.stderr.buffer.write(err)
                 sys.stderr.buffer.flush()
-        code = api.wait(cid, condition="removed" if rm else "not-running")["StatusCode"]
+        code = api.wait(cid, condition="not-running")["StatusCode"]
+        if rm:
+            api.remove_container(cid, v=True, force=True)
     except Exception as e:
         _fail(e)
     sys.exit(code)
