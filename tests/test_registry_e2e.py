@@ -208,3 +208,37 @@ def test_pull_zstd_layers_and_an_index(daemon: Daemon, open_registry: Reg, busyb
     finally:
         with open(busybox_tar, "rb") as f:
             list(c.api.load_image(f.read()))
+
+
+def test_corrupt_blob_fails_the_pull_and_leaves_nothing(fresh_daemon: Daemon, open_registry: Reg,
+                                                        docker_config: str) -> None:
+    """A registry serving bytes that do not match the digest: the pull fails, nothing is stored,
+    and once the registry is mended the same pull succeeds."""
+    d = fresh_daemon
+    ref = f"{open_registry.addr}/corrupt/bb:1"
+    cli(d, docker_config, "tag", "busybox", ref)
+    assert cli(d, docker_config, "push", ref).returncode == 0
+    c = d.client()
+    iid = c.api.inspect_image(ref)["Id"]
+    c.api.remove_image(iid, force=True)
+    blobs = []
+    for root, _d, files in os.walk(os.path.join(open_registry.root, "data", "blobs")):
+        blobs += [os.path.join(root, f) for f in files if os.path.getsize(os.path.join(root, f)) > 100_000]
+    assert len(blobs) == 1  # the gzip layer
+    original = open(blobs[0], "rb").read()
+    with open(blobs[0], "r+b") as f:
+        f.seek(5000)
+        f.write(b"\0" * 64)
+    try:
+        r = cli(d, docker_config, "pull", ref)
+        assert r.returncode != 0 and b"verification failed" in r.stderr
+        assert c.api.images(all=True) == []
+        overlay = os.path.join(d.data_root, "overlay")
+        assert [x for x in os.listdir(overlay) if x not in ("l", ".trash", "empty")] == []
+        assert os.listdir(os.path.join(d.data_root, "tmp")) == []
+    finally:
+        with open(blobs[0], "wb") as f:
+            f.write(original)
+    r = cli(d, docker_config, "pull", ref)  # a retry after the fault works
+    assert r.returncode == 0, r.stderr
+    assert c.api.inspect_image(ref)["Id"] == iid

@@ -226,6 +226,8 @@ class DistributionService:
         if algo not in ("sha256", "sha512"):
             raise InvalidParameter(f"unsupported digest {digest}")
         short = _short(digest)
+        if sem.locked():
+            queue.put_nowait({"status": "Waiting", "progressDetail": {}, "id": short})
         async with sem:
             path = self.images.scratch_path(".blob")
             h = hashlib.new(algo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -17,8 +18,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m berth.registry", description="Berth OCI registry")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve the OCI Distribution API")
-    s.add_argument("--addr", default="127.0.0.1:5000", help="HOST:PORT to listen on (default %(default)s)")
-    s.add_argument("--root", required=True, help="storage directory")
+    s.add_argument("--config", help="JSON file with any of these options by name (addr, root, auth, tls_cert, "
+                                    "...); flags given here win")
+    s.add_argument("--addr", default=None, help="HOST:PORT to listen on (default 127.0.0.1:5000)")
+    s.add_argument("--root", default=None, help="storage directory (required, here or in --config)")
     s.add_argument("--auth", help="htpasswd:FILE (Basic) or token:FILE (Bearer tokens from /token, users in FILE)")
     s.add_argument("--token-secret-file", help="HMAC key for tokens (default: random per process)")
     s.add_argument("--token-realm", help="realm URL in Bearer challenges (default: this server's /token)")
@@ -53,9 +56,33 @@ async def _serve(args: argparse.Namespace) -> None:
                 ready=lambda url: print(f"listening on {url}", flush=True), stop=stop)
 
 
+def _apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options from --config fill in what the command line left unset."""
+    if args.config:
+        try:
+            with open(args.config) as f:
+                cfg = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            parser.error(f"--config {args.config}: {e}")
+        if not isinstance(cfg, dict):
+            parser.error(f"--config {args.config}: must be a JSON object")
+        for key, value in cfg.items():
+            attr = key.replace("-", "_")
+            if not hasattr(args, attr) or attr in ("command", "config"):
+                parser.error(f"--config {args.config}: unknown option {key!r}")
+            if getattr(args, attr) in (None, False):
+                setattr(args, attr, value)
+    if args.addr is None:
+        args.addr = "127.0.0.1:5000"
+    if not args.root:
+        parser.error("serve: --root is required (on the command line or in --config)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
+        _apply_config(parser, args)
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
         try:
             asyncio.run(_serve(args))
