@@ -75,6 +75,52 @@ def make_image(total_mb: int) -> tuple[bytes, int]:
     return out.getvalue(), sum(len(x) for x in layers)
 
 
+def breakdown(save_tar: bytes, root: str) -> None:
+    """Where push and pull time goes: each stage alone on the same bytes, in MB/s."""
+    import gzip
+    import zlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from berth.distribution.service import _parallel_gzip
+
+    with tarfile.open(fileobj=io.BytesIO(save_tar)) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layers = [tf.extractfile(x).read() for x in manifest[0]["Layers"]]  # type: ignore[union-attr]
+    total = sum(len(x) for x in layers) / 1e6
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for x in layers:
+        hashlib.sha256(x).digest()
+    stages["sha256"] = time.perf_counter() - t0
+    path = os.path.join(root, "breakdown.tar")
+    t0 = time.perf_counter()
+    with open(path, "wb") as f:
+        for x in layers:
+            f.write(x)
+        f.flush()
+        os.fsync(f.fileno())
+    stages["disk write + fsync"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    single = [zlib.compress(x, 1) for x in layers]
+    stages["gzip -1, one core"] = time.perf_counter() - t0
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        t0 = time.perf_counter()
+        _parallel_gzip(path, path + ".gz", pool)
+        stages["gzip -1, every core (berth push)"] = time.perf_counter() - t0
+    with open(path + ".gz", "rb") as f:
+        gz = f.read()
+    t0 = time.perf_counter()
+    with gzip.GzipFile(fileobj=io.BytesIO(gz)) as g:  # streamed, as the pull path reads it
+        while g.read(1 << 20):
+            pass
+    stages["gunzip (one core)"] = time.perf_counter() - t0
+    os.unlink(path)
+    os.unlink(path + ".gz")
+    print(f"where the time goes ({total:.0f} MB; compressed {sum(len(x) for x in single) / 1e6:.0f} MB):")
+    for name, secs in stages.items():
+        print(f"  {name:34} {total / secs:8.1f} MB/s")
+
+
 def start_berthd(root: str, procs: list[subprocess.Popen[bytes]]) -> docker.DockerClient:
     sock = os.path.join(root, "b.sock")
     procs.append(subprocess.Popen([sys.executable, "-m", "berth.daemon.main", "-H", f"unix://{sock}",
@@ -97,6 +143,7 @@ def run(args: argparse.Namespace) -> None:
         data, size = make_image(args.mb)
         mb = size / 1e6
         print(f"image: {mb:.0f} MB of layer data in 5 layers")
+        breakdown(data, root)
         registries: list[tuple[str, str]] = []
         port = free_port()
         procs.append(subprocess.Popen([sys.executable, "-m", "berth.registry", "serve", "--addr",
