@@ -223,6 +223,9 @@ def apply(spec: dict[str, Any], hc: dict[str, Any], init_args: bool = True) -> N
         profile = seccomp.load(path) if path else None
     if isinstance(profile, dict):
         linux["seccomp"] = seccomp.to_oci(profile, caps)
+        bpf = seccomp.compile_bpf(linux["seccomp"])
+        if bpf:
+            spec.setdefault("annotations", {})[seccomp.BPF_ANNOTATION] = bpf
     if hc.get("Sysctls"):
         linux["sysctl"] = dict(hc["Sysctls"])
     for d in hc.get("Devices") or []:
