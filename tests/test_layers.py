@@ -142,3 +142,30 @@ def test_image_of_many_layers_runs(busybox_tar: str, driver: str) -> None:
         assert out.split() == [str(n - 1).encode(), b"119"]
     finally:
         cleanup_daemon(d)
+
+
+@pytest.mark.parametrize("mode", ["overlay", "vfs"])
+def test_whiteouts_never_reach_outside(tmp_path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """An opaque marker or whiteout under an absolute symlink acts inside the root, and
+    `.wh..` / `.wh...` (whiteouts of . and ..) are refused."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep me")
+    root, _, _ = _apply(tmp_path, [("x", "symlink", str(outside)), ("x/.wh..wh..opq", "file", ""),
+                                   ("x/.wh.precious", "file", "")], mode)
+    assert (outside / "precious").read_text() == "keep me"
+    for bad in (".wh..", ".wh...", "d/.wh.."):
+        with pytest.raises(UnsafeTarError):
+            _apply(tmp_path, [("d/", "dir"), (bad, "file", "")], mode, name="bad" + str(len(bad)))
+    assert (outside / "precious").exists()
+
+
+def test_tar_split_never_reads_through_links(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file written through an in-layer symlinked dir is recorded at its real place."""
+    root, data, split = _apply(tmp_path, [("real/", "dir"), ("lnk", "symlink", "real"),
+                                          ("lnk/f", "file", "through the link")], "vfs")
+    assert (root / "real" / "f").read_text() == "through the link"
+    out = io.BytesIO()
+    split.seek(0)
+    assemble(str(root), split, out)
+    assert out.getvalue() == data

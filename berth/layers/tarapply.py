@@ -198,29 +198,34 @@ def apply_tar(tar_path: str, root: str, mode: WhiteoutMode, split_out: BinaryIO 
                         dir_times.append((root, m))
                     continue
                 parent_rel, base = posixpath.split(rel)
+                # every path below is the *resolved* one (symlinks followed inside root), so what we
+                # record, clear or reopen later is the very file we wrote, never a path through a link
                 if base.startswith(WH_PREFIX) and mode != "plain":
                     parent = _ensure_dirs(root, parent_rel)
                     if base == WH_OPAQUE:
-                        opaque_dirs.append(parent_rel)
+                        opaque_dirs.append(os.path.relpath(parent, root))
                         if mode == "overlay":
                             os.setxattr(parent, "trusted.overlay.opaque", b"y")
                     elif not base.startswith(WH_PREFIX + WH_PREFIX):
                         victim = base[len(WH_PREFIX):]
+                        if victim in ("", ".", ".."):
+                            raise UnsafeTarError(f"invalid whiteout {m.name!r}")
                         target = os.path.join(parent, victim)
                         if split:
-                            split.inline_under(posixpath.join(parent_rel, victim))
+                            split.inline_under(os.path.relpath(target, root))
                         _remove(target)
                         if mode == "overlay":
                             os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
                     continue
                 parent = _ensure_dirs(root, parent_rel)
                 path = os.path.join(parent, base)
-                written.add(rel)
+                res_rel = os.path.relpath(path, root)
+                written.add(res_rel)
                 if split:
-                    split.inline_under(rel) if not m.isdir() else split.inline(rel)
+                    split.inline_under(res_rel) if not m.isdir() else split.inline(res_rel)
                 total += _create(tf, m, root, rel, path)
                 if m.isreg() and split:
-                    split.file(rel, m.offset_data, m.size)
+                    split.file(res_rel, m.offset_data, m.size)
                 if m.isdir():
                     dir_times.append((path, m))
         except tarfile.TarError as e:
@@ -342,17 +347,19 @@ def _set_times(path: str, m: tarfile.TarInfo) -> None:
 
 
 def _clear_unwritten(root: str, rel_dir: str, written: set[str]) -> None:
-    base = os.path.join(root, rel_dir) if rel_dir else root
-    for name in os.listdir(base):
-        rel = posixpath.join(rel_dir, name) if rel_dir else name
-        if rel in written:
-            if os.path.isdir(os.path.join(base, name)) and not os.path.islink(os.path.join(base, name)):
+    """vfs opaque dir: drop what the lower layers put there. ``rel_dir`` is resolved (no links);
+    symlinks met here are removed as links, never followed."""
+    base = os.path.join(root, rel_dir) if rel_dir not in ("", ".") else root
+    with os.scandir(base) as it:
+        entries = list(it)
+    for entry in entries:
+        rel = posixpath.join(rel_dir, entry.name) if rel_dir not in ("", ".") else entry.name
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if rel in written or any(w.startswith(rel + "/") for w in written):
+            if is_dir:
                 _clear_unwritten(root, rel, written)
             continue
-        if any(w.startswith(rel + "/") for w in written):
-            _clear_unwritten(root, rel, written)
-        else:
-            _remove(os.path.join(base, name))
+        _remove(entry.path)
 
 
 def assemble(root: str, split_in: BinaryIO, out: BinaryIO) -> None:
@@ -368,7 +375,8 @@ def assemble(root: str, split_in: BinaryIO, out: BinaryIO) -> None:
             elif kind == _FILE:
                 (size,) = struct.unpack(">Q", gz.read(8))
                 rel = gz.read(length).decode("utf-8", "surrogateescape")
-                fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW)
+                # resolved inside root: even a layer whose dirs are links cannot make us read the host
+                fd = os.open(resolve_in_root(root, rel), os.O_RDONLY | os.O_NOFOLLOW)
                 with os.fdopen(fd, "rb") as f:
                     _copy_exact(f, out, size)
             else:
