@@ -314,7 +314,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
                                     until=0):
                 await h.write(rec.data if tty else frame(rec.stream, rec.data))
         if qbool(request, "stream"):
-            sock = await s.attach_socket(c.id)
+            sock = await h.until_closed(s.attach_socket(c.id))  # a created container: until it starts
             if sock is not None:
                 await _pump(h, sock, tty, want_stdin, want_out, want_err)
                 await s.settle(c.id)
@@ -341,8 +341,8 @@ async def _pump(h, sock: socket.socket, tty: bool, want_stdin: bool, want_out: b
     try:
         while True:
             try:
-                pkt = await loop.sock_recv(sock, ATTACH_BUF)
-            except OSError:
+                pkt = await h.until_closed(loop.sock_recv(sock, ATTACH_BUF))
+            except OSError:  # includes the client hanging up (ConnectionResetError)
                 break
             if not pkt:
                 break

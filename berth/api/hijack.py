@@ -9,6 +9,8 @@ output, so the protocol's ``eof_received`` keeps the transport open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 from aiohttp import web
 
@@ -34,6 +36,22 @@ class Hijacked:
         self.request = request
         self.resp = resp
         self.parser = parser
+        self.closed = asyncio.Event()  # the client's connection is gone
+
+    async def until_closed(self, aw: Any) -> Any:
+        """Await ``aw``, or raise ConnectionResetError as soon as the client hangs up."""
+        task = asyncio.ensure_future(aw)
+        gone = asyncio.ensure_future(self.closed.wait())
+        try:
+            done, _ = await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise ConnectionResetError("client went away")
 
     async def write(self, data: bytes) -> None:
         await self.resp.write(data)
@@ -68,18 +86,21 @@ async def hijack(request: web.Request, content_type: str) -> Hijacked:
         parser = _StdinParser()
         protocol.set_parser(parser)  # type: ignore[arg-type]
 
+    h = Hijacked(request, resp, parser)
+    if parser is not None:
         transport = request.transport
         if transport is not None:
-            transport.set_protocol(_HalfCloseProtocol(protocol, parser))  # type: ignore[arg-type]
-    return Hijacked(request, resp, parser)
+            transport.set_protocol(_HalfCloseProtocol(protocol, parser, h.closed))  # type: ignore[arg-type]
+    return h
 
 
 class _HalfCloseProtocol(asyncio.Protocol):
     """Forwards to aiohttp's protocol, except that EOF from the client ends stdin only."""
 
-    def __init__(self, inner: asyncio.Protocol, parser: _StdinParser) -> None:
+    def __init__(self, inner: asyncio.Protocol, parser: _StdinParser, closed: asyncio.Event) -> None:
         self.inner = inner
         self.parser = parser
+        self.closed = closed
 
     def data_received(self, data: bytes) -> None:
         self.inner.data_received(data)
@@ -90,6 +111,7 @@ class _HalfCloseProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.parser.feed_eof()
+        self.closed.set()
         self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:

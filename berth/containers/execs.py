@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from berth.errors import Conflict, InvalidParameter, NotFound
+from berth.errors import BerthError, Conflict, InvalidParameter, NotFound
 from berth.runtime import spec as ocispec
 
 STDOUT, STDERR = 1, 2
@@ -80,7 +80,12 @@ class ExecIO:
     async def write_stdin(self, data: bytes) -> None:
         s = self.session
         if s.tty and s.master_fd >= 0:
-            await asyncio.get_running_loop().run_in_executor(None, os.write, s.master_fd, data)
+            view = memoryview(data)
+            while view and s.master_fd >= 0:
+                try:
+                    view = view[os.write(s.master_fd, view):]
+                except BlockingIOError:  # the terminal's input buffer is full: let it drain
+                    await asyncio.sleep(0.01)
         elif self._stdin_writer is not None:
             self._stdin_writer.write(data)
             with contextlib.suppress(ConnectionResetError, BrokenPipeError):
@@ -156,16 +161,19 @@ class ExecService:
         """Start the session's process; ``run_dir`` is the container's bundle directory."""
         if s.started:
             raise Conflict(f"Error: Exec command {s.id} has already run")
+        process_spec = self._process_spec(s, rootfs, hostname)  # may refuse (unknown user): not started yet
         s.started = True
         io = ExecIO(s)
         spec_path = os.path.join(run_dir, f"exec-{s.id[:16]}.json")
         with open(spec_path, "w") as f:
-            json.dump(self._process_spec(s, rootfs, hostname), f)
+            json.dump(process_spec, f)
         pid_file = spec_path[:-5] + ".pid"
         argv = ["exec", "--process", spec_path, "--pid-file", pid_file]
         listener = None
         sock_path = ""
         dir_fd = -1
+        proc: asyncio.subprocess.Process | None = None
+        readers: list[asyncio.Future[None]] = []
         try:
             if s.tty:
                 sock_path = os.path.join(run_dir, f"e{s.id[:12]}.sock")
@@ -188,13 +196,17 @@ class ExecService:
                 stderr=asyncio.subprocess.PIPE if piped else asyncio.subprocess.DEVNULL,
                 pass_fds=(dir_fd,) if dir_fd >= 0 else ())
             s.running = True
-            readers = []
             if listener is not None:
                 loop = asyncio.get_running_loop()
-                conn = await asyncio.wait_for(_accept(loop, listener, proc), 30)
+                try:
+                    conn = await asyncio.wait_for(_accept(loop, listener, proc), 30)
+                except TimeoutError as e:
+                    raise BerthError("exec: the runtime did not hand over a terminal in time") from e
                 if conn is not None:
                     with conn:
                         _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+                    if not fds:
+                        raise BerthError("exec: the runtime did not hand over a terminal")
                     s.master_fd = fds[0]
                     readers.append(asyncio.ensure_future(_pump_fd(s.master_fd, STDOUT, io, detach)))
             elif piped:
@@ -202,6 +214,25 @@ class ExecService:
                 io._stdin_writer = proc.stdin
                 readers.append(asyncio.ensure_future(_pump_stream(proc.stdout, STDOUT, io)))
                 readers.append(asyncio.ensure_future(_pump_stream(proc.stderr, STDERR, io)))
+        except BaseException:
+            # the session failed half-way: end its process, and leave no files or readers behind
+            for r in readers:
+                r.cancel()
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+            if s.master_fd >= 0:
+                os.close(s.master_fd)
+                s.master_fd = -1
+            for p in (spec_path, pid_file):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
+            s.running = False
+            s.exit_code = -1 if s.exit_code is None else s.exit_code
+            io.queue.put_nowait(None)
+            s.done.set()
+            raise
         finally:
             if dir_fd >= 0:
                 os.close(dir_fd)
@@ -214,10 +245,15 @@ class ExecService:
                 s.pid = int(f.read().strip())
 
         async def finish() -> None:
+            assert proc is not None
             code = await proc.wait()
             if s.tty and readers:
-                # the terminal's output may still be buffered: read it until EIO
+                # the terminal's output may still be buffered: read it until EIO, then stop the
+                # reader (it unregisters the fd) before the fd is closed
                 await asyncio.wait(readers, timeout=2)
+                for r in readers:
+                    r.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
             else:
                 await asyncio.gather(*readers, return_exceptions=True)
             s.exit_code = code if code >= 0 else 128 - code
@@ -264,16 +300,27 @@ async def _pump_stream(reader: asyncio.StreamReader, stream: int, io: ExecIO) ->
 
 
 async def _pump_fd(fd: int, stream: int, io: ExecIO, discard: bool) -> None:
+    """Read a pty master without a thread: non-blocking, woken by the event loop."""
     loop = asyncio.get_running_loop()
-    while True:
-        try:
-            data = await loop.run_in_executor(None, os.read, fd, 65536)
-        except OSError:  # EIO once the last slave closes
-            return
-        if not data:
-            return
-        if not discard:
-            io.queue.put_nowait((stream, data))
+    os.set_blocking(fd, False)
+    readable = asyncio.Event()
+    loop.add_reader(fd, readable.set)
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO once the last slave closes
+                return
+            if not data:
+                return
+            if not discard:
+                io.queue.put_nowait((stream, data))
+    finally:
+        loop.remove_reader(fd)
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:

@@ -1082,7 +1082,10 @@ def _copy_up(rootfs: str, dest: str, volume_path: str) -> None:
     if not os.path.isdir(src) or os.path.islink(src) or not os.listdir(src) or os.listdir(volume_path):
         return
     cp = shutil.which("cp") or "/bin/cp"
-    subprocess.run([cp, "-a", "--", src + "/.", volume_path + "/"], check=True, capture_output=True)
+    r = subprocess.run([cp, "-a", "--", src + "/.", volume_path + "/"], capture_output=True)
+    if r.returncode != 0:
+        raise InvalidParameter(f"copying image content at {dest} into its volume failed: "
+                               f"{r.stderr.decode(errors='replace').strip()}")
 
 
 def _is_conmon(pid: int, cid: str) -> bool:

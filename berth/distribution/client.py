@@ -129,7 +129,12 @@ class Registry:
                     raise Unauthorized(f"authentication required: {r.status} from the token service")
                 if r.status != 200:
                     raise RegistryError(f"token service answered {r.status}")
-                body = await r.json(content_type=None)
+                try:
+                    body = await r.json(content_type=None)
+                except ValueError as e:
+                    raise RegistryError(f"token service answered with invalid JSON: {e}") from e
+            if not isinstance(body, dict):
+                raise RegistryError("token service answered with something other than a JSON object")
             token = body.get("token") or body.get("access_token")
             if not token or self._auth == f"Bearer {token}":
                 return False
@@ -149,6 +154,9 @@ class Registry:
                                               allow_redirects=True)
             if resp.status == 401:
                 text = await _error_text(resp, "unauthorized: authentication required")  # before release
+                if data is not None and not isinstance(data, bytes | str):
+                    resp.release()  # a streamed body is spent: it cannot be sent again
+                    raise Unauthorized(text)
                 try:
                     challenge_ok = await self._authorize(resp)
                 finally:

@@ -12,11 +12,13 @@ skipped when the registry has them, and the manifest goes last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
 import os
 import sqlite3
+import tempfile
 import zlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -141,12 +143,17 @@ class DistributionService:
                 raise InvalidParameter(f"image config has {len(diff_ids)} layers, the manifest {len(layers)}")
             queue: asyncio.Queue[Progress | None] = asyncio.Queue()
             task = asyncio.ensure_future(self._fetch_layers(reg, layers, diff_ids, queue))
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                yield item
-            pending = await task  # raises what a layer task raised
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is None:
+                        break
+                    yield item
+                pending = await task  # raises what a layer task raised
+            finally:
+                if not task.done():  # the client went away: stop and clean up
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             iid, fresh = await self.images.store_pulled(raw_config, pending,
                                                         ref if ref.tag and not ref.digest else None,
                                                         ref.repo, top_digest)
@@ -212,6 +219,11 @@ class DistributionService:
         except BaseException:
             for f in downloaded:
                 f.cancel()
+            await asyncio.gather(*downloaded, return_exceptions=True)
+            for f in downloaded:  # finished downloads not yet extracted: their files are ours to remove
+                if f.done() and not f.cancelled() and f.exception() is None and f.result():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f.result())  # type: ignore[arg-type]
             for ex in pending.values():
                 lstore.discard(ex)
             raise
@@ -318,8 +330,14 @@ class DistributionService:
                 async with sem:
                     await one(layer)
 
+            tasks = [asyncio.ensure_future(guarded(x)) for x in chain]
             try:
-                await asyncio.gather(*(guarded(x) for x in chain))
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for t in tasks:  # one layer failed: stop the others before the session closes
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
             finally:
                 queue.put_nowait(None)
 
@@ -366,17 +384,19 @@ class DistributionService:
             if os.path.exists(path):
                 return row[0], row[1], path
         tar = self.images.scratch_path(".tar")
+        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".tmp-")  # unique: two pushes may share a layer
+        os.close(fd)
         try:
             with open(tar, "wb") as f:
                 await asyncio.to_thread(self.images.layers.tar_stream, layer.chain_id, f)
-            tmp = os.path.join(self.blobs, f".tmp-{_short(layer.diff_id)}-{os.getpid()}")
             digest, size = await asyncio.get_running_loop().run_in_executor(None, _parallel_gzip, tar, tmp,
                                                                              self.pool)
+            path = os.path.join(self.blobs, digest.split(":", 1)[1])
+            os.rename(tmp, path)
         finally:
-            if os.path.exists(tar):
-                os.unlink(tar)
-        path = os.path.join(self.blobs, digest.split(":", 1)[1])
-        os.rename(tmp, path)
+            for p in (tar, tmp):
+                if os.path.exists(p):
+                    os.unlink(p)
         with transaction(self.conn):
             self.conn.execute("INSERT OR REPLACE INTO compressed_layers VALUES (?,?,?)", (layer.diff_id, digest, size))
         return digest, size, path

@@ -109,7 +109,8 @@ class Monitor:
         r, w = os.pipe()
         try:
             env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "_OCI_SYNCPIPE": str(w)}
-            proc = subprocess.Popen(args, pass_fds=(w,), env=env, stdin=subprocess.DEVNULL,
+            # cwd: conmon drops files (an "oom" marker) in its working directory
+            proc = subprocess.Popen(args, pass_fds=(w,), env=env, cwd=paths.bundle, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             os.close(w)
             w = -1
