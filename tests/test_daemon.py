@@ -114,3 +114,34 @@ def test_attach_works_with_a_long_exec_root(busybox_tar: str) -> None:
         assert d.cli("run", "--rm", "busybox", "echo", "long").stdout == b"long\n"
     finally:
         cleanup_daemon(d)
+
+
+def test_berth_check_finds_damage(fresh_daemon: Daemon) -> None:
+    """`berth check` refuses a running daemon's root, passes a healthy one, and finds a layer whose
+    files changed on disk and a config blob that went missing."""
+    import glob
+    import sys
+
+    d = fresh_daemon
+    check = [sys.executable, "-m", "berth.cli.main", "check", "--data-root", d.data_root, "--verify-data"]
+    r = subprocess.run(check, capture_output=True, timeout=60)
+    assert r.returncode == 2 and b"already using data root" in r.stderr
+    d.stop()
+    r = subprocess.run(check, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert b"checked 1 images" in r.stdout and r.stdout.rstrip().endswith(b"ok")
+    victim = glob.glob(os.path.join(d.data_root, "overlay", "*", "diff", "etc", "passwd"))[0]
+    original = open(victim, "rb").read()
+    with open(victim, "r+b") as f:
+        f.write(b"toor")  # same size, other bytes
+    r = subprocess.run(check, capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"content changed on disk" in r.stdout
+    with open(victim, "wb") as f:
+        f.write(original + b"intruder:x:0:0::/:/bin/sh\n")  # longer than recorded
+    r = subprocess.run(check, capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"longer than recorded" in r.stdout
+    blob = glob.glob(os.path.join(d.data_root, "image", "blobs", "sha256", "*"))[0]
+    os.unlink(blob)
+    r = subprocess.run(check, capture_output=True, timeout=60)
+    assert b"config blob" in r.stdout and b"is missing" in r.stdout
+    d.start()  # so the fixture's cleanup finds a daemon to talk to

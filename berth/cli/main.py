@@ -271,6 +271,16 @@ def volume_import(ctx: click.Context, name: str, path: str) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
                                "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def check(args: tuple[str, ...]) -> None:
+    """Verify a stopped daemon's data root: `berth check [--data-root DIR] [--verify-data]`."""
+    from berth.daemon.check import main as check_main
+
+    sys.exit(check_main(list(args)))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                               "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def registry(args: tuple[str, ...]) -> None:
     """Berth's registry server: `berth registry serve --addr 127.0.0.1:5000 --root DIR`, `berth registry gc`."""
     from berth.registry.cli import main as registry_main

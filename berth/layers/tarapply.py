@@ -379,6 +379,8 @@ def assemble(root: str, split_in: BinaryIO, out: BinaryIO) -> None:
                 fd = os.open(resolve_in_root(root, rel), os.O_RDONLY | os.O_NOFOLLOW)
                 with os.fdopen(fd, "rb") as f:
                     _copy_exact(f, out, size)
+                    if f.read(1):
+                        raise ValueError(f"{rel}: layer content is longer than recorded; the layer store is damaged")
             else:
                 raise ValueError("corrupt tar-split metadata")
 
