@@ -93,3 +93,14 @@ def test_exec_errors(client: docker.DockerClient) -> None:
         assert e.value.status_code == 409 and "paused" in str(e.value.explanation)
     finally:
         run.remove(force=True)
+
+
+@pytest.mark.skipif(DOCKER_CLI is None or subprocess.run(["which", "script"], capture_output=True).returncode,
+                    reason="needs the docker CLI and script(1) for a real terminal")
+def test_cli_run_it(daemon: Daemon) -> None:
+    """docker run -it: a terminal inside, keystrokes in, the exit code out."""
+    r = subprocess.run(["script", "-qec", "docker run -it --rm busybox sh", "/dev/null"],
+                       input=b"tty\necho typed-$((40+2))\nexit 6\n", capture_output=True,
+                       env={"DOCKER_HOST": daemon.host, "PATH": "/usr/local/bin:/usr/bin:/bin"}, timeout=60)
+    assert b"/dev/pts/0" in r.stdout and b"typed-42" in r.stdout
+    assert r.returncode == 6

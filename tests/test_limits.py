@@ -83,3 +83,15 @@ def test_invalid_host_config_names_the_field(client: docker.DockerClient, hc: di
     assert e.value.status_code == 400
     assert field in str(e.value.explanation)
     assert client.api.containers(all=True) == before
+
+
+def test_privileged_and_devices(daemon: Daemon) -> None:
+    out = daemon.cli("run", "--rm", "--privileged", "busybox", "sh", "-c",
+                     "grep CapEff /proc/self/status; mount | grep ' /sys ' ; grep Seccomp: /proc/self/status").stdout
+    lines = out.decode().splitlines()
+    assert int(lines[0].split()[1], 16) > 0xA80425FB  # more than Docker's default 14
+    assert "(rw," in lines[1]  # /sys is writable
+    assert lines[2].split()[1] == "0"  # no seccomp filter
+    out = daemon.cli("run", "--rm", "--device", "/dev/null:/dev/mynull", "busybox", "sh", "-c",
+                     "ls -l /dev/mynull; echo x > /dev/mynull && echo wrote").stdout.decode()
+    assert out.startswith("crw") and "1,   3" in out and out.endswith("wrote\n")
