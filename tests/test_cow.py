@@ -10,19 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Daemon, cleanup_daemon, new_daemon
+from tests.conftest import Daemon, _daemon_fixture
 
 
 @pytest.fixture(scope="module", params=["overlay", "vfs"])
 def drv_daemon(request, busybox_tar: str) -> Iterator[Daemon]:  # type: ignore[no-untyped-def]
-    d = new_daemon(request.param)
-    try:
-        d.start()
-        with open(busybox_tar, "rb") as f:
-            list(d.client().api.load_image(f.read()))
-        yield d
-    finally:
-        cleanup_daemon(d)
+    yield from _daemon_fixture(request.param, busybox_tar)
 
 
 def _image_layer_files(d: Daemon) -> dict[str, bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -104,3 +105,18 @@ async def json_stream_start(request: web.Request) -> web.StreamResponse:
 
 async def json_stream_write(resp: web.StreamResponse, obj: Any) -> None:
     await resp.write((dumps(obj) + "\r\n").encode())
+
+
+async def stream_tar(request: web.Request, chunks: AsyncIterator[bytes],
+                     headers: dict[str, str] | None = None) -> web.StreamResponse:
+    """Send a tar as it is produced. The first chunk is awaited before the headers go out, so a
+    failure to start (a missing path, a bad name) is still a proper HTTP error."""
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar", **(headers or {})})
+    first = await anext(chunks, b"")
+    await resp.prepare(request)
+    if first:
+        await resp.write(first)
+    async for chunk in chunks:
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp

@@ -22,6 +22,7 @@ from berth.api.common import (
     qbool,
     qint,
     qtime,
+    stream_tar,
 )
 from berth.api.hijack import hijack
 from berth.containers import archive
@@ -174,25 +175,12 @@ async def commit(request: web.Request) -> web.Response:
     return json_response({"Id": iid}, status=201)
 
 
-async def _stream_tar(request: web.Request, produce, headers: dict[str, str] | None = None) -> web.StreamResponse:  # type: ignore[no-untyped-def]
-    chunks = stream_from_thread(produce)
-    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar", **(headers or {})})
-    first = await anext(chunks, b"")  # errors before the first byte still become proper HTTP errors
-    await resp.prepare(request)
-    if first:
-        await resp.write(first)
-    async for chunk in chunks:
-        await resp.write(chunk)
-    await resp.write_eof()
-    return resp
-
-
 @routes.get("/containers/{id}/export")
 async def export(request: web.Request) -> web.StreamResponse:
     s = svc(request)
     c = s.get(request.match_info["id"])
     async with s.rootfs_view(c, with_mounts=False) as root:
-        return await _stream_tar(request, lambda out: archive.export_rootfs(root, out))
+        return await stream_tar(request, stream_from_thread(lambda out: archive.export_rootfs(root, out)))
 
 
 def _path_param(request: web.Request) -> str:
@@ -222,8 +210,9 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     path = _path_param(request)
     async with s.rootfs_view(c) as root:
         st = await asyncio.to_thread(archive.stat_path, root, path, c.name)
-        return await _stream_tar(request, lambda out: archive.write_archive(root, path, out, c.name),
-                                 _stat_header(st))
+        return await stream_tar(request, stream_from_thread(lambda out: archive.write_archive(root, path, out,
+                                                                                              c.name)),
+                                _stat_header(st))
 
 
 @routes.put("/containers/{id}/archive")

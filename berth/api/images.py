@@ -8,7 +8,15 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from berth.api.common import filters, json_body, json_response, json_stream_start, json_stream_write, qbool
+from berth.api.common import (
+    filters,
+    json_body,
+    json_response,
+    json_stream_start,
+    json_stream_write,
+    qbool,
+    stream_tar,
+)
 from berth.distribution.client import Credentials
 from berth.errors import BerthError, InvalidParameter
 from berth.images.service import ImageService
@@ -51,13 +59,7 @@ async def load(request: web.Request) -> web.StreamResponse:
 async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
     if not names:
         raise InvalidParameter("no image names given")
-    chunks = svc(request).save(names)
-    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
-    await resp.prepare(request)
-    async for chunk in chunks:
-        await resp.write(chunk)
-    await resp.write_eof()
-    return resp
+    return await stream_tar(request, svc(request).save(names))
 
 
 @routes.get("/images/get")
