@@ -275,3 +275,14 @@ def test_cli_inspect_format(daemon: Daemon) -> None:
     out = daemon.cli("inspect", "--format", "{{json .State}}", "fmt").stdout
     assert json.loads(out)["Status"] == "created"
     daemon.cli("rm", "fmt")
+
+
+def test_ps_size(daemon: Daemon) -> None:
+    daemon.cli("run", "--name", "sized", "busybox", "sh", "-c", "head -c 12345 /dev/zero > /blob")
+    try:
+        out = daemon.cli("ps", "-a", "-s", "--filter", "name=sized", "--format", "{{.Size}}").stdout.decode()
+        assert out.startswith("12.3kB")
+        sized = [c for c in daemon.client().api.containers(all=True, size=True) if c["Names"] == ["/sized"]]
+        assert sized[0]["SizeRw"] == 12345
+    finally:
+        daemon.cli("rm", "sized")

@@ -48,8 +48,8 @@ async def create(request: web.Request) -> web.Response:
 
 @routes.get("/containers/json")
 async def list_(request: web.Request) -> web.Response:
-    out = svc(request).list(qbool(request, "all"), qint(request, "limit", -1), filters(request),
-                            qbool(request, "size"))
+    args = (qbool(request, "all"), qint(request, "limit", -1), filters(request))
+    out = await svc(request).list_sized(*args) if qbool(request, "size") else svc(request).list(*args)
     return json_response(out)
 
 

@@ -126,8 +126,8 @@ async def disk_usage(request: web.Request) -> web.Response:
     return json_response({
         "LayersSize": layers_size,
         "Images": images,
-        "Containers": request.app["containers"].df_items(),
-        "Volumes": request.app["volumes"].df_items(),
+        "Containers": await request.app["containers"].df_items(),
+        "Volumes": await request.app["volumes"].df_items(),
         "BuildCache": [],
     })
 

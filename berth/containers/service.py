@@ -763,8 +763,8 @@ class ContainerService:
             reclaimed += size
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
-    def df_items(self) -> list[dict[str, Any]]:
-        out = self.list(True, -1, {}, size=True)
+    async def df_items(self) -> list[dict[str, Any]]:
+        out = await self.list_sized(True, -1, {})
         for item in out:
             image = self.images.images.get(item["ImageID"]) if item["ImageID"] else None
             item["SizeRootFs"] = item["SizeRw"] + (self.images.image_size(image) if image else 0)
@@ -991,7 +991,14 @@ class ContainerService:
             return f"Restarting ({st.ExitCode}) {human_duration(time.time() - st.FinishedTs)} ago"
         return st.Status.capitalize()
 
-    def list(self, all_: bool, limit: int, filters: dict[str, list[str]], size: bool = False) -> list[dict[str, Any]]:
+    async def list_sized(self, all_: bool, limit: int, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """``ps --size``: the listing plus each writable layer's size, walked off the event loop."""
+        out = self.list(all_, limit, filters)
+        for entry in out:
+            entry["SizeRw"] = await asyncio.to_thread(self.layers.rw_size, entry["Id"])
+        return out
+
+    def list(self, all_: bool, limit: int, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
         for key in filters:
             if key not in ("id", "name", "label", "status", "exited", "ancestor", "before", "since"):
                 raise InvalidParameter(f"invalid filter '{key}'")
@@ -1014,8 +1021,6 @@ class ContainerService:
                 "NetworkSettings": {"Networks": {}},
                 "Mounts": [MountPoint(**m).to_api(self.volumes.root) for m in c.mounts],
             }
-            if size:
-                entry["SizeRw"] = self.layers.rw_size(c.id)
             out.append(entry)
             if limit > 0 and len(out) >= limit:
                 break

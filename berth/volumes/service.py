@@ -42,9 +42,6 @@ class VolumeService:
         self.publish("volume", "create", vol.name, {"driver": vol.driver})
         return inspect(vol)
 
-    def usage(self, vol: Volume) -> dict[str, int]:
-        return {"Size": dir_size(vol.mountpoint), "RefCount": len(self.users(vol.name))}
-
     def inspect(self, name: str) -> dict[str, Any]:
         return inspect(self.store.get(name))
 
@@ -94,8 +91,12 @@ class VolumeService:
             reclaimed += size
         return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
-    def df_items(self) -> list[dict[str, Any]]:
-        return [inspect(v, self.usage(v)) for v in self.store.list()]
+    async def df_items(self) -> list[dict[str, Any]]:
+        out = []
+        for v in self.store.list():
+            size = await asyncio.to_thread(dir_size, v.mountpoint)  # a big volume must not stall the loop
+            out.append(inspect(v, {"Size": size, "RefCount": len(self.users(v.name))}))
+        return out
 
     # -- export / import (beyond Docker: moby#32263) ------------------------------------------------------
     async def export(self, name: str) -> AsyncIterator[bytes]:
