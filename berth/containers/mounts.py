@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from berth.errors import InvalidParameter, NotFound
+from berth.layers.tarapply import resolve_in_root
 
 _PROPAGATION = {"shared", "rshared", "private", "rprivate", "slave", "rslave"}
 _BIND_MODES = {"ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated"} | _PROPAGATION
@@ -183,3 +186,15 @@ def parse_volumes_from(spec: str) -> tuple[str, bool | None]:
     if not name:
         raise NotFound(f"No such container: {spec}")
     return name, (None if not mode else mode == "ro")
+
+
+def copy_up(rootfs: str, dest: str, volume_path: str) -> None:
+    """Copy the image's content at ``dest`` into an empty volume, keeping owners and modes."""
+    src = resolve_in_root(rootfs, dest.lstrip("/"), follow_last=True)
+    if not os.path.isdir(src) or os.path.islink(src) or not os.listdir(src) or os.listdir(volume_path):
+        return
+    cp = shutil.which("cp") or "/bin/cp"
+    r = subprocess.run([cp, "-a", "--", src + "/.", volume_path + "/"], capture_output=True)
+    if r.returncode != 0:
+        raise InvalidParameter(f"copying image content at {dest} into its volume failed: "
+                               f"{r.stderr.decode(errors='replace').strip()}")

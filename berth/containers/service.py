@@ -27,8 +27,9 @@ from typing import Any
 from berth.containers import health, rwdiff
 from berth.containers import logs as logfile
 from berth.containers import stats as container_stats
+from berth.containers.config import log_size_max, merge_config, validate_host_config
 from berth.containers.execs import ExecIO, ExecService, ExecSession
-from berth.containers.mounts import MountPoint, parse_volumes_from, resolve
+from berth.containers.mounts import MountPoint, copy_up, parse_volumes_from, resolve
 from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
@@ -169,11 +170,11 @@ class ContainerService:
         hc = body.get("HostConfig") or {}
         if not isinstance(hc, dict):
             raise InvalidParameter("HostConfig: must be an object")
-        _validate_host_config(hc)
+        validate_host_config(hc)
         hostconfig.validate(hc)
         image = self.images.get(image_name)
         icfg = image.config.get("config") or {}
-        cfg = _merge_config(body, icfg)
+        cfg = merge_config(body, icfg)
         volumes_from = []
         for spec in hc.get("VolumesFrom") or []:
             src_name, ro = parse_volumes_from(str(spec))
@@ -309,7 +310,7 @@ class ContainerService:
             t_spec = time.perf_counter()
             try:
                 pid, conmon_pid = await self.monitor.create(c.id, c.name, paths, bool(cfg.get("Tty")),
-                                                            bool(cfg.get("OpenStdin")), _log_size_max(c))
+                                                            bool(cfg.get("OpenStdin")), log_size_max(c.host_config))
             except RuntimeError_ as e:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
@@ -435,7 +436,7 @@ class ContainerService:
                     if not os.path.exists(src):
                         raise InvalidParameter(f"cannot access path {src}: volume subpath does not exist")
                 elif not mp.NoCopy:
-                    await asyncio.to_thread(_copy_up, rootfs, mp.Destination, src)
+                    await asyncio.to_thread(copy_up, rootfs, mp.Destination, src)
             else:
                 src = mp.Source
                 if not os.path.exists(src):
@@ -1067,32 +1068,6 @@ class ContainerService:
         return d
 
 
-def _log_size_max(c: Container) -> int:
-    """LogConfig max-size ("10m", "1g", bytes) → conmon's --log-size-max; -1 for no cap."""
-    raw = str(((c.host_config.get("LogConfig") or {}).get("Config") or {}).get("max-size") or "")
-    return parse_size(raw) if raw else -1
-
-
-def parse_size(raw: str) -> int:
-    units = {"k": 1000, "m": 1000**2, "g": 1000**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "b": 1}
-    m = re.match(r"^([0-9.]+)\s*([a-zA-Z]*)$", raw.strip())
-    if not m or (m.group(2) and m.group(2).lower() not in units):
-        raise InvalidParameter(f"invalid size: '{raw}'")
-    return int(float(m.group(1)) * units.get(m.group(2).lower(), 1))
-
-
-def _copy_up(rootfs: str, dest: str, volume_path: str) -> None:
-    """Copy the image's content at ``dest`` into an empty volume, keeping owners and modes."""
-    src = resolve_in_root(rootfs, dest.lstrip("/"), follow_last=True)
-    if not os.path.isdir(src) or os.path.islink(src) or not os.listdir(src) or os.listdir(volume_path):
-        return
-    cp = shutil.which("cp") or "/bin/cp"
-    r = subprocess.run([cp, "-a", "--", src + "/.", volume_path + "/"], capture_output=True)
-    if r.returncode != 0:
-        raise InvalidParameter(f"copying image content at {dest} into its volume failed: "
-                               f"{r.stderr.decode(errors='replace').strip()}")
-
-
 def _is_conmon(pid: int, cid: str) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -1100,89 +1075,6 @@ def _is_conmon(pid: int, cid: str) -> bool:
     except OSError:
         return False
     return bool(argv) and os.path.basename(argv[0]) == b"conmon" and cid.encode() in argv
-
-
-def _merge_config(body: dict[str, Any], icfg: dict[str, Any]) -> dict[str, Any]:
-    def strlist(key: str, v: Any) -> list[str] | None:
-        if v is None:
-            return None
-        if isinstance(v, str):
-            return [v]
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise InvalidParameter(f"Config.{key}: must be a list of strings")
-        return v
-
-    entry = strlist("Entrypoint", body.get("Entrypoint"))
-    cmd = strlist("Cmd", body.get("Cmd"))
-    if entry is None:
-        entry = icfg.get("Entrypoint")
-        if not cmd:
-            cmd = icfg.get("Cmd")
-    elif entry == [""]:
-        entry = None
-    env = list(icfg.get("Env") or [])
-    for e in strlist("Env", body.get("Env")) or []:
-        key = e.split("=", 1)[0]
-        env = [x for x in env if x.split("=", 1)[0] != key] + [e]
-    labels = dict(icfg.get("Labels") or {})
-    labels.update(body.get("Labels") or {})
-    return {
-        "Hostname": body.get("Hostname") or "",
-        "Domainname": body.get("Domainname") or "",
-        "User": body.get("User") or icfg.get("User") or "",
-        "AttachStdin": bool(body.get("AttachStdin")),
-        "AttachStdout": bool(body.get("AttachStdout")),
-        "AttachStderr": bool(body.get("AttachStderr")),
-        "Tty": bool(body.get("Tty")),
-        "OpenStdin": bool(body.get("OpenStdin")),
-        "StdinOnce": bool(body.get("StdinOnce")),
-        "Env": env,
-        "Cmd": cmd,
-        "Image": body.get("Image"),
-        "Volumes": body.get("Volumes") or icfg.get("Volumes"),
-        "WorkingDir": body.get("WorkingDir") or icfg.get("WorkingDir") or "",
-        "Entrypoint": entry,
-        "OnBuild": icfg.get("OnBuild"),
-        "Labels": labels,
-        **({"StopSignal": body.get("StopSignal") or icfg["StopSignal"]}
-           if body.get("StopSignal") or icfg.get("StopSignal") else {}),
-        **({"StopTimeout": body["StopTimeout"]} if body.get("StopTimeout") is not None else {}),
-        **({"Healthcheck": body["Healthcheck"]} if body.get("Healthcheck") else {}),
-    }
-
-
-def _validate_host_config(hc: dict[str, Any]) -> None:
-    mode = hc.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge", "none", "host"):
-        raise InvalidParameter(f"network {mode} not found")
-    if "AutoRemove" in hc and not isinstance(hc["AutoRemove"], bool):
-        raise InvalidParameter("HostConfig.AutoRemove: must be a boolean")
-    rp = hc.get("RestartPolicy") or {}
-    if not isinstance(rp, dict):
-        raise InvalidParameter("HostConfig.RestartPolicy: must be an object")
-    rp_name = rp.get("Name") or "no"
-    if rp_name not in ("no", "always", "unless-stopped", "on-failure"):
-        raise InvalidParameter(f"HostConfig.RestartPolicy: invalid restart policy '{rp_name}'")
-    retries = rp.get("MaximumRetryCount") or 0
-    if not isinstance(retries, int) or retries < 0:
-        raise InvalidParameter("HostConfig.RestartPolicy: maximum retry count cannot be negative")
-    if retries and rp_name != "on-failure":
-        raise InvalidParameter(f"HostConfig.RestartPolicy: maximum retry count cannot be used with restart policy "
-                               f"'{rp_name}'")
-    if rp_name != "no" and hc.get("AutoRemove"):
-        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
-    log_cfg = hc.get("LogConfig") or {}
-    if log_cfg.get("Type") not in (None, "", "json-file", "k8s-file", "local"):
-        raise InvalidParameter(f"HostConfig.LogConfig: logging driver {log_cfg['Type']!r} is not supported "
-                               "(json-file)")
-    for key in (log_cfg.get("Config") or {}):
-        if key not in ("max-size", "max-file", "compress", "labels", "env", "tag"):
-            raise InvalidParameter(f"HostConfig.LogConfig: unknown log opt '{key}' for json-file log driver")
-    if (log_cfg.get("Config") or {}).get("max-size"):
-        parse_size(str(log_cfg["Config"]["max-size"]))
-    shm = hc.get("ShmSize")
-    if shm is not None and (not isinstance(shm, int) or shm < 0):
-        raise InvalidParameter("HostConfig.ShmSize: SHM size can not be less than 0")
 
 
 def _filter_container(c: Container, filters: dict[str, list[str]], images: ImageService) -> bool:
