@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
-from berth.containers import health, rwdiff
+from berth.containers import health, rwdiff, views
 from berth.containers import logs as logfile
 from berth.containers import stats as container_stats
 from berth.containers.config import log_size_max, merge_config, validate_host_config
@@ -55,33 +55,6 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 class ContainerNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"No such container: {name}")
-
-
-def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 class ContainerService:
@@ -756,7 +729,7 @@ class ContainerService:
                 raise InvalidParameter(f"invalid filter '{key}'")
         deleted, reclaimed = [], 0
         for c in list(self.by_id.values()):
-            if c.state.running or not _filter_container(c, {"label": filters.get("label", [])}, self.images):
+            if c.state.running or not views.matches(c, {"label": filters.get("label", [])}, self._image_id_of):
                 continue
             size = self.layers.rw_size(c.id)
             await self.remove(c.id, force=False, volumes=False)
@@ -972,32 +945,18 @@ class ContainerService:
             reader.close()
 
     # -- list / inspect -------------------------------------------------------------------------------------
-    def status_text(self, c: Container) -> str:
-        st = c.state
-        if st.Status == "running":
-            up = f"Up {human_duration(time.time() - st.StartedTs)}"
-            if st.Health:
-                h = st.Health.get("Status", "starting")
-                up += " (health: starting)" if h == "starting" else f" ({h})"
-            return up
-        if st.Status == "paused":
-            return f"Up {human_duration(time.time() - st.StartedTs)} (Paused)"
-        if st.Status == "exited":
-            if st.FinishedTs == 0:
-                return "Created"
-            return f"Exited ({st.ExitCode}) {human_duration(time.time() - st.FinishedTs)} ago"
-        if st.Status == "removing":
-            return "Removal In Progress"
-        if st.Status == "restarting":
-            return f"Restarting ({st.ExitCode}) {human_duration(time.time() - st.FinishedTs)} ago"
-        return st.Status.capitalize()
-
     async def list_sized(self, all_: bool, limit: int, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
         """``ps --size``: the listing plus each writable layer's size, walked off the event loop."""
         out = self.list(all_, limit, filters)
         for entry in out:
             entry["SizeRw"] = await asyncio.to_thread(self.layers.rw_size, entry["Id"])
         return out
+
+    def _image_id_of(self, name: str) -> str | None:
+        try:
+            return self.images.get(name).id
+        except BerthError:
+            return None
 
     def list(self, all_: bool, limit: int, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
         for key in filters:
@@ -1011,58 +970,16 @@ class ContainerService:
         for c in items:
             if not all_ and not c.state.running and not filters.get("status"):
                 continue
-            if not _filter_container(c, filters, self.images):
+            if not views.matches(c, filters, self._image_id_of):
                 continue
-            cmd = " ".join([c.path, *c.args])
-            entry: dict[str, Any] = {
-                "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id,
-                "Command": cmd, "Created": int(c.created_ts), "Ports": [],
-                "Labels": c.config.get("Labels") or {}, "State": c.state.Status, "Status": self.status_text(c),
-                "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-                "NetworkSettings": {"Networks": {}},
-                "Mounts": [MountPoint(**m).to_api(self.volumes.root) for m in c.mounts],
-            }
-            out.append(entry)
+            out.append(views.summary(c, self.volumes.root))
             if limit > 0 and len(out) >= limit:
                 break
         return out
 
     def inspect(self, name: str, size: bool = False) -> dict[str, Any]:
         c = self.get(name)
-        st = c.state
-        d: dict[str, Any] = {
-            "Id": c.id,
-            "Created": c.created,
-            "Path": c.path,
-            "Args": c.args,
-            "State": {
-                "Status": st.Status, "Running": st.running, "Paused": st.Status == "paused",
-                "Restarting": st.Status == "restarting", "OOMKilled": st.OOMKilled, "Dead": st.Status == "dead",
-                "Pid": st.Pid if st.running else 0, "ExitCode": st.ExitCode, "Error": st.Error,
-                "StartedAt": st.StartedAt, "FinishedAt": st.FinishedAt,
-                **({"Health": st.Health} if st.Health else {}),
-            },
-            "Image": c.image_id,
-            "ResolvConfPath": c.resolv_conf_path,
-            "HostnamePath": c.hostname_path,
-            "HostsPath": c.hosts_path,
-            "LogPath": c.log_path,
-            "Name": "/" + c.name,
-            "RestartCount": c.restart_count,
-            "Driver": self.layers.driver.name,
-            "Platform": "linux",
-            "MountLabel": "",
-            "ProcessLabel": "",
-            "AppArmorProfile": "",
-            "ExecIDs": self.execs.ids_of(c.id) or None,
-            "HostConfig": c.host_config,
-            "GraphDriver": {"Name": self.layers.driver.name,
-                            "Data": {"UpperDir": self.layers.driver.rw_path(c.id),
-                                     "MergedDir": self.layers.driver.rootfs_path(c.id)}},
-            "Mounts": [MountPoint(**m).to_api(self.volumes.root) for m in c.mounts],
-            "Config": c.config,
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
-        }
+        d = views.detail(c, self.layers.driver, self.execs.ids_of(c.id), self.volumes.root)
         if size:
             d["SizeRw"] = self.layers.rw_size(c.id)
         return d
@@ -1077,28 +994,3 @@ def _is_conmon(pid: int, cid: str) -> bool:
     return bool(argv) and os.path.basename(argv[0]) == b"conmon" and cid.encode() in argv
 
 
-def _filter_container(c: Container, filters: dict[str, list[str]], images: ImageService) -> bool:
-    if filters.get("id") and not any(c.id.startswith(v) for v in filters["id"]):
-        return False
-    if filters.get("name") and not any(re.search(v, "/" + c.name) for v in filters["name"]):
-        return False
-    if filters.get("status") and c.state.Status not in filters["status"]:
-        return False
-    if filters.get("exited"):
-        if c.state.Status != "exited" or str(c.state.ExitCode) not in filters["exited"]:
-            return False
-    labels = c.config.get("Labels") or {}
-    for want in filters.get("label", []):
-        k, sep, v = want.partition("=")
-        if k not in labels or (sep and labels[k] != v):
-            return False
-    if filters.get("ancestor"):
-        ok = False
-        for a in filters["ancestor"]:
-            try:
-                ok = ok or images.get(a).id == c.image_id
-            except BerthError:
-                pass
-        if not ok:
-            return False
-    return True
