@@ -55,7 +55,7 @@ async def list_(request: web.Request) -> web.Response:
 
 @routes.get("/containers/{id}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return json_response(svc(request).inspect(request.match_info["id"], qbool(request, "size")))
+    return json_response(await svc(request).inspect(request.match_info["id"], qbool(request, "size")))
 
 
 @routes.post("/containers/{id}/start")

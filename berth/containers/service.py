@@ -977,11 +977,11 @@ class ContainerService:
                 break
         return out
 
-    def inspect(self, name: str, size: bool = False) -> dict[str, Any]:
+    async def inspect(self, name: str, size: bool = False) -> dict[str, Any]:
         c = self.get(name)
         d = views.detail(c, self.layers.driver, self.execs.ids_of(c.id), self.volumes.root)
         if size:
-            d["SizeRw"] = self.layers.rw_size(c.id)
+            d["SizeRw"] = await asyncio.to_thread(self.layers.rw_size, c.id)
         return d
 
 
