@@ -114,3 +114,10 @@ def test_unknown_container_is_404(daemon: Daemon) -> None:
 def test_docker_cli_version_negotiates(daemon: Daemon) -> None:
     out = daemon.cli("version", "--format", "{{.Server.APIVersion}}").stdout.decode().strip()
     assert out == "1.45"
+
+
+def test_networks_list_the_predefined_ones(daemon: Daemon) -> None:
+    out = daemon.cli("network", "ls", "--format", "{{.Name}} {{.Driver}}").stdout.decode().split("\n")
+    assert "none null" in out and "host host" in out
+    status, _, body = request(daemon, "GET", "/v1.45/networks/nope")
+    assert status == 404 and json.loads(body)["message"] == "network nope not found"

@@ -34,3 +34,44 @@ async def plugin_inspect(request: web.Request) -> web.Response:
 @routes.post("/networks/prune")
 async def networks_prune(request: web.Request) -> web.Response:
     return json_response({"NetworksDeleted": None})  # only the predefined networks exist
+
+
+# Networking (bridges, ports, DNS) is not built yet: the engine has the two networks that need no
+# set-up, as a Docker engine shows them, so `docker network ls/inspect` tell the truth.
+_NETWORKS = {
+    "none": {"Driver": "null", "Id": "0" * 63 + "1"},
+    "host": {"Driver": "host", "Id": "0" * 63 + "2"},
+}
+
+
+def _network(name: str) -> dict:  # type: ignore[type-arg]
+    n = _NETWORKS[name]
+    return {"Name": name, "Id": n["Id"], "Created": "0001-01-01T00:00:00Z", "Scope": "local",
+            "Driver": n["Driver"], "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []},
+            "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False, "Containers": {}, "Options": {}, "Labels": {}}
+
+
+def _find_network(ref: str) -> str | None:
+    for name, n in _NETWORKS.items():
+        if ref == name or (len(ref) >= 3 and n["Id"].startswith(ref)):
+            return name
+    return None
+
+
+@routes.get("/networks")
+async def networks(request: web.Request) -> web.Response:
+    return json_response([_network(n) for n in _NETWORKS])
+
+
+@routes.get("/networks/{id}")
+async def network_inspect(request: web.Request) -> web.Response:
+    name = _find_network(request.match_info["id"])
+    if name is None:
+        return json_response({"message": f"network {request.match_info['id']} not found"}, status=404)
+    return json_response(_network(name))
+
+
+@routes.post("/networks/create")
+async def network_create(request: web.Request) -> web.Response:
+    return json_response({"message": "creating networks is not supported by this Berth engine yet"}, status=501)
