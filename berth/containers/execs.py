@@ -222,16 +222,7 @@ class ExecService:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-            if s.master_fd >= 0:
-                os.close(s.master_fd)
-                s.master_fd = -1
-            for p in (spec_path, pid_file):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(p)
-            s.running = False
-            s.exit_code = -1 if s.exit_code is None else s.exit_code
-            io.queue.put_nowait(None)
-            s.done.set()
+            _end_session(s, io, -1 if s.exit_code is None else s.exit_code, (spec_path, pid_file))
             raise
         finally:
             if dir_fd >= 0:
@@ -256,16 +247,7 @@ class ExecService:
                 await asyncio.gather(*readers, return_exceptions=True)
             else:
                 await asyncio.gather(*readers, return_exceptions=True)
-            s.exit_code = code if code >= 0 else 128 - code
-            s.running = False
-            if s.master_fd >= 0:
-                os.close(s.master_fd)
-                s.master_fd = -1
-            for p in (spec_path, pid_file):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(p)
-            io.queue.put_nowait(None)
-            s.done.set()
+            _end_session(s, io, code if code >= 0 else 128 - code, (spec_path, pid_file))
 
         asyncio.ensure_future(finish())
         return io
@@ -275,6 +257,20 @@ class ExecService:
             raise Conflict(f"Exec {s.id} is not running")
         if s.master_fd >= 0:
             fcntl.ioctl(s.master_fd, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+
+
+def _end_session(s: ExecSession, io: ExecIO, exit_code: int, files: tuple[str, ...]) -> None:
+    """Record the end of a session (normal or failed start): exit code, terminal, files, waiters."""
+    s.exit_code = exit_code
+    s.running = False
+    if s.master_fd >= 0:
+        os.close(s.master_fd)
+        s.master_fd = -1
+    for p in files:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+    io.queue.put_nowait(None)
+    s.done.set()
 
 
 async def _accept(loop: asyncio.AbstractEventLoop, listener: socket.socket,
