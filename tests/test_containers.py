@@ -286,3 +286,15 @@ def test_ps_size(daemon: Daemon) -> None:
         assert sized[0]["SizeRw"] == 12345
     finally:
         daemon.cli("rm", "sized")
+
+
+def test_bad_stop_timeout_is_400_and_stops_nothing(client: docker.DockerClient) -> None:
+    ct = client.containers.run("busybox", ["sleep", "60"], detach=True)
+    try:
+        for action in ("stop", "restart"):
+            r = client.api._post(client.api._url("/containers/{0}/" + action, ct.id), params={"t": "soon"})
+            assert r.status_code == 400 and "invalid value for t" in r.json()["message"]
+        ct.reload()
+        assert ct.status == "running"
+    finally:
+        ct.remove(force=True)

@@ -90,14 +90,14 @@ async def wait(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _stop_timeout(request: web.Request) -> int | None:
+    """``t``: seconds before SIGKILL; absent means the container's StopTimeout (or 10)."""
+    return qint(request, "t", 0) if request.query.get("t") else None
+
+
 @routes.post("/containers/{id}/stop")
 async def stop(request: web.Request) -> web.Response:
-    t = request.query.get("t")
-    try:
-        timeout = int(t) if t not in (None, "") else None
-    except ValueError as e:
-        raise InvalidParameter(f"invalid value for t: {t!r}") from e
-    await svc(request).stop(request.match_info["id"], timeout, request.query.get("signal"))
+    await svc(request).stop(request.match_info["id"], _stop_timeout(request), request.query.get("signal"))
     return web.Response(status=204)
 
 
@@ -105,9 +105,9 @@ async def stop(request: web.Request) -> web.Response:
 async def restart(request: web.Request) -> web.Response:
     s = svc(request)
     c = s.get(request.match_info["id"])
+    timeout = _stop_timeout(request)  # a bad value is a 400 before anything is stopped
     if c.state.running:
-        t = request.query.get("t")
-        await s.stop(c.id, int(t) if t else None, request.query.get("signal"))
+        await s.stop(c.id, timeout, request.query.get("signal"))
     await s.start(c.id)
     return web.Response(status=204)
 
