@@ -6,10 +6,12 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in crun:crun runc:runc conmon:conmon busybox:busybox-static tini-static:tini catatonit:catatonit \
-            docker-registry:docker-registry skopeo:skopeo; do  # the last two: interop tests of the registry
+            docker-registry:docker-registry skopeo:skopeo gcc:gcc; do  # registry interop tests; gcc builds the race helper
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
+# the race tests build a static helper: that needs libc.a besides gcc
+ls /usr/lib/*/libc.a >/dev/null 2>&1 || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,11 +1,11 @@
 """``docker cp`` and ``docker export`` primitives: stat, tar and untar paths inside a container rootfs.
 
 Safety (CVE-2018-15664): the rootfs belongs to the container, which may rewrite it while we
-work. Paths are resolved with ``resolve_in_root`` (symlinks mean what they mean *inside* the
-container, never on the host), then opened one component at a time with ``O_NOFOLLOW`` from a
-descriptor on the rootfs, and trees are walked with ``*at()`` calls on directory descriptors.
-A directory swapped for a symlink mid-operation therefore makes that entry fail or vanish; it
-can never lead us to a host file.
+work. Every path is opened with ``openat2(RESOLVE_IN_ROOT)`` from a descriptor on the rootfs
+(``berth.safepath``): symlinks mean what they mean *inside* the container, in one atomic kernel
+walk. Trees are then walked, and archives extracted, with ``*at()`` calls on directory
+descriptors. A directory swapped for a symlink mid-operation can change which entry inside the
+container we reach; it can never lead us to a host file.
 
 ``TarTreeWriter`` (the descriptor-based tar writer) is shared with ``rwdiff`` for layer tars.
 """
@@ -22,8 +22,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from berth import safepath
 from berth.errors import Conflict, InvalidParameter, NotFound
-from berth.layers.tarapply import apply_tar, clean_name, resolve_in_root
+from berth.layers.tarapply import apply_tar_fd, clean_name
+from berth.safepath import lstat_at
 
 # Go's os.FileMode bits, which Docker serialises as the "mode" of a path stat
 GO_MODE_DIR = 1 << 31
@@ -55,29 +57,6 @@ def open_root(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def open_dir_beneath(root_fd: int, rel: str) -> int:
-    """fd of directory ``rel`` under ``root_fd``, refusing to follow any symlink on the way.
-
-    ``rel`` comes from ``resolve_in_root`` and so should contain real directories only; a
-    symlink found here means the tree changed under us. Linux reports it, like a non-dir, as
-    ENOTDIR (ELOOP without O_DIRECTORY); either way the open fails instead of following.
-    """
-    fd = os.dup(root_fd)
-    try:
-        for part in rel.split("/"):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                raise OSError(errno.EINVAL, "'..' in a resolved path", rel)
-            nfd = os.open(part, _O_DIR, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def open_child_dir(dir_fd: int, name: str) -> int | None:
     """fd of subdirectory ``name``, or None if it vanished or stopped being a directory."""
     try:
@@ -99,13 +78,6 @@ def scan_dir(dir_fd: int) -> list[tuple[str, os.stat_result]]:
                 continue  # removed while we listed
     out.sort(key=lambda item: os.fsencode(item[0]))
     return out
-
-
-def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def read_xattrs(dir_fd: int, name: str) -> dict[str, bytes]:
@@ -241,7 +213,12 @@ class TarTreeWriter:
         self._tf.addfile(ti)
 
     def tree(self, prefix: str, dir_fd: int) -> None:
-        """Everything below ``dir_fd``, named ``prefix + relative path``, parents first."""
+        """Everything below ``dir_fd``, named ``prefix + relative path``, parents first.
+
+        Mount points of kernel pseudo filesystems (a running container's ``/proc``, ``/sys``)
+        are archived as empty directories, as Docker's view of a container has them.
+        """
+        here = os.fstat(dir_fd).st_dev
         for name, st in scan_dir(dir_fd):
             arcname = prefix + name
             if not self.entry(arcname, dir_fd, name, st) or not stat.S_ISDIR(st.st_mode):
@@ -250,6 +227,8 @@ class TarTreeWriter:
             if child is None:
                 continue
             try:
+                if st.st_dev != here and safepath.is_pseudo_fs(child):
+                    continue
                 self.tree(arcname + "/", child)
             finally:
                 os.close(child)
@@ -320,20 +299,17 @@ def _wants_dir(path: str) -> bool:
 
 
 def _locate(rootfs: str, path: str, follow_last: bool, container_name: str) -> _Target:
-    rootfs = os.path.normpath(rootfs)
-    host = resolve_in_root(rootfs, path, follow_last=follow_last)
-    rel = os.path.relpath(host, rootfs)
-    rel = "" if rel == "." else rel
-    parent_rel, name = posixpath.split(rel) if rel else ("", ".")
     missing = NotFound(f"Could not find the file {path} in container {container_name}")
     root_fd = open_root(rootfs)
     try:
-        parent_fd = open_dir_beneath(root_fd, parent_rel)
+        rel = safepath.resolve_rel(root_fd, path, follow_last=follow_last)
+        parent_rel, name = posixpath.split(rel) if rel else ("", ".")
+        parent_fd = safepath.open_dir_in_root(root_fd, parent_rel)
     except OSError as e:
         os.close(root_fd)
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             raise missing from None
-        if e.errno == errno.ELOOP:
+        if e.errno in (errno.ELOOP, errno.EXDEV, errno.EAGAIN):
             raise Conflict(f"{path} changed while it was being resolved") from None
         raise
     st = lstat_at(parent_fd, name)
@@ -357,9 +333,7 @@ def stat_path(rootfs: str, path: str, container_name: str = "") -> dict[str, Any
             raise InvalidParameter(f"{path}: not a directory")
         link_target = ""
         if stat.S_ISLNK(t.st.st_mode):
-            root = os.path.normpath(rootfs)
-            final = os.path.relpath(resolve_in_root(root, t.rel, follow_last=True), root)
-            link_target = "/" if final == "." else "/" + final
+            link_target = "/" + safepath.resolve_rel(t.root_fd, t.rel, follow_last=True)
         return {"name": _base_name(path), "size": t.st.st_size, "mode": go_file_mode(t.st.st_mode),
                 "mtime": rfc3339_nano(t.st.st_mtime_ns), "linkTarget": link_target}
     finally:
@@ -407,23 +381,26 @@ def extract_archive(rootfs: str, path: str, tar_path: str, no_overwrite_dir_non_
                     container_name: str = "") -> None:
     """``PUT /containers/{id}/archive``: extract the tar at ``tar_path`` into directory ``path``.
 
-    ``apply_tar`` keeps every entry inside the target directory (symlinks in the archive or
-    the container resolve within it). Note that ``apply_tar`` works on paths, so the caller
-    should not let a container race it (Docker pauses or chroots for this).
+    The target directory is opened inside the container's root, and every entry is then made
+    through descriptors resolved inside that directory (``apply_tar_fd``), so a container that
+    swaps directories for symlinks while we write cannot redirect a single byte to the host.
     """
     t = _locate(rootfs, path, True, container_name)
     try:
         if not stat.S_ISDIR(t.st.st_mode):
             raise InvalidParameter("extraction point is not a directory")
-        target = os.path.join(os.path.normpath(rootfs), t.rel) if t.rel else os.path.normpath(rootfs)
+        target_fd = t.open_dir()
     finally:
         t.close()
-    if no_overwrite_dir_non_dir:
-        _check_dir_non_dir(target, tar_path)
-    apply_tar(tar_path, target, "plain", None)
+    try:
+        if no_overwrite_dir_non_dir:
+            _check_dir_non_dir(target_fd, tar_path)
+        apply_tar_fd(tar_path, target_fd, "plain", None)
+    finally:
+        os.close(target_fd)
 
 
-def _check_dir_non_dir(target: str, tar_path: str) -> None:
+def _check_dir_non_dir(target_fd: int, tar_path: str) -> None:
     """Refuse an archive that would replace a directory by a non-directory or the reverse.
 
     Checked before anything is written; entries earlier in the archive count as created.
@@ -433,15 +410,19 @@ def _check_dir_non_dir(target: str, tar_path: str) -> None:
     def is_dir(rel: str, follow: bool) -> bool | None:
         if rel in planned:
             return planned[rel]
-        if follow:  # parents: apply_tar walks through symlinks to directories
-            host = resolve_in_root(target, rel, follow_last=True)
-        else:  # the entry itself: a symlink to a directory is not a directory
-            parent, base = posixpath.split(rel)
-            host = os.path.join(resolve_in_root(target, parent, follow_last=True), base)
+        # parents: apply_tar walks through symlinks to directories; the entry itself is not followed
         try:
-            return stat.S_ISDIR(os.lstat(host).st_mode)
+            fd = safepath.open_in_root(target_fd, rel, safepath.O_PATH, follow=follow)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return None
+            raise
+        try:
+            return stat.S_ISDIR(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
 
     try:
         with tarfile.open(tar_path, mode="r:") as tf:

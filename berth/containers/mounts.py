@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
-import subprocess
+import stat
+import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from berth import safepath
 from berth.errors import InvalidParameter, NotFound
-from berth.layers.tarapply import resolve_in_root
+from berth.layers import mount as mnt
 
 _PROPAGATION = {"shared", "rshared", "private", "rprivate", "slave", "rslave"}
 _BIND_MODES = {"ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated"} | _PROPAGATION
@@ -189,12 +190,87 @@ def parse_volumes_from(spec: str) -> tuple[str, bool | None]:
 
 
 def copy_up(rootfs: str, dest: str, volume_path: str) -> None:
-    """Copy the image's content at ``dest`` into an empty volume, keeping owners and modes."""
-    src = resolve_in_root(rootfs, dest.lstrip("/"), follow_last=True)
-    if not os.path.isdir(src) or os.path.islink(src) or not os.listdir(src) or os.listdir(volume_path):
+    """Copy the image's content at ``dest`` into an empty volume, keeping owners and modes.
+
+    The volume may be shared with running containers, which can rewrite it while we copy: the
+    content is read through descriptors inside the rootfs and written through descriptors
+    inside the volume (a tar through a scratch file next to the volume), never by path.
+    """
+    from berth.containers.archive import TarTreeWriter
+    from berth.layers.tarapply import UnsafeTarError, apply_tar_fd
+
+    root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            src_fd = safepath.open_dir_in_root(root_fd, dest)
+        except OSError:
+            return  # missing, or not a directory: nothing to copy
+    finally:
+        os.close(root_fd)
+    vol_fd = os.open(volume_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not os.listdir(src_fd) or os.listdir(vol_fd):
+            return
+        with tempfile.NamedTemporaryFile(dir=os.path.dirname(volume_path), prefix=".copyup-") as tmp:
+            with TarTreeWriter(tmp) as w:  # type: ignore[arg-type]
+                w.tree("", src_fd)
+            tmp.flush()
+            try:
+                apply_tar_fd(tmp.name, vol_fd, "plain")
+            except (OSError, UnsafeTarError) as e:
+                raise InvalidParameter(f"copying image content at {dest} into its volume failed: {e}") from e
+        st = os.fstat(src_fd)  # the volume's root takes the directory's owner and mode, as cp -a did
+        os.fchown(vol_fd, st.st_uid, st.st_gid)
+        os.fchmod(vol_fd, stat.S_IMODE(st.st_mode))
+    finally:
+        os.close(src_fd)
+        os.close(vol_fd)
+
+
+def stage_subpath(volume_path: str, subpath: str, staging: str) -> str:
+    """Bind-mount ``subpath`` of a volume at ``staging`` (a path only the daemon can reach) and
+    return it as the mount source for the runtime (CVE-2017-1002101).
+
+    A container sharing the volume could swap a component of ``subpath`` for a symlink between a
+    check and the runtime's mount. So the subpath is opened once, inside the volume
+    (``RESOLVE_IN_ROOT``), and that very descriptor is what gets mounted (``/proc/self/fd/N``);
+    the runtime then mounts ``staging``, which no container can touch.
+    """
+    vol_fd = os.open(volume_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        try:
+            fd = safepath.open_in_root(vol_fd, subpath, safepath.O_PATH)
+        except OSError as e:
+            raise InvalidParameter(f"cannot access path {os.path.join(volume_path, subpath)}: "
+                                   f"volume subpath does not exist") from e
+    finally:
+        os.close(vol_fd)
+    try:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        os.makedirs(os.path.dirname(staging), 0o700, exist_ok=True)
+        if is_dir:
+            os.makedirs(staging, 0o700, exist_ok=True)
+        else:
+            os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        mnt.bind_fd(fd, staging)
+    finally:
+        os.close(fd)
+    return staging
+
+
+def unstage(staging_dir: str) -> None:
+    """Undo every ``stage_subpath`` under ``staging_dir`` (after the container stopped)."""
+    try:
+        names = os.listdir(staging_dir)
+    except FileNotFoundError:
         return
-    cp = shutil.which("cp") or "/bin/cp"
-    r = subprocess.run([cp, "-a", "--", src + "/.", volume_path + "/"], capture_output=True)
-    if r.returncode != 0:
-        raise InvalidParameter(f"copying image content at {dest} into its volume failed: "
-                               f"{r.stderr.decode(errors='replace').strip()}")
+    for name in names:
+        path = os.path.join(staging_dir, name)
+        mnt.unmount(path)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass  # still mounted somewhere (a lazy detach in progress); removed with the bundle

@@ -29,14 +29,13 @@ from berth.containers import logs as logfile
 from berth.containers import stats as container_stats
 from berth.containers.config import log_size_max, merge_config, validate_host_config
 from berth.containers.execs import ExecIO, ExecService, ExecSession
-from berth.containers.mounts import MountPoint, copy_up, parse_volumes_from, resolve
+from berth.containers.mounts import MountPoint, copy_up, parse_volumes_from, resolve, stage_subpath, unstage
 from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
 from berth.images.service import ImageService, rfc3339
 from berth.layers.drivers import INIT_DIRS, INIT_FILES
 from berth.layers.store import LayerStore
-from berth.layers.tarapply import resolve_in_root
 from berth.runtime import hostconfig
 from berth.runtime import spec as ocispec
 from berth.runtime.monitor import Monitor, Paths, RuntimeError_, attach_socket, parse_signal
@@ -243,7 +242,14 @@ class ContainerService:
                 raise NotModified("container already started")
             if c.state.Status in ("removing", "dead"):
                 raise Conflict(f"cannot start container {c.id[:12]}: container is marked for removal")
-            await self._start(c)
+            try:
+                await self._start(c)
+            except BerthError:
+                if c.host_config.get("AutoRemove"):
+                    # as Docker: a --rm container that cannot start is removed, which is what
+                    # `docker run --rm` waits for (condition=removed) after a failed start
+                    self._spawn(self.remove(c.id, force=True, volumes=True))
+                raise
 
     async def _start(self, c: Container) -> None:
         cleanup = self._runtime_cleanup.pop(c.id, None)
@@ -258,7 +264,10 @@ class ContainerService:
         try:
             user_mounts = await self._prepare_mounts(c, rootfs, acquired)
             cfg = c.config
-            ocispec.workdir_in_rootfs(rootfs, cfg.get("WorkingDir") or "")
+            try:
+                ocispec.workdir_in_rootfs(rootfs, cfg.get("WorkingDir") or "")
+            except (ValueError, OSError) as e:
+                raise InvalidParameter(f"cannot create the working directory: {e}") from e
             try:
                 spec = ocispec.build_spec(
                     rootfs=rootfs, args=[c.path, *c.args], env=list(cfg.get("Env") or []),
@@ -288,6 +297,7 @@ class ContainerService:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
         except BaseException:
+            unstage(self._staging_dir(c))
             for name in acquired:
                 self.volumes.release(name)
             self.layers.unmount_rw(c.id)
@@ -405,9 +415,8 @@ class ContainerService:
                 src = self.volumes.acquire(mp.Name)
                 acquired.append(mp.Name)
                 if mp.Subpath:
-                    src = resolve_in_root(src, mp.Subpath, follow_last=True)
-                    if not os.path.exists(src):
-                        raise InvalidParameter(f"cannot access path {src}: volume subpath does not exist")
+                    staging = os.path.join(self._staging_dir(c), str(len(out)))
+                    src = await asyncio.to_thread(stage_subpath, src, mp.Subpath, staging)
                 elif not mp.NoCopy:
                     await asyncio.to_thread(copy_up, rootfs, mp.Destination, src)
             else:
@@ -421,7 +430,12 @@ class ContainerService:
             out.append({"destination": mp.Destination, "type": "bind", "source": src, "options": opts})
         return out
 
+    def _staging_dir(self, c: Container) -> str:
+        """Where a container's volume subpaths are bind-mounted for the runtime (daemon-only)."""
+        return os.path.join(self.paths(c).bundle, "subpaths")
+
     def _release_mounts(self, c: Container) -> None:
+        unstage(self._staging_dir(c))
         for m in c.mounts:
             if m["Type"] == "volume":
                 self.volumes.release(m["Name"])
@@ -702,6 +716,7 @@ class ContainerService:
             c.state.Status = "removing"
             self.store.save(c)
             self.layers.remove_rw(c.id)
+            unstage(self._staging_dir(c))  # never let a tree removal reach into a mounted volume
             remove_tree(self.paths(c).bundle)
             discard_tree(os.path.join(self.dir, c.id), self.trash)
             self.monitor.clear_exit(c.id)

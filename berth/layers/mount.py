@@ -142,6 +142,20 @@ def mount(m: Mount, target: str) -> None:
         raise ValueError(f"unknown mount type {m.type}")
 
 
+def bind_fd(fd: int, target: str) -> None:
+    """Bind-mount the object open as ``fd`` (an ``O_PATH`` fd is enough) on ``target``, private.
+
+    Mounting by descriptor means the source is the inode we resolved, whatever its path has
+    become since.
+    """
+    if _libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, 4096 | 16384, None) != 0:
+        raise _err("bind mount on", target)
+    if _libc.mount(None, target.encode(), None, 1 << 18, None) != 0:  # MS_PRIVATE
+        err = _err("make private", target)
+        unmount(target)
+        raise err
+
+
 def unmount(target: str) -> None:
     """Detach ``target``; a path that is not mounted is fine."""
     if _libc.umount2(target.encode(), MNT_DETACH) != 0:

@@ -28,12 +28,12 @@ import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO, Literal
 
+from berth import safepath
 from berth.errors import InvalidParameter
 
 WhiteoutMode = Literal["overlay", "vfs", "plain"]  # plain: .wh. names are ordinary files
 WH_PREFIX = ".wh."
 WH_OPAQUE = ".wh..wh..opq"
-_MAX_SYMLINK_HOPS = 40
 _COPY_BUF = 1 << 20
 
 # tar-split record kinds
@@ -58,81 +58,20 @@ def clean_name(name: str) -> str:
     return rel
 
 
-def resolve_in_root(root: str, rel: str, follow_last: bool = False) -> str:
-    """Host path for ``rel`` under ``root`` with symlinks resolved as if ``root`` were ``/``.
-
-    Every component except (unless ``follow_last``) the last is guaranteed to be a real
-    directory or missing; the result always lies under ``root``.
-    """
-    parts = [p for p in rel.split("/") if p and p != "."]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        is_last = not parts
-        candidate = os.path.join(root, *resolved, part)
-        if is_last and not follow_last:
-            resolved.append(part)
-            break
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > _MAX_SYMLINK_HOPS:
-                raise UnsafeTarError(f"too many levels of symbolic links resolving {rel!r}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
-
-
-def _ensure_dirs(root: str, rel_dir: str) -> str:
-    """Create (scoped) the directories of ``rel_dir``; return the host path."""
-    path = root
-    for part in [p for p in rel_dir.split("/") if p]:
-        path = resolve_in_root(root, os.path.relpath(os.path.join(path, part), root), follow_last=True)
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode):
-                os.unlink(path)
-                os.mkdir(path, 0o755)
-        except FileNotFoundError:
-            # every existing component of ``path`` is a real directory under root
-            os.makedirs(path, 0o755, exist_ok=True)
-    return path
-
-
-def _remove(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        from berth.fsutil import remove_tree
-
-        remove_tree(path)
-    else:
-        os.unlink(path)
-
-
 class _Split:
-    """Collects tar-split records: raw header/padding bytes and references to files."""
+    """Collects tar-split records: raw header/padding bytes and references to extracted files.
+
+    Replacing a path must first copy the tar's bytes of every recorded file below it into the
+    split (they are about to change on disk). ``_kids`` indexes recorded files by directory, so
+    that costs what it replaces, not what was extracted before (a scan was quadratic).
+    """
 
     def __init__(self, tar: BinaryIO) -> None:
         self.tar = tar
         self.records: list[tuple[int, object]] = []
         self.pos = 0
         self.file_index: dict[str, int] = {}
+        self._kids: dict[str, set[str]] = {}  # dir rel -> child rels on the way to recorded files
 
     def raw_until(self, end: int) -> None:
         if end > self.pos:
@@ -146,6 +85,14 @@ class _Split:
         self.file_index[rel] = len(self.records)
         self.records.append((_FILE, (rel, size, offset)))
         self.pos = offset + size
+        child = rel
+        while child:
+            parent = posixpath.dirname(child)
+            kids = self._kids.setdefault(parent, set())
+            if child in kids:
+                break  # the rest of the way up is linked already
+            kids.add(child)
+            child = parent
 
     def inline(self, rel: str) -> None:
         """``rel`` is about to change on disk: keep its earlier contents in the split itself."""
@@ -155,10 +102,13 @@ class _Split:
             self.tar.seek(offset)
             self.records[i] = (_RAW, self.tar.read(size))
 
-    def inline_under(self, rel_dir: str) -> None:
-        prefix = rel_dir + "/" if rel_dir else ""
-        for rel in [r for r in self.file_index if r.startswith(prefix) or r == rel_dir]:
-            self.inline(rel)
+    def inline_under(self, rel: str) -> None:
+        self.inline(rel)
+        stack = [rel]
+        while stack:
+            for child in self._kids.pop(stack.pop(), ()):
+                self.inline(child)
+                stack.append(child)
 
     def write(self, out: BinaryIO, end: int) -> None:
         self.raw_until(end)
@@ -176,194 +126,370 @@ class _Split:
 
 
 def apply_tar(tar_path: str, root: str, mode: WhiteoutMode, split_out: BinaryIO | None = None) -> int:
-    """Extract the uncompressed tar at ``tar_path`` into ``root``; return bytes of file data.
+    """Extract the uncompressed tar at ``tar_path`` into directory ``root``; return bytes of file data.
 
     Raises ``UnsafeTarError`` for hostile or malformed archives; the caller discards ``root``.
     """
-    written: set[str] = set()
-    dir_times: list[tuple[str, tarfile.TarInfo]] = []
-    opaque_dirs: list[str] = []
-    total = 0
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return apply_tar_fd(tar_path, root_fd, mode, split_out)
+    finally:
+        os.close(root_fd)
+
+
+def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: BinaryIO | None = None) -> int:
+    """``apply_tar`` into the directory open as ``root_fd``; safe while others change the tree."""
     with open(tar_path, "rb") as raw, open(tar_path, "rb") as split_src:
-        split = _Split(split_src) if split_out is not None else None
         try:
             tf = tarfile.open(fileobj=raw, mode="r:")
         except tarfile.TarError as e:
             raise UnsafeTarError(f"invalid tar archive: {e}") from e
+        ex = _Extractor(tf, root_fd, mode, _Split(split_src) if split_out is not None else None)
         try:
-            for m in _members(tf):
-                rel = clean_name(m.name)
-                if rel == "":
-                    if m.isdir():
-                        dir_times.append((root, m))
-                    continue
-                parent_rel, base = posixpath.split(rel)
-                # every path below is the *resolved* one (symlinks followed inside root), so what we
-                # record, clear or reopen later is the very file we wrote, never a path through a link
-                if base.startswith(WH_PREFIX) and mode != "plain":
-                    parent = _ensure_dirs(root, parent_rel)
-                    if base == WH_OPAQUE:
-                        opaque_dirs.append(os.path.relpath(parent, root))
-                        if mode == "overlay":
-                            os.setxattr(parent, "trusted.overlay.opaque", b"y")
-                    elif not base.startswith(WH_PREFIX + WH_PREFIX):
-                        victim = base[len(WH_PREFIX):]
-                        if victim in ("", ".", ".."):
-                            raise UnsafeTarError(f"invalid whiteout {m.name!r}")
-                        target = os.path.join(parent, victim)
-                        if split:
-                            split.inline_under(os.path.relpath(target, root))
-                        _remove(target)
-                        if mode == "overlay":
-                            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-                    continue
-                parent = _ensure_dirs(root, parent_rel)
-                path = os.path.join(parent, base)
-                res_rel = os.path.relpath(path, root)
-                written.add(res_rel)
-                if split:
-                    split.inline_under(res_rel) if not m.isdir() else split.inline(res_rel)
-                total += _create(tf, m, root, rel, path)
-                if m.isreg() and split:
-                    split.file(res_rel, m.offset_data, m.size)
-                if m.isdir():
-                    dir_times.append((path, m))
+            try:
+                ex.run()
+            finally:
+                ex.close()
         except tarfile.TarError as e:
             raise UnsafeTarError(f"invalid tar archive: {e}") from e
         except EOFError as e:
             raise UnsafeTarError("invalid tar archive: unexpected end of data") from e
-        if mode == "vfs":
-            for d in opaque_dirs:
-                _clear_unwritten(root, d, written)
-        for path, m in reversed(dir_times):
-            _set_times(path, m)
-        if split and split_out is not None:
-            split.write(split_out, os.fstat(raw.fileno()).st_size)
-    return total
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EXDEV):
+                raise UnsafeTarError(f"invalid tar archive: {e.strerror}: {e.filename}") from e
+            raise
+        if ex.split is not None and split_out is not None:
+            ex.split.write(split_out, os.fstat(raw.fileno()).st_size)
+    return ex.total
 
 
-def _members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    while True:
-        m = tf.next()
-        if m is None:
+class _Extractor:
+    """One pass over a tar, every write made through a descriptor resolved inside the root.
+
+    The parent directory of each entry is opened with ``openat2(RESOLVE_IN_ROOT)`` (or created
+    with ``mkdirat`` in its resolved parent), and the entry is then made with ``*at()`` calls on
+    that fd without following a final symlink. The last parent is kept open: consecutive entries
+    of one directory (the usual order) cost no lookup; anything that removes a path drops it.
+    """
+
+    def __init__(self, tf: tarfile.TarFile, root_fd: int, mode: WhiteoutMode, split: _Split | None) -> None:
+        self.tf = tf
+        self.root_fd = root_fd
+        self.root_path = safepath.fd_path(root_fd).rstrip("/")
+        self.mode = mode
+        self.split = split
+        self.total = 0
+        self._parent: tuple[str, int, str] | None = None  # (lexical rel, fd, resolved rel)
+        self.dir_times: list[tuple[str, tarfile.TarInfo]] = []  # resolved rels
+        self.opaque_dirs: list[str] = []
+        self.written: set[str] = set()  # resolved rels (vfs opaque dirs keep these)
+        self.written_dirs: set[str] = set()  # every ancestor of a written rel
+
+    def close(self) -> None:
+        self._drop_parent()
+
+    def _drop_parent(self) -> None:
+        if self._parent is not None:
+            os.close(self._parent[1])
+            self._parent = None
+
+    def parent(self, rel: str) -> tuple[int, str]:
+        """fd and resolved rel of directory ``rel`` (created if missing)."""
+        if self._parent is not None and self._parent[0] == rel:
+            return self._parent[1], self._parent[2]
+        self._drop_parent()
+        fd = safepath.mkdirs_in_root(self.root_fd, rel, 0o755, replace_nondirs=True)
+        resolved = self._resolved(fd) if rel else ""
+        self._parent = (rel, fd, resolved)
+        return fd, resolved
+
+    def _resolved(self, fd: int) -> str:
+        here = safepath.fd_path(fd)
+        if here == self.root_path or (here == "/" and not self.root_path):
+            return ""
+        if not here.startswith(self.root_path + "/"):
+            raise OSError(errno.EXDEV, "directory left the extraction root", here)
+        return here[len(self.root_path) + 1:]
+
+    def _mark_written(self, rel: str) -> None:
+        self.written.add(rel)
+        d = posixpath.dirname(rel)
+        while d and d not in self.written_dirs:
+            self.written_dirs.add(d)
+            d = posixpath.dirname(d)
+
+    def run(self) -> None:
+        while True:
+            m = self.tf.next()
+            if m is None:
+                break
+            self.entry(m)
+        if self.mode == "vfs":
+            for d in self.opaque_dirs:
+                self._clear_unwritten(d)
+        self._drop_parent()
+        for rel, m in reversed(self.dir_times):
+            try:
+                fd = safepath.open_in_root(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY, follow=False)
+            except OSError:
+                continue  # replaced later in the archive
+            try:
+                _set_times_fd(fd, m)
+            finally:
+                os.close(fd)
+
+    def entry(self, m: tarfile.TarInfo) -> None:
+        rel = clean_name(m.name)
+        if m.sparse is not None:
+            raise UnsafeTarError(f"invalid tar entry {m.name!r}: sparse files are not supported")
+        if rel == "":
+            if m.isdir():
+                self.dir_times.append(("", m))
             return
-        yield m
+        parent_rel, base = posixpath.split(rel)
+        if base.startswith(WH_PREFIX) and self.mode != "plain":
+            self.whiteout(m, parent_rel, base)
+            return
+        pfd, presolved = self.parent(parent_rel)
+        res_rel = posixpath.join(presolved, base) if presolved else base
+        self._mark_written(res_rel)
+        existing = safepath.lstat_at(pfd, base)
+        if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
+            if self.split:
+                self.split.inline_under(res_rel)
+            if stat.S_ISDIR(existing.st_mode):
+                self._drop_parent_if_under(res_rel, pfd)
+            safepath.remove_at(pfd, base)
+        elif self.split and m.isdir():
+            self.split.inline(res_rel)
+        self.total += self.create(m, rel, pfd, base)
+        if m.isreg() and self.split:
+            self.split.file(res_rel, m.offset_data, m.size)
+        if m.isdir():
+            self.dir_times.append((res_rel, m))
 
+    def _drop_parent_if_under(self, res_rel: str, pfd: int) -> None:
+        """A directory is being removed: the cached parent must not be it or below it."""
+        if self._parent is not None and self._parent[1] != pfd:
+            cached = self._parent[2]
+            if cached == res_rel or cached.startswith(res_rel + "/"):
+                self._drop_parent()
 
-def _create(tf: tarfile.TarFile, m: tarfile.TarInfo, root: str, rel: str, path: str) -> int:
-    size = 0
-    existing = None
-    try:
-        existing = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    if m.isdir():
-        if existing is not None and not stat.S_ISDIR(existing.st_mode):
-            os.unlink(path)
-            existing = None
-        if existing is None:
-            os.mkdir(path, 0o700)
-    else:
+    def whiteout(self, m: tarfile.TarInfo, parent_rel: str, base: str) -> None:
+        pfd, presolved = self.parent(parent_rel)
+        if base == WH_OPAQUE:
+            self.opaque_dirs.append(presolved)
+            if self.mode == "overlay":
+                os.setxattr(pfd, "trusted.overlay.opaque", b"y")
+            return
+        if base.startswith(WH_PREFIX + WH_PREFIX):
+            return  # other aufs metadata: nothing to do
+        victim = base[len(WH_PREFIX):]
+        if victim in ("", ".", "..") or "/" in victim:
+            raise UnsafeTarError(f"invalid whiteout {m.name!r}")
+        res_rel = posixpath.join(presolved, victim) if presolved else victim
+        if self.split:
+            self.split.inline_under(res_rel)
+        existing = safepath.lstat_at(pfd, victim)
         if existing is not None:
-            _remove(path)
+            if stat.S_ISDIR(existing.st_mode):
+                self._drop_parent_if_under(res_rel, pfd)
+            safepath.remove_at(pfd, victim)
+        if self.mode == "overlay":
+            os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
+
+    def create(self, m: tarfile.TarInfo, rel: str, pfd: int, base: str) -> int:
+        if m.isdir():
+            try:
+                os.mkdir(base, 0o700, dir_fd=pfd)
+            except FileExistsError:
+                pass
+            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                _set_meta_fd(fd, m, times=False)
+            finally:
+                os.close(fd)
+            return 0
         if m.isreg():
-            src = tf.extractfile(m)
-            assert src is not None
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as dst:
-                remaining = m.size
-                while remaining:
-                    chunk = src.read(min(_COPY_BUF, remaining))
-                    if not chunk:
-                        raise UnsafeTarError("invalid tar archive: unexpected end of data")
-                    dst.write(chunk)
-                    remaining -= len(chunk)
-            size = m.size
-        elif m.issym():
+            return self._regular(m, pfd, base)
+        if m.issym():
             target = m.linkname
             if not target.startswith("/"):
                 lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
                 if lexical == ".." or lexical.startswith("../"):
                     raise UnsafeTarError(
                         f"invalid symlink {m.name!r} -> {target!r}: target escapes the layer root")
-            os.symlink(target, path)
-            size = len(os.fsencode(target))  # lstat size, which Docker's size accounting counts too
-        elif m.islnk():
-            link_rel = clean_name(m.linkname)
-            link_parent, link_base = posixpath.split(link_rel)
-            src_path = os.path.join(resolve_in_root(root, link_parent, follow_last=True), link_base)
-            try:
-                st = os.lstat(src_path)
-            except FileNotFoundError as e:
-                raise UnsafeTarError(f"invalid hardlink {m.name!r}: target {m.linkname!r} not in layer") from e
-            if stat.S_ISDIR(st.st_mode):
-                raise UnsafeTarError(f"invalid hardlink {m.name!r}: target is a directory")
-            os.link(src_path, path, follow_symlinks=False)
-            return 0  # hardlinks share the target's metadata
-        elif m.ischr() or m.isblk() or m.isfifo():
+            os.symlink(target, base, dir_fd=pfd)
+            _set_meta_link(pfd, base, m)
+            return len(os.fsencode(target))  # lstat size, which Docker's size accounting counts too
+        if m.islnk():
+            self._hardlink(m, pfd, base)
+            return 0
+        if m.ischr() or m.isblk() or m.isfifo():
             if m.isfifo():
-                os.mkfifo(path, 0o600)
+                os.mkfifo(base, 0o600, dir_fd=pfd)
             elif os.geteuid() == 0:
                 kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-                os.mknod(path, kind | 0o600, os.makedev(m.devmajor, m.devminor))
+                os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
             else:
                 return 0  # device nodes need privilege; skip them as Docker does rootless
-        else:
-            raise UnsafeTarError(f"invalid tar entry {m.name!r}: unsupported type {m.type!r}")
-    _set_meta(path, m)
-    return size
+            fd = os.open(base, safepath.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                _set_meta_proc(fd, m)
+            finally:
+                os.close(fd)
+            return 0
+        raise UnsafeTarError(f"invalid tar entry {m.name!r}: unsupported type {m.type!r}")
+
+    def _regular(self, m: tarfile.TarInfo, pfd: int, base: str) -> int:
+        src = self.tf.extractfile(m)
+        assert src is not None
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+        try:
+            remaining = m.size
+            while remaining:
+                chunk = src.read(min(_COPY_BUF, remaining))
+                if not chunk:
+                    raise UnsafeTarError("invalid tar archive: unexpected end of data")
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+                remaining -= len(chunk)
+            _set_meta_fd(fd, m, times=True)
+        finally:
+            os.close(fd)
+        return m.size
+
+    def _hardlink(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
+        link_rel = clean_name(m.linkname)
+        link_parent, link_base = posixpath.split(link_rel)
+        if not link_base:
+            raise UnsafeTarError(f"invalid hardlink {m.name!r}: target is the layer root")
+        try:
+            src_fd = safepath.open_in_root(self.root_fd, link_parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise UnsafeTarError(f"invalid hardlink {m.name!r}: target {m.linkname!r} not in layer") from e
+        try:
+            st = safepath.lstat_at(src_fd, link_base)
+            if st is None:
+                raise UnsafeTarError(f"invalid hardlink {m.name!r}: target {m.linkname!r} not in layer")
+            if stat.S_ISDIR(st.st_mode):
+                raise UnsafeTarError(f"invalid hardlink {m.name!r}: target is a directory")
+            os.link(link_base, base, src_dir_fd=src_fd, dst_dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(src_fd)
+
+    def _clear_unwritten(self, rel_dir: str) -> None:
+        """vfs opaque dir: drop what the lower layers put there (this layer's entries stay)."""
+        try:
+            fd = safepath.open_in_root(self.root_fd, rel_dir, os.O_RDONLY | os.O_DIRECTORY, follow=False)
+        except OSError:
+            return
+        try:
+            for name in os.listdir(fd):
+                rel = posixpath.join(rel_dir, name) if rel_dir else name
+                if rel in self.written_dirs:
+                    self._clear_unwritten(rel)
+                elif rel not in self.written:
+                    safepath.remove_at(fd, name)
+        finally:
+            os.close(fd)
 
 
-def _set_meta(path: str, m: tarfile.TarInfo) -> None:
-    try:
-        os.lchown(path, m.uid, m.gid)
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EINVAL):
-            raise
+def _xattrs(m: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
     for key, val in m.pax_headers.items():
         if key.startswith("SCHILY.xattr."):
             name = key[len("SCHILY.xattr."):]
             if name.startswith("trusted.overlay."):
                 continue  # never let an archive forge overlay metadata
-            try:
-                os.setxattr(path, name, val.encode("utf-8", "surrogateescape"), follow_symlinks=False)
-            except OSError:
-                pass
-    if not m.issym():
-        os.chmod(path, m.mode & 0o7777)
-        if not m.isdir():
-            _set_times(path, m)
-    else:
-        _set_times(path, m)
+            yield name, val.encode("utf-8", "surrogateescape")
 
 
-def _set_times(path: str, m: tarfile.TarInfo) -> None:
-    mtime = float(m.pax_headers.get("mtime", m.mtime))
-    atime = float(m.pax_headers.get("atime", mtime))
+def _chown_ok(e: OSError) -> bool:
+    return e.errno in (errno.EPERM, errno.EINVAL)
+
+
+def _set_meta_fd(fd: int, m: tarfile.TarInfo, times: bool) -> None:
+    """Owner, xattrs, mode (and times) of a file or directory we hold open."""
     try:
-        os.utime(path, (atime, mtime), follow_symlinks=False)
+        os.fchown(fd, m.uid, m.gid)
+    except OSError as e:
+        if not _chown_ok(e):
+            raise
+    for name, val in _xattrs(m):
+        try:
+            os.setxattr(fd, name, val)
+        except OSError:
+            pass
+    os.fchmod(fd, m.mode & 0o7777)
+    if times:
+        _set_times_fd(fd, m)
+
+
+def _set_meta_proc(fd: int, m: tarfile.TarInfo) -> None:
+    """The same for a device node or FIFO held by an ``O_PATH`` fd (opening it could block or
+    reach a device): ``/proc/self/fd/N`` names exactly that inode."""
+    path = f"/proc/self/fd/{fd}"
+    try:
+        os.chown(path, m.uid, m.gid)
+    except OSError as e:
+        if not _chown_ok(e):
+            raise
+    for name, val in _xattrs(m):
+        try:
+            os.setxattr(path, name, val)
+        except OSError:
+            pass
+    os.chmod(path, m.mode & 0o7777)
+    mtime, atime = _times(m)
+    try:
+        os.utime(path, (atime, mtime))
     except OSError:
         pass
 
 
-def _clear_unwritten(root: str, rel_dir: str, written: set[str]) -> None:
-    """vfs opaque dir: drop what the lower layers put there. ``rel_dir`` is resolved (no links);
-    symlinks met here are removed as links, never followed."""
-    base = os.path.join(root, rel_dir) if rel_dir not in ("", ".") else root
-    with os.scandir(base) as it:
-        entries = list(it)
-    for entry in entries:
-        rel = posixpath.join(rel_dir, entry.name) if rel_dir not in ("", ".") else entry.name
-        is_dir = entry.is_dir(follow_symlinks=False)
-        if rel in written or any(w.startswith(rel + "/") for w in written):
-            if is_dir:
-                _clear_unwritten(root, rel, written)
-            continue
-        _remove(entry.path)
+def _set_meta_link(pfd: int, base: str, m: tarfile.TarInfo) -> None:
+    """A symlink's owner, xattrs and times, by name in its parent's fd and never followed."""
+    try:
+        os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+    except OSError as e:
+        if not _chown_ok(e):
+            raise
+    for name, val in _xattrs(m):
+        try:
+            os.setxattr(f"/proc/self/fd/{pfd}/{base}", name, val, follow_symlinks=False)
+        except OSError:
+            pass
+    mtime, atime = _times(m)
+    try:
+        os.utime(base, (atime, mtime), dir_fd=pfd, follow_symlinks=False)
+    except OSError:
+        pass
+
+
+def _times(m: tarfile.TarInfo) -> tuple[float, float]:
+    mtime = float(m.pax_headers.get("mtime", m.mtime))
+    return mtime, float(m.pax_headers.get("atime", mtime))
+
+
+def _set_times_fd(fd: int, m: tarfile.TarInfo) -> None:
+    mtime, atime = _times(m)
+    try:
+        os.utime(fd, (atime, mtime))
+    except OSError:
+        pass
 
 
 def assemble(root: str, split_in: BinaryIO, out: BinaryIO) -> None:
     """Write the original tar stream from tar-split metadata and the extracted files."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _assemble(root_fd, split_in, out)
+    finally:
+        os.close(root_fd)
+
+
+def _assemble(root_fd: int, split_in: BinaryIO, out: BinaryIO) -> None:
     with gzip.GzipFile(fileobj=split_in, mode="rb") as gz:
         while True:
             head = gz.read(9)
@@ -376,7 +502,7 @@ def assemble(root: str, split_in: BinaryIO, out: BinaryIO) -> None:
                 (size,) = struct.unpack(">Q", gz.read(8))
                 rel = gz.read(length).decode("utf-8", "surrogateescape")
                 # resolved inside root: even a layer whose dirs are links cannot make us read the host
-                fd = os.open(resolve_in_root(root, rel), os.O_RDONLY | os.O_NOFOLLOW)
+                fd = safepath.open_in_root(root_fd, rel, os.O_RDONLY, follow=False)
                 with os.fdopen(fd, "rb") as f:
                     _copy_exact(f, out, size)
                     if f.read(1):

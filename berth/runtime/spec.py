@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
+
+_MAX_TABLE = 4 << 20  # bytes of /etc/passwd or /etc/group read to look a user up
 
 DEFAULT_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -86,15 +89,22 @@ def lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
 
 
 def _read_table(rootfs: str, rel: str) -> list[list[str]]:
-    # The rootfs is the container's: resolve without following symlinks out of it.
-    from berth.layers.tarapply import resolve_in_root
+    # The rootfs is the container's, maybe running: open inside it, never by a host path string.
+    from berth import safepath
 
-    path = resolve_in_root(rootfs, rel, follow_last=True)
     try:
-        with open(path) as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+        root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = safepath.open_in_root(root_fd, rel, os.O_RDONLY | os.O_NONBLOCK)
+        finally:
+            os.close(root_fd)
+        with os.fdopen(fd, errors="replace") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return []
+            text = f.read(_MAX_TABLE)  # a hostile image's /etc/passwd cannot make us read for ever
     except OSError:
         return []
+    return [line.split(":") for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def build_spec(*, rootfs: str, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
@@ -154,7 +164,12 @@ def workdir_in_rootfs(rootfs: str, cwd: str) -> None:
     """Create the working directory inside the container if missing, as Docker does."""
     if not cwd or cwd == "/":
         return
-    from berth.layers.tarapply import resolve_in_root
+    from berth import safepath
 
-    path = resolve_in_root(rootfs, cwd.lstrip("/"), follow_last=True)
-    os.makedirs(path, mode=0o755, exist_ok=True)
+    root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.close(safepath.mkdirs_in_root(root_fd, cwd, 0o755))
+    except NotADirectoryError as e:
+        raise ValueError(f"working directory {cwd} is not a directory in the container") from e
+    finally:
+        os.close(root_fd)
