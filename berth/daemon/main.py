@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import fcntl
 import logging
 import os
@@ -200,7 +201,15 @@ class Daemon:
                 os.unlink(host[7:])
 
 
+class _NoWaitExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default pool, whose shutdown at exit does not wait for running jobs."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=True)
+
+
 async def _run(cfg: Config) -> None:
+    asyncio.get_running_loop().set_default_executor(_NoWaitExecutor(thread_name_prefix="berthd-pool"))
     if hasattr(asyncio, "PidfdChildWatcher"):
         # one pidfd per runtime call instead of a thread per child (the default watcher)
         import warnings
@@ -245,6 +254,11 @@ def main(argv: list[str] | None = None) -> None:
         if cfg.pidfile and os.path.exists(cfg.pidfile):
             os.unlink(cfg.pidfile)
         os.close(lock_fd)
+    # A pool job stuck on hostile input (or a slow disk) must not keep berthd from exiting:
+    # the stores are crash-safe, so leave without joining worker threads.
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,11 @@ class ArchiveReader:
         m = self.members.get(self._norm(name))
         if m is None:
             raise ArchiveError(f"invalid image archive: {name} not found")
+        hops = 0
         while m.issym() or m.islnk():  # docker save may link duplicate layers
+            hops += 1
+            if hops > 40:  # a -> b -> a: a loop, not a layout
+                raise ArchiveError(f"invalid image archive: {name}: too many levels of links")
             target = m.linkname if m.islnk() else os.path.normpath(
                 os.path.join(os.path.dirname(m.name), m.linkname))
             m = self.members.get(self._norm(target))
@@ -130,7 +134,9 @@ class ArchiveReader:
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ArchiveError(f"invalid image archive: malformed index.json: {e}") from e
 
-    def _collect(self, desc: dict, tags: list[str], items: list[LoadItem]) -> None:
+    def _collect(self, desc: dict, tags: list[str], items: list[LoadItem], depth: int = 0) -> None:
+        if depth > 4:  # an index naming itself (or a chain of them) is not an image
+            raise ArchiveError("invalid image archive: image indexes nested too deeply")
         data = json.loads(self._blob(desc))
         mt = desc.get("mediaType") or data.get("mediaType")
         if mt in (MT_OCI_INDEX, MT_DOCKER_LIST) or "manifests" in data:
@@ -139,7 +145,7 @@ class ArchiveReader:
                       if (c.get("platform") or {}).get("architecture") in (None, "amd64")
                       and (c.get("platform") or {}).get("os") in (None, "linux")]
             for child in picked[:1] or children[:1]:
-                self._collect(child, tags, items)
+                self._collect(child, tags, items, depth + 1)
             return
         raw = self._blob(data["config"])
         layers = []
