@@ -26,7 +26,7 @@ from berth.containers.archive import (
     write_archive,
 )
 from berth.containers.rwdiff import changes_overlay, changes_vfs, write_layer_tar_overlay, write_layer_tar_vfs
-from berth.errors import BerthError, InvalidParameter, NotFound
+from berth.errors import InvalidParameter, NotFound
 from berth.fsutil import remove_tree
 from berth.layers.tarapply import apply_tar
 
