@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 
 def open_db(path: str) -> sqlite3.Connection:
+    # Created 0600 before SQLite opens it: SQLite gives -wal and -shm the database file's mode, and
+    # the database holds registry credentials and container environments.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
     # isolation_level=None: we open transactions explicitly with ``transaction()``.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row

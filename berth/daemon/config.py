@@ -16,6 +16,7 @@ class Config:
     log_level: str = "info"
     tls: bool = False
     tlsverify: bool = False
+    tls_explicit: bool = False  # --tls or --tlsverify given with any value: an unauthenticated TCP API is intended
     tlscacert: str = ""
     tlscert: str = ""
     tlskey: str = ""

@@ -19,6 +19,7 @@ import uuid
 
 from aiohttp import web
 
+from berth.daemon import hostperms, listeners
 from berth.daemon.config import Config
 
 log = logging.getLogger("berthd")
@@ -37,8 +38,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="registry (host[:port] or CIDR) to reach over plain HTTP; loopback always is")
     p.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
                    help="mirror to pull docker.io images from")
-    p.add_argument("--tls", action="store_true")
-    p.add_argument("--tlsverify", action="store_true")
+    # Go-style booleans: "--tls", "--tls=true", "--tls=false"; giving either one at all is the explicit
+    # choice that lets an unauthenticated API listen on a non-loopback address (see listeners.check_hosts)
+    p.add_argument("--tls", nargs="?", const=True, default=None, type=_bool, help="use TLS; implied by --tlsverify")
+    p.add_argument("--tlsverify", nargs="?", const=True, default=None, type=_bool,
+                   help="use TLS and require a client certificate signed by --tlscacert")
     p.add_argument("--tlscacert", default="")
     p.add_argument("--tlscert", default="")
     p.add_argument("--tlskey", default="")
@@ -46,9 +50,18 @@ def parse_args(argv: list[str] | None = None) -> Config:
     driver = "overlay" if a.storage_driver == "overlay2" else a.storage_driver
     return Config(hosts=a.hosts or ["unix:///var/run/berth.sock"], data_root=os.path.abspath(a.data_root),
                   exec_root=os.path.abspath(a.exec_root), pidfile=a.pidfile, storage_driver=driver,
-                  runtime=a.default_runtime, log_level=a.log_level, tls=a.tls or a.tlsverify, tlsverify=a.tlsverify,
+                  runtime=a.default_runtime, log_level=a.log_level, tls=bool(a.tls or a.tlsverify),
+                  tlsverify=bool(a.tlsverify), tls_explicit=a.tls is not None or a.tlsverify is not None,
                   tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
                   insecure_registries=a.insecure_registries, registry_mirrors=a.registry_mirrors)
+
+
+def _bool(v: str) -> bool:
+    if v in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if v in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {v!r}")
 
 
 class AlreadyRunning(Exception):
@@ -57,7 +70,7 @@ class AlreadyRunning(Exception):
 
 def take_lock(data_root: str) -> int:
     """One daemon per data root: an exclusive flock held for the daemon's lifetime."""
-    os.makedirs(data_root, mode=0o711, exist_ok=True)
+    os.makedirs(data_root, mode=0o710, exist_ok=True)
     path = os.path.join(data_root, "berthd.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -131,7 +144,6 @@ class Daemon:
         from berth.volumes.store import VolumeStore
 
         cfg = self.cfg
-        os.makedirs(cfg.exec_root, mode=0o700, exist_ok=True)
         scratch = os.path.join(cfg.data_root, "tmp")
         remove_tree(scratch)  # leftovers of an interrupted load or import
         os.makedirs(scratch, mode=0o700)
@@ -166,18 +178,13 @@ class Daemon:
         self.runners.append(runner)
         for host in self.cfg.hosts:
             if host.startswith("unix://"):
-                path = host[len("unix://"):]
-                if os.path.exists(path):
-                    os.unlink(path)  # we hold the data-root lock: a leftover socket is stale
-                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                site: web.BaseSite = web.UnixSite(runner, path)
+                # 0660 root:root from the moment it can be reached; replaces a stale socket (we hold the lock)
+                site: web.BaseSite = web.SockSite(runner, listeners.bind_unix(host[len("unix://"):]))
                 await site.start()
-                os.chmod(path, 0o660)
             elif host.startswith(("tcp://", "http://")):
-                hp = host.split("://", 1)[1]
-                h, _, port = hp.rpartition(":")
                 ctx = self._tls_context()
-                site = web.TCPSite(runner, h or "127.0.0.1", int(port or (2376 if ctx else 2375)), ssl_context=ctx)
+                h, port = listeners.tcp_address(host, ctx is not None)
+                site = web.TCPSite(runner, h, port, ssl_context=ctx)
                 await site.start()
             else:
                 raise SystemExit(f"berthd: unsupported host {host!r} (unix:// or tcp://)")
@@ -234,15 +241,18 @@ async def _run(cfg: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    hostperms.set_umask()  # before anything is created
     cfg = parse_args(argv)
     level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(cfg.log_level, cfg.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    listeners.check_hosts(cfg)  # a refused TCP listener changes nothing on disk
     if os.geteuid() != 0:
         sys.exit("berthd: must run as root")
     try:
         lock_fd = take_lock(cfg.data_root)
     except AlreadyRunning as e:
         sys.exit(f"berthd: {e}")
+    hostperms.secure_layout(cfg.data_root, cfg.exec_root, cfg.storage_driver)
     cfg.engine_id = engine_id(cfg.data_root)
     choose_runtime(cfg)
     if cfg.pidfile:

@@ -65,7 +65,8 @@ class OverlayDriver:
 
     def _new_dir(self, key: str) -> str:
         d = os.path.join(self.root, key)
-        os.makedirs(os.path.join(d, "diff"), mode=0o755)
+        os.makedirs(d, 0o710, exist_ok=True)  # as Docker's overlay2; diff below stays 0755: the layer's root
+        os.mkdir(os.path.join(d, "diff"), 0o755)
         short = secrets.token_hex(13).upper()
         os.symlink(f"../{key}/diff", os.path.join(self.root, "l", short))
         with open(os.path.join(d, "link"), "w") as f:

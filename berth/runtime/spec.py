@@ -155,7 +155,9 @@ def build_spec(*, rootfs: str, args: list[str], env: list[str], cwd: str, user: 
             "cgroupsPath": cgroup_path,
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
             "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
+            # crun on cgroup v1 leaves the tmpfs under the cgroup mount writable whatever its options say:
+            # a read-only path remounts it (recursively) read-only as runc and Docker have it
+            "readonlyPaths": [*READONLY_PATHS, "/sys/fs/cgroup"],
         },
     }
 
