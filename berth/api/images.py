@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 
@@ -22,6 +24,7 @@ from berth.errors import BerthError, InvalidParameter
 from berth.images.service import ImageService
 
 routes = web.RouteTableDef()
+log = logging.getLogger("berth.api")
 
 
 def svc(request: web.Request) -> ImageService:
@@ -102,15 +105,23 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 async def _progress_stream(request: web.Request, progress: AsyncIterator[dict]) -> web.StreamResponse:  # type: ignore[type-arg]
     """Docker's JSON progress stream; an error before the first message is a plain HTTP error,
-    after it an ``errorDetail`` message in the stream (the status is already sent)."""
+    after it an ``errorDetail`` message in the stream (the status is already sent). Whatever the
+    failure, the chunked body then ends properly: a cut stream reads as "invalid byte in chunk
+    length" to the client instead of the reason."""
     first = await anext(progress)
     resp = await json_stream_start(request)
     await json_stream_write(resp, first)
     try:
         async for item in progress:
             await json_stream_write(resp, item)
-    except (BerthError, OSError, aiohttp.ClientError) as e:
-        msg = str(e) or type(e).__name__
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise  # the client went away: nobody to tell
+    except Exception as e:
+        if isinstance(e, BerthError | OSError | aiohttp.ClientError):
+            msg = str(e) or type(e).__name__
+        else:  # a bug or an unforeseen input: say so, and keep the traceback in the daemon's log
+            log.exception("%s %s failed after the progress stream started", request.method, request.path)
+            msg = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         await json_stream_write(resp, {"errorDetail": {"message": msg}, "error": msg})
     await resp.write_eof()
     return resp

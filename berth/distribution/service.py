@@ -135,10 +135,14 @@ class DistributionService:
                     raise InvalidParameter(f"manifest digest mismatch for {child['digest']}")
                 manifest = parse_manifest(raw)
             cfg_desc = manifest.get("config") or {}
-            raw_config = await self._fetch_small(reg, cfg_desc["digest"])
-            config = json.loads(raw_config)
-            diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
             layers = manifest.get("layers") or []
+            if not isinstance(cfg_desc, dict) or not isinstance(cfg_desc.get("digest"), str) or \
+                    not isinstance(layers, list) or \
+                    not all(isinstance(x, dict) and isinstance(x.get("digest"), str) for x in layers):
+                raise InvalidParameter(f"invalid manifest for {ref.familiar}: a config or layer descriptor "
+                                       "has no digest")
+            raw_config = await self._fetch_small(reg, cfg_desc["digest"])
+            diff_ids = _diff_ids(raw_config, cfg_desc["digest"])
             if len(diff_ids) != len(layers):
                 raise InvalidParameter(f"image config has {len(diff_ids)} layers, the manifest {len(layers)}")
             queue: asyncio.Queue[Progress | None] = asyncio.Queue()
@@ -422,13 +426,28 @@ class LoginFailed(BerthError):
 
 def _pick_platform(index: dict[str, Any]) -> dict[str, Any]:
     children = index.get("manifests") or []
+    if not isinstance(children, list) or \
+            not all(isinstance(c, dict) and isinstance(c.get("digest"), str) for c in children):
+        raise InvalidParameter("invalid manifest list: an entry has no digest")
     for c in children:
-        p = c.get("platform") or {}
-        if p.get("os") == "linux" and p.get("architecture") == "amd64":
+        p = c.get("platform")
+        if isinstance(p, dict) and p.get("os") == "linux" and p.get("architecture") == "amd64":
             return c
     if len(children) == 1 and not children[0].get("platform"):
         return children[0]
     raise NotFound("no matching manifest for linux/amd64 in the manifest list entries")
+
+
+def _diff_ids(raw_config: bytes, digest: str) -> list[str]:
+    try:
+        config = json.loads(raw_config)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid image config {digest}: {e}") from e
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    diff_ids = rootfs.get("diff_ids", []) if isinstance(rootfs, dict) else []
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise InvalidParameter(f"invalid image config {digest}: rootfs.diff_ids is not a list of digests")
+    return list(diff_ids)
 
 
 def _decompress_and_hash(src: str, dst: str) -> str:
