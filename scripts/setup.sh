@@ -19,19 +19,6 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The default seccomp profile (containers/common's, as Podman uses). Its Debian package pulls in a
-# network stack we do not need, so take just the profile out of the .deb.
-if [ ! -f /usr/share/containers/seccomp.json ] && [ ! -f /usr/local/share/berth/seccomp.json ]; then
-  tmp=$(mktemp -d)
-  if (cd "$tmp" && apt-get download -qq golang-github-containers-common >/dev/null 2>&1); then
-    dpkg-deb -x "$tmp"/golang-github-containers-common_*.deb "$tmp/x"
-    install -D -m 0644 "$tmp/x/usr/share/containers/seccomp.json" /usr/local/share/berth/seccomp.json
-  else
-    echo "setup: could not fetch the seccomp profile; containers will run without a default seccomp filter" >&2
-  fi
-  rm -rf "$tmp"
-fi
-
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv

@@ -71,7 +71,7 @@ def test_seccomp_profile_blocks_syscalls(daemon: Daemon) -> None:
     ({"CpusetCpus": "0-99"}, "CPUs are not available"),
     ({"Ulimits": [{"Name": "bogus", "Soft": 1, "Hard": 1}]}, "Ulimits"),
     ({"CapAdd": ["NOT_A_CAP"]}, "unknown capability"),
-    ({"SecurityOpt": ["wat=1"]}, "SecurityOpt"),
+    ({"SecurityOpt": ["wat=1"]}, "invalid --security-opt 2"),
     ({"Sysctls": {"kernel.hostname": "x"}}, "Sysctls"),
     ({"PidsLimit": "many"}, "PidsLimit"),
     ({"Devices": [{"PathOnHost": "/dev/nonexistent"}]}, "Devices"),

@@ -11,6 +11,7 @@ from aiohttp import web
 
 import berth
 from berth.api.common import json_response
+from berth.runtime import seccomp
 
 routes = web.RouteTableDef()
 
@@ -104,8 +105,8 @@ async def info(request: web.Request) -> web.Response:
         "LiveRestoreEnabled": True,
         "Isolation": "",
         "InitBinary": "",
-        "SecurityOptions": [],
-        "Warnings": cfg.warnings,
+        "SecurityOptions": seccomp.security_options(),
+        "Warnings": cfg.warnings + ([f"WARNING: {problem}"] if (problem := seccomp.default_problem()) else []),
     })
 
 

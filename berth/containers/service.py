@@ -143,7 +143,7 @@ class ContainerService:
         if not isinstance(hc, dict):
             raise InvalidParameter("HostConfig: must be an object")
         validate_host_config(hc)
-        hostconfig.validate(hc)
+        warnings = hostconfig.validate(hc)
         image = self.images.get(image_name)
         icfg = image.config.get("config") or {}
         cfg = merge_config(body, icfg)
@@ -199,7 +199,7 @@ class ContainerService:
         self.by_id[cid] = c
         self.by_name[name] = cid
         self._event(c, "create")
-        return c, []
+        return c, warnings
 
     def _random_name(self) -> str:
         while True:

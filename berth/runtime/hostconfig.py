@@ -3,13 +3,12 @@ turned into the OCI spec at start."""
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 from typing import Any
 
 from berth.errors import InvalidParameter
-from berth.runtime import seccomp
+from berth.runtime import seccomp, secopt
 from berth.runtime.spec import CAP_NAMES, DEFAULT_CAPS, host_caps
 
 MIN_MEMORY = 6 * 1024 * 1024
@@ -56,7 +55,8 @@ def _parse_cpuset(s: str, field: str) -> set[int]:
     return out
 
 
-def validate(hc: dict[str, Any]) -> None:
+def validate(hc: dict[str, Any]) -> list[str]:
+    """Raise InvalidParameter for a bad HostConfig; return the create warnings."""
     mem = _int(hc, "Memory")
     if mem < 0 or (0 < mem < MIN_MEMORY):
         raise InvalidParameter("HostConfig.Memory: Minimum memory limit allowed is 6MB")
@@ -101,23 +101,7 @@ def validate(hc: dict[str, Any]) -> None:
     for field in ("CapAdd", "CapDrop"):
         for c in hc.get(field) or []:
             _cap(str(c))
-    for opt in hc.get("SecurityOpt") or []:
-        key, sep, val = str(opt).partition("=")
-        if not sep:
-            key, sep, val = str(opt).partition(":")
-        if key == "no-new-privileges":
-            if val not in ("", "true", "false"):
-                raise InvalidParameter(f"HostConfig.SecurityOpt: invalid --security-opt 2: {opt!r}")
-        elif key == "seccomp":
-            if val != "unconfined":
-                try:
-                    json.loads(val)
-                except json.JSONDecodeError as e:
-                    raise InvalidParameter(f"HostConfig.SecurityOpt: Decoding seccomp profile failed: {e}") from e
-        elif key in ("label", "apparmor"):
-            pass  # no LSM on this host: accepted and ignored, as dockerd does without AppArmor/SELinux
-        else:
-            raise InvalidParameter(f"HostConfig.SecurityOpt: invalid --security-opt 1: {opt!r}")
+    warnings = secopt.validate(hc.get("SecurityOpt"))
     for k in (hc.get("Sysctls") or {}):
         if not (k in _NAMESPACED_SYSCTLS or k.startswith(("fs.mqueue.", "net."))):
             raise InvalidParameter(f"HostConfig.Sysctls: sysctl '{k}' is not allowed")
@@ -131,6 +115,7 @@ def validate(hc: dict[str, Any]) -> None:
                                    f"device \"{d['PathOnHost']}\": no such file or directory")
     if hc.get("Init") and not init_binary():
         raise InvalidParameter("HostConfig.Init: no init binary found (apt-get install tini)")
+    return warnings
 
 
 def _fmt_cpus(cpus: set[int]) -> str:
@@ -199,33 +184,21 @@ def apply(spec: dict[str, Any], hc: dict[str, Any], init_args: bool = True) -> N
     if hc.get("Ulimits"):
         proc["rlimits"] = [{"type": _RLIMITS[u["Name"].lower()], "soft": u["Soft"], "hard": u["Hard"]}
                            for u in hc["Ulimits"]]
-    nnp = False
-    profile: dict[str, Any] | None | str = "default"
-    for opt in hc.get("SecurityOpt") or []:
-        key, sep, val = str(opt).partition("=")
-        if not sep:
-            key, sep, val = str(opt).partition(":")
-        if key == "no-new-privileges":
-            nnp = val in ("", "true")
-        elif key == "seccomp":
-            profile = None if val == "unconfined" else json.loads(val)
-    proc["noNewPrivileges"] = nnp
+    sec = secopt.parse(hc.get("SecurityOpt"))
+    proc["noNewPrivileges"] = sec.no_new_privileges
     if hc.get("Privileged"):
-        profile = None
         linux["maskedPaths"] = []
         linux["readonlyPaths"] = []
         res["devices"] = [{"allow": True, "access": "rwm"}]
         for m in spec["mounts"]:
             if m["destination"] in ("/sys", "/sys/fs/cgroup"):
                 m["options"] = [o for o in m["options"] if o != "ro"] + ["rw"]
-    if profile == "default":
-        path = seccomp.find_default_profile()
-        profile = seccomp.load(path) if path else None
-    if isinstance(profile, dict):
-        linux["seccomp"] = seccomp.to_oci(profile, caps)
-        bpf = seccomp.compile_bpf(linux["seccomp"])
-        if bpf:
-            spec.setdefault("annotations", {})[seccomp.BPF_ANNOTATION] = bpf
+    else:  # privileged containers run without seccomp, as in Docker
+        flt = seccomp.for_container(sec.seccomp, caps)
+        if flt is not None:
+            linux["seccomp"], bpf = flt
+            if bpf:
+                spec.setdefault("annotations", {})[seccomp.BPF_ANNOTATION] = bpf
     if hc.get("Sysctls"):
         linux["sysctl"] = dict(hc["Sysctls"])
     for d in hc.get("Devices") or []:

@@ -1,40 +1,156 @@
-"""The default seccomp profile: containers/common's (Debian ships it in
-golang-github-containers-common), in Docker's profile format, turned into the OCI form
-for one container's capabilities and this machine's architecture."""
+"""Seccomp profiles in Docker's format, turned into one container's ``linux.seccomp``.
+
+Berth's default policy ships inside the package (``seccomp_default.json``: the same rules as
+Docker's default profile). Rules may be conditional on the container's capabilities, the machine's
+architecture and the kernel version (``includes``/``excludes``); so the filter a container gets
+depends on its final capability set, as in Docker: without CAP_SYS_ADMIN, ``unshare``, ``setns``
+and namespace-creating ``clone`` are refused. Each distinct effective rule set is translated and
+compiled to BPF once and cached, keyed by the profile and the capabilities its rules mention, so the
+common default container reuses one precompiled filter.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import platform
+import re
+from collections import OrderedDict
+from importlib import resources
 from typing import Any
 
-PROFILE_PATHS = ["/usr/share/containers/seccomp.json", "/usr/local/share/berth/seccomp.json"]
-_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
-_SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64"}
+from berth.errors import BerthError
+from berth.runtime.seccomp_bpf import BPF_ANNOTATION, compile_bpf
+
+__all__ = ["BPF_ANNOTATION", "SeccompUnavailable", "check_profile", "default_problem", "for_container",
+           "security_options", "to_oci"]
+
+BUILTIN = "builtin"
+UNCONFINED = "unconfined"
+PROFILE_FILE = "seccomp_default.json"
+# Packagers (and the tests) may point the default at another file; a missing or broken one makes
+# berthd refuse containers rather than run them without a filter.
+PROFILE_ENV = "BERTH_SECCOMP_PROFILE"
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
+            "riscv64": "riscv64", "i686": "386"}
+_SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": "SCMP_ARCH_ARM",
+              "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X", "riscv64": "SCMP_ARCH_RISCV64",
+              "386": "SCMP_ARCH_X86"}
+_MAX_VARIANTS = 32
 
 
-def find_default_profile() -> str | None:
-    for p in PROFILE_PATHS:
-        if os.path.exists(p):
-            return p
+class SeccompUnavailable(BerthError):
+    status = 500
+
+
+@functools.cache
+def _packaged_path() -> str:
+    return str(resources.files(__package__ or "berth.runtime").joinpath(PROFILE_FILE))
+
+
+def default_profile_path() -> str:
+    return os.environ.get(PROFILE_ENV) or _packaged_path()
+
+
+_default: tuple[str, dict[str, Any], frozenset[str]] | None = None
+
+
+def _load_default() -> tuple[str, dict[str, Any], frozenset[str]]:
+    """(path, profile, its relevant caps); read once. A failure is not remembered, so a repaired
+    file is picked up."""
+    global _default
+    path = default_profile_path()
+    if _default is not None and _default[0] == path:
+        return _default
+    try:
+        with open(path, "rb") as f:
+            profile = json.loads(f.read())
+        check_profile(profile)
+    except (OSError, ValueError) as e:
+        raise SeccompUnavailable(
+            f"the default seccomp profile cannot be loaded from {path}: {e}; refusing to start a container "
+            "without a seccomp filter (use --security-opt seccomp=unconfined to run it unconfined)") from e
+    _default = (path, profile, relevant_caps(profile))
+    return _default
+
+
+def default_problem() -> str | None:
+    """Why the default profile is unusable, or None when it loads."""
+    try:
+        _load_default()
+    except SeccompUnavailable as e:
+        return e.message
     return None
 
 
-def _kernel_at_least(want: str) -> bool:
-    have = [int(x) for x in platform.release().split("-")[0].split(".")[:2]]
-    need = [int(x) for x in want.split(".")[:2]]
-    return have >= need
+def security_options() -> list[str]:
+    """``docker info``'s seccomp entry, as Docker reports its built-in profile."""
+    return [f"name=seccomp,profile={BUILTIN}"] if default_problem() is None else []
 
 
-def to_oci(profile: dict[str, Any], caps: list[str]) -> dict[str, Any]:
-    """Docker-format profile → ``linux.seccomp`` for a process holding ``caps``."""
-    arch = _GO_ARCH.get(platform.machine(), platform.machine())
-    capset = {c if c.startswith("CAP_") else "CAP_" + c for c in caps}
-    archs: list[str] = []
+def check_profile(profile: Any) -> None:
+    """Raise ValueError, in Docker's words where Docker has them, for a profile that cannot be used."""
+    if not isinstance(profile, dict):
+        raise ValueError("the seccomp profile is not a JSON object")
+    if profile.get("architectures") and profile.get("archMap"):
+        raise ValueError("both 'architectures' and 'archMap' are specified in the seccomp profile, "
+                         "use either 'architectures' or 'archMap'")
+    syscalls = profile.get("syscalls") or []
+    if not isinstance(syscalls, list):
+        raise ValueError("the seccomp profile's syscalls must be a list")
+    for sc in syscalls:
+        if not isinstance(sc, dict):
+            raise ValueError("a seccomp rule must be a JSON object")
+        if sc.get("name") and sc.get("names"):
+            raise ValueError("'name' and 'names' were specified in the seccomp profile, use either 'name' or 'names'")
+        for cond in ("includes", "excludes"):
+            c = sc.get(cond) or {}
+            if not isinstance(c, dict):
+                raise ValueError(f"a seccomp rule's {cond} must be a JSON object")
+            if c.get("minKernel") is not None:
+                _parse_kernel(str(c["minKernel"]))
+
+
+def _parse_kernel(s: str) -> tuple[int, int]:
+    m = re.match(r"^(\d+)\.(\d+)", s)
+    if not m:
+        raise ValueError(f"invalid kernel version: {s}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _host_kernel() -> tuple[int, int]:
+    return _parse_kernel(platform.release())
+
+
+def _caps_of(names: Any) -> set[str]:
+    return {c if c.startswith("CAP_") else "CAP_" + c for c in (names or [])}
+
+
+def relevant_caps(profile: dict[str, Any]) -> frozenset[str]:
+    """The capabilities the profile's rules are conditional on."""
+    out: set[str] = set()
+    for sc in profile.get("syscalls") or []:
+        for cond in ("includes", "excludes"):
+            out |= _caps_of((sc.get(cond) or {}).get("caps"))
+    return frozenset(out)
+
+
+def to_oci(profile: dict[str, Any], caps: list[str], arch: str | None = None,
+           kernel: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Docker-format profile → ``linux.seccomp`` for a process whose bounding set is ``caps``.
+
+    A rule applies when every ``includes`` condition holds (all its caps held, the arch listed,
+    the kernel at least minKernel) and no ``excludes`` condition does (any of its caps held, the
+    arch listed, the kernel at least minKernel)."""
+    arch = arch or _GO_ARCH.get(platform.machine(), platform.machine())
+    kernel = kernel or _host_kernel()
+    capset = _caps_of(caps)
     main = _SCMP_ARCH.get(arch)
+    archs: list[str] = []
     for entry in profile.get("archMap") or []:
-        if entry.get("architecture") == main:
+        if main and entry.get("architecture") == main:
             archs = [main, *(entry.get("subArchitectures") or [])]
     if not archs:
         archs = list(profile.get("architectures") or ([main] if main else []))
@@ -43,16 +159,18 @@ def to_oci(profile: dict[str, Any], caps: list[str]) -> dict[str, Any]:
         inc, exc = sc.get("includes") or {}, sc.get("excludes") or {}
         if inc.get("arches") and arch not in inc["arches"]:
             continue
+        if inc.get("caps") and not _caps_of(inc["caps"]) <= capset:
+            continue
+        if inc.get("minKernel") and kernel < _parse_kernel(str(inc["minKernel"])):
+            continue
         if exc.get("arches") and arch in exc["arches"]:
             continue
-        if inc.get("caps") and not set(inc["caps"]) <= capset:
+        if exc.get("caps") and _caps_of(exc["caps"]) & capset:
             continue
-        if exc.get("caps") and set(exc["caps"]) & capset:
-            continue
-        if inc.get("minKernel") and not _kernel_at_least(inc["minKernel"]):
+        if exc.get("minKernel") and kernel >= _parse_kernel(str(exc["minKernel"])):
             continue
         names = sc.get("names") or ([sc["name"]] if sc.get("name") else [])
-        entry: dict[str, Any] = {"names": names, "action": sc["action"]}
+        entry: dict[str, Any] = {"names": list(names), "action": sc["action"]}
         if sc.get("args"):
             entry["args"] = [{k: v for k, v in a.items() if k in ("index", "value", "valueTwo", "op")}
                              for a in sc["args"]]
@@ -63,115 +181,35 @@ def to_oci(profile: dict[str, Any], caps: list[str]) -> dict[str, Any]:
                            "syscalls": syscalls}
     if profile.get("defaultErrnoRet") is not None:
         out["defaultErrnoRet"] = profile["defaultErrnoRet"]
+    if profile.get("flags"):
+        out["flags"] = list(profile["flags"])
     return out
 
 
-_cache: dict[str, dict[str, Any]] = {}
+# (profile id, the relevant capabilities held) -> (linux.seccomp, base64 BPF or None)
+_variants: OrderedDict[tuple[str, frozenset[str]], tuple[dict[str, Any], str | None]] = OrderedDict()
 
 
-def load(path: str) -> dict[str, Any]:
-    if path not in _cache:
-        with open(path) as f:
-            _cache[path] = json.load(f)
-    return _cache[path]
-
-
-# -- precompiled filters -------------------------------------------------------------------------------
-# crun compiles the profile with libseccomp at every container start (~20 ms here for the default
-# profile). We compile it once per (profile, capabilities) with the same library and hand crun the
-# BPF through its ``run.oci.seccomp_bpf_data`` annotation; ``linux.seccomp`` stays in the spec for
-# runtimes that ignore the annotation.
-BPF_ANNOTATION = "run.oci.seccomp_bpf_data"
-_ACTIONS = {"SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000, "SCMP_ACT_KILL_PROCESS": 0x80000000,
-            "SCMP_ACT_TRAP": 0x00030000, "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7FF00000,
-            "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000}
-_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
-        "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
-_ARCHES = {"SCMP_ARCH_X86_64": 0xC000003E, "SCMP_ARCH_X86": 0x40000003, "SCMP_ARCH_X32": 0x4000003E,
-           "SCMP_ARCH_AARCH64": 0xC00000B7, "SCMP_ARCH_ARM": 0x40000028}
-_bpf_cache: dict[str, str | None] = {}
-
-
-def _action(name: str, errno_ret: int | None) -> int:
-    base = _ACTIONS[name]
-    if name == "SCMP_ACT_ERRNO":
-        return base | ((1 if errno_ret is None else errno_ret) & 0xFFFF)
-    if name == "SCMP_ACT_TRACE":
-        return base | ((errno_ret or 0) & 0xFFFF)
-    return base
-
-
-def compile_bpf(oci: dict[str, Any]) -> str | None:
-    """Base64 BPF for an OCI ``linux.seccomp``, or None when libseccomp is unavailable or the
-    profile uses something we do not translate (the runtime then compiles it itself)."""
-    key = json.dumps(oci, sort_keys=True)
-    if key in _bpf_cache:
-        return _bpf_cache[key]
-    try:
-        result = _compile(oci)
-    except (OSError, KeyError, ValueError):
-        result = None
-    _bpf_cache[key] = result
+def for_container(setting: str, caps: list[str]) -> tuple[dict[str, Any], str | None] | None:
+    """The filter for a container: ``setting`` is its ``seccomp=`` security option ("" or
+    "builtin" for the default, "unconfined", or a JSON profile). Returns None for no filter, else
+    (``linux.seccomp``, precompiled BPF or None). The result is shared: do not modify it."""
+    if setting == UNCONFINED:
+        return None
+    if setting in ("", BUILTIN):
+        path, profile, relevant = _load_default()
+        pid = "builtin:" + path
+    else:
+        profile = json.loads(setting)
+        pid, relevant = "json:" + hashlib.sha256(setting.encode()).hexdigest(), relevant_caps(profile)
+    key = (pid, relevant & _caps_of(caps))
+    hit = _variants.get(key)
+    if hit is not None:
+        _variants.move_to_end(key)
+        return hit
+    oci = to_oci(profile, caps)
+    result = (oci, compile_bpf(oci))
+    _variants[key] = result
+    while len(_variants) > _MAX_VARIANTS:
+        _variants.popitem(last=False)
     return result
-
-
-def _compile(oci: dict[str, Any]) -> str | None:
-    import base64
-    import ctypes
-    import ctypes.util
-    import tempfile
-
-    name = ctypes.util.find_library("seccomp")
-    if not name:
-        return None
-    lib = ctypes.CDLL(name, use_errno=True)
-
-    class ArgCmp(ctypes.Structure):
-        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                    ("datum_b", ctypes.c_uint64)]
-
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-    lib.seccomp_arch_remove.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-    lib.seccomp_arch_native.restype = ctypes.c_uint32
-    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                           ctypes.POINTER(ArgCmp)]
-    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
-
-    default = _action(oci["defaultAction"], oci.get("defaultErrnoRet"))
-    ctx = lib.seccomp_init(default)
-    if not ctx:
-        return None
-    try:
-        lib.seccomp_attr_set(ctx, 3, 0)  # SCMP_FLTATR_CTL_NNP off: the runtime decides no_new_privs
-        native = lib.seccomp_arch_native()
-        wanted = [_ARCHES[a] for a in oci.get("architectures") or []]
-        for arch in wanted:
-            if arch != native and lib.seccomp_arch_add(ctx, arch) != 0:
-                return None
-        for rule in oci.get("syscalls") or []:
-            action = _action(rule["action"], rule.get("errnoRet"))
-            if action == default:
-                continue  # libseccomp refuses rules equal to the default action
-            args = rule.get("args") or []
-            arr = (ArgCmp * max(1, len(args)))()
-            for i, a in enumerate(args):
-                arr[i] = ArgCmp(a["index"], _OPS[a["op"]], a.get("value", 0), a.get("valueTwo", 0))
-            for sc in rule["names"]:
-                nr = lib.seccomp_syscall_resolve_name(sc.encode())
-                if nr == -1:  # __NR_SCMP_ERROR: a syscall this libseccomp does not know
-                    continue
-                rc = lib.seccomp_rule_add_array(ctx, action, nr, len(args), arr)
-                if rc != 0 and rc != -17:  # EEXIST: the same rule twice is fine
-                    return None
-        with tempfile.TemporaryFile() as f:
-            if lib.seccomp_export_bpf(ctx, f.fileno()) != 0:
-                return None
-            f.seek(0)
-            return base64.b64encode(f.read()).decode()
-    finally:
-        lib.seccomp_release(ctx)
