@@ -24,12 +24,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
+from berth import crashpoint
 from berth.containers import health, rwdiff, views
 from berth.containers import logs as logfile
 from berth.containers import stats as container_stats
 from berth.containers.config import log_size_max, merge_config, validate_host_config
 from berth.containers.execs import ExecIO, ExecService, ExecSession
 from berth.containers.mounts import MountPoint, copy_up, parse_volumes_from, resolve, stage_subpath, unstage
+from berth.containers.restore import reconcile
 from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
@@ -310,6 +312,7 @@ class ContainerService:
                 except OSError as e:
                     fut.set_exception(e)
         t_create = time.perf_counter()
+        crashpoint.hit("after-runtime-create")
         try:
             await self.monitor.start(c.id)
         except RuntimeError_ as e:
@@ -540,26 +543,7 @@ class ContainerService:
 
     # -- restore after a daemon restart ------------------------------------------------------------------
     async def restore(self) -> None:
-        for c in self.store.load_all():
-            self.by_id[c.id] = c
-            self.by_name[c.name] = c.id
-        for c in list(self.by_id.values()):
-            if c.state.Status == "removing":
-                await self.remove(c.id, force=True, volumes=True)
-                continue
-            if not c.state.running:
-                continue
-            if c.state.ConmonPid and _is_conmon(c.state.ConmonPid, c.id) and \
-                    self.monitor.watch(c.state.ConmonPid, lambda cid=c.id: self._spawn(self._exited(cid))):
-                log.info("container %s still running (pid %d); watching it again", c.id[:12], c.state.Pid)
-                self._start_health(c)
-                for m in c.mounts:
-                    if m["Type"] == "volume":
-                        self.volumes.acquire(m["Name"])  # counts users; mounts are still in place
-                continue
-            exit_file = os.path.join(self.monitor.exit_dir, c.id)
-            finished = os.path.getmtime(exit_file) if os.path.exists(exit_file) else None
-            await self._exited(c.id, finished)
+        await reconcile(self)  # records agree with the runtime: berth/containers/restore.py
         # restart policies at daemon start: "always" restarts even after a manual stop,
         # "unless-stopped" unless stopped by hand; interrupted back-offs resume
         for c in list(self.by_id.values()):
@@ -998,14 +982,4 @@ class ContainerService:
         if size:
             d["SizeRw"] = await asyncio.to_thread(self.layers.rw_size, c.id)
         return d
-
-
-def _is_conmon(pid: int, cid: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    return bool(argv) and os.path.basename(argv[0]) == b"conmon" and cid.encode() in argv
-
 

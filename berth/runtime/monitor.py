@@ -149,6 +149,44 @@ class Monitor:
         except RuntimeError_ as e:
             log.debug("runtime delete %s: %s", cid[:12], e)
 
+    async def states(self) -> dict[str, str]:
+        """Every container the runtime knows, id -> created / running / paused / stopped."""
+        proc = await asyncio.create_subprocess_exec(*self.runtime_cmd("list", "--format=json"),
+                                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError_(_clean_runtime_error(err.decode(errors="replace").strip()))
+        try:
+            items = json.loads(out or b"null") or []
+        except ValueError as e:
+            raise RuntimeError_(f"{self.runtime_name} list: {e}") from e
+        return {str(x["id"]): str(x.get("status") or "") for x in items if isinstance(x, dict) and "id" in x}
+
+    @staticmethod
+    def live_conmon(paths: Paths, cid: str, recorded: int = 0) -> int:
+        """The pid of this container's conmon if it still runs (its pidfile's, else ``recorded``), or 0."""
+        candidates = [recorded] if recorded else []
+        try:
+            with open(paths.conmon_pidfile) as f:
+                candidates.insert(0, int(f.read().strip()))
+        except (OSError, ValueError):
+            pass
+        for pid in candidates:
+            if is_conmon(pid, cid):
+                return pid
+        return 0
+
+    async def reap(self, cid: str, paths: Paths, recorded_conmon: int = 0) -> None:
+        """Kill whatever a crash left of a container: its init (``delete --force``) and its conmon."""
+        await self.delete(cid)
+        pid = self.live_conmon(paths, cid, recorded_conmon)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     async def _run(self, *args: str) -> None:
         proc = await asyncio.create_subprocess_exec(*self.runtime_cmd(*args), stdin=subprocess.DEVNULL,
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -212,6 +250,18 @@ class Monitor:
             return False
         except PermissionError:
             return True
+
+
+def is_conmon(pid: int, cid: str) -> bool:
+    """Whether ``pid`` is a live conmon for container ``cid`` (not a recycled pid, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != b"Z" and bool(argv) and os.path.basename(argv[0]) == b"conmon" and cid.encode() in argv
 
 
 def _read_sync(fd: int) -> bytes:

@@ -1,0 +1,110 @@
+"""Start-up reconciliation: make the container records agree with what the runtime holds.
+
+berthd can die (SIGKILL, OOM, power cut) between any two steps of an operation. When it
+starts again, every container is in one of these states, and each is settled here:
+
+- running or paused in the runtime with its conmon alive: watched again (and the record
+  corrected if the crash came between ``runtime start``/``pause``/``resume`` and the save);
+- created in the runtime but never started (the crash came between ``runtime create`` and
+  ``runtime start``): deleted in the runtime, its conmon killed by the pid it recorded, the
+  rootfs unmounted; the record still says created (or exited, for a restart), so
+  ``docker start`` works again, as after a failed start in Docker;
+- stopped, or recorded as running but with neither runtime state nor conmon (the state
+  files are gone, as after a reboot): recorded as exited, 255 when no exit code was left;
+- runtime state, bundle, container directory or writable layer without any record (a
+  create or rm cut short): removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from berth.containers.store import Container, State
+from berth.fsutil import discard_tree, remove_tree
+from berth.images.service import rfc3339
+from berth.runtime.monitor import Paths, RuntimeError_
+
+if TYPE_CHECKING:
+    from berth.containers.service import ContainerService
+
+log = logging.getLogger("berth.containers")
+_LIVE = ("running", "paused", "stopped")
+
+
+async def reconcile(svc: ContainerService) -> None:
+    for c in svc.store.load_all():
+        svc.by_id[c.id] = c
+        svc.by_name[c.name] = c.id
+    try:
+        runtime = await svc.monitor.states()
+    except RuntimeError_ as e:
+        log.warning("cannot list the runtime's containers: %s", e)
+        runtime = {}
+    await _orphans(svc, runtime)
+    for c in list(svc.by_id.values()):
+        if c.state.Status == "removing":  # an rm cut short: finish it
+            paths = svc.paths(c)
+            if c.id in runtime or svc.monitor.live_conmon(paths, c.id, c.state.ConmonPid):
+                await svc.monitor.reap(c.id, paths, c.state.ConmonPid)
+            await svc.remove(c.id, force=True, volumes=True)
+            continue
+        await _settle(svc, c, runtime.get(c.id))
+
+
+async def _orphans(svc: ContainerService, runtime: dict[str, str]) -> None:
+    known = set(svc.by_id)
+    bundles = set(os.listdir(svc.run_dir)) if os.path.isdir(svc.run_dir) else set()
+    for cid in sorted((set(runtime) | bundles) - known):
+        paths = Paths(bundle=os.path.join(svc.run_dir, cid), log="")
+        log.info("removing runtime leftovers of unknown container %s", cid[:12])
+        await svc.monitor.reap(cid, paths)
+        remove_tree(paths.bundle)
+        svc.monitor.clear_exit(cid)
+    for (cid,) in svc.layers.conn.execute("SELECT cid FROM rw_layers").fetchall():
+        if cid not in known:
+            log.info("removing the writable layer of unknown container %s", cid[:12])
+            svc.layers.remove_rw(cid)
+    for name in os.listdir(svc.dir):
+        if name not in known and name != ".trash":
+            discard_tree(os.path.join(svc.dir, name), svc.trash)
+
+
+def _pid_of(paths: Paths) -> int:
+    try:
+        with open(paths.pidfile) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+async def _settle(svc: ContainerService, c: Container, rstate: str | None) -> None:
+    paths = svc.paths(c)
+    conmon = svc.monitor.live_conmon(paths, c.id, c.state.ConmonPid)
+    pid = _pid_of(paths) if conmon else 0
+    if conmon and (rstate in _LIVE or (rstate is None and c.state.running)) and (c.state.running or pid):
+        if not c.state.running:  # killed between ``runtime start`` and saving the record
+            started = os.path.getmtime(paths.pidfile)
+            c.state = State(Status="running", Pid=pid, ConmonPid=conmon, StartedAt=rfc3339(started),
+                            StartedTs=started, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
+        if rstate in ("running", "paused") and c.state.Status != rstate:  # a pause or resume cut short
+            c.state.Status = rstate
+        svc.store.save(c)
+        if svc.monitor.watch(conmon, lambda cid=c.id: svc._spawn(svc._exited(cid))):
+            log.info("container %s still running (pid %d); watching it again", c.id[:12], c.state.Pid)
+            svc._start_health(c)
+            for m in c.mounts:
+                if m["Type"] == "volume":
+                    svc.volumes.acquire(m["Name"])  # counts users; mounts are still in place
+            return
+    if rstate is not None or conmon:
+        log.info("container %s: clearing runtime state %s left by a crash", c.id[:12], rstate or "(conmon only)")
+        await svc.monitor.reap(c.id, paths, c.state.ConmonPid)
+    if c.state.running:
+        exit_file = os.path.join(svc.monitor.exit_dir, c.id)
+        finished = os.path.getmtime(exit_file) if os.path.exists(exit_file) else None
+        await svc._exited(c.id, finished)
+    else:
+        svc.layers.unmount_rw(c.id)  # mounted for a start that never finished
+        svc.monitor.clear_exit(c.id)

@@ -1,0 +1,151 @@
+"""berthd killed with SIGKILL, then started again: every state the runtime can be left in is settled.
+
+The kill between ``runtime create`` and ``runtime start`` is made exact with the test-only
+crash point ``BERTHD_TEST_CRASH_AT=after-runtime-create`` (berth/crashpoint.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from berth.crashpoint import ENV
+from tests.conftest import Daemon, cleanup_daemon, mounts_under, new_daemon
+
+
+@pytest.fixture
+def d(busybox_tar: str) -> Iterator[Daemon]:
+    dm = new_daemon()
+    try:
+        dm.start()
+        with open(busybox_tar, "rb") as f:
+            list(dm.client().api.load_image(f.read()))
+        yield dm
+    finally:
+        cleanup_daemon(dm)
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that is not us."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def bundle_pids(d: Daemon, cid: str) -> tuple[int, int]:
+    out = []
+    for name in ("pidfile", "conmon.pid"):
+        with open(os.path.join(d.exec_root, "c", cid, name)) as f:
+            out.append(int(f.read().strip()))
+    return out[0], out[1]
+
+
+def crun(d: Daemon, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["crun", f"--root={os.path.join(d.exec_root, 'runtime-crun')}", *args],
+                          capture_output=True, timeout=30)
+
+
+def restart_crashing_at(d: Daemon, monkeypatch: pytest.MonkeyPatch, point: str) -> None:
+    d.stop()
+    monkeypatch.setenv(ENV, point)
+    d.start()
+    monkeypatch.delenv(ENV)
+
+
+def kill9(d: Daemon) -> None:
+    assert d.proc is not None
+    d.proc.kill()
+    d.proc.wait(15)
+
+
+def crash_between_create_and_start(d: Daemon, monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[str, int, int]:
+    cid = d.cli("create", "--name", name, "busybox", "sleep", "1000").stdout.decode().strip()
+    restart_crashing_at(d, monkeypatch, "after-runtime-create")
+    r = d.cli("start", name, check=False)
+    assert r.returncode != 0
+    assert d.proc is not None and d.proc.wait(15) == -signal.SIGKILL
+    init, conmon = bundle_pids(d, cid)
+    assert alive(init) and alive(conmon), "the crash point must leave the created container behind"
+    assert "created" in crun(d, "state", cid).stdout.decode()
+    return cid, init, conmon
+
+
+def test_created_not_started_is_reaped_and_starts_again(d: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    cid, init, conmon = crash_between_create_and_start(d, monkeypatch, "halfway")
+    d.start()
+    assert not alive(init) and not alive(conmon)
+    assert crun(d, "state", cid).returncode != 0  # gone from the runtime
+    state = d.client().api.inspect_container("halfway")["State"]
+    assert state["Status"] == "created" and not state["Running"]
+    assert not [m for m in mounts_under(d.root) if cid in m]  # the rootfs mount of the cut start
+    d.cli("start", "halfway")
+    state = d.client().api.inspect_container("halfway")["State"]
+    assert state["Status"] == "running"
+    assert d.cli("exec", "halfway", "echo", "in").stdout == b"in\n"
+    d.cli("rm", "-f", "halfway")
+    assert not alive(state["Pid"])
+    assert d.cli("ps", "-aq").stdout == b""
+
+
+def test_started_in_runtime_but_not_recorded_is_adopted(d: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kill came after ``runtime start`` but before the record said running."""
+    cid, init, conmon = crash_between_create_and_start(d, monkeypatch, "unrecorded")
+    assert crun(d, "start", cid).returncode == 0
+    d.start()
+    state = d.client().api.inspect_container("unrecorded")["State"]
+    assert state["Status"] == "running" and state["Pid"] == init
+    assert d.cli("exec", "unrecorded", "echo", "adopted").stdout == b"adopted\n"
+    d.cli("stop", "-t", "1", "unrecorded")
+    state = d.client().api.inspect_container("unrecorded")["State"]
+    assert state["Status"] == "exited" and not alive(init) and not alive(conmon)
+    d.cli("start", "unrecorded")
+    d.cli("rm", "-f", "unrecorded")
+
+
+def test_running_paused_stopped_and_missing_state(d: Daemon) -> None:
+    c = d.client()
+    for name in ("runs", "paused", "pause-cut", "resume-cut", "ends", "wiped"):
+        d.cli("run", "-d", "--name", name, "busybox", "sleep", "1000")
+    d.cli("pause", "paused")
+    d.cli("pause", "resume-cut")
+    ids = {n: c.api.inspect_container(n)["Id"] for n in ("runs", "paused", "pause-cut", "resume-cut", "ends",
+                                                          "wiped")}
+    kill9(d)
+    # while berthd is down: a pause and a resume it never recorded, an exit, and a reboot-like loss
+    # of one container's runtime state, exit file and processes
+    assert crun(d, "pause", ids["pause-cut"]).returncode == 0
+    assert crun(d, "resume", ids["resume-cut"]).returncode == 0
+    os.kill(bundle_pids(d, ids["ends"])[0], signal.SIGKILL)
+    init, conmon = bundle_pids(d, ids["wiped"])
+    os.kill(conmon, signal.SIGKILL)
+    os.kill(init, signal.SIGKILL)
+    shutil.rmtree(os.path.join(d.exec_root, "runtime-crun", ids["wiped"]))
+    for _ in range(100):
+        if not alive(init) and os.path.exists(os.path.join(d.exec_root, "exits", ids["ends"])):
+            break
+        subprocess.run(["sleep", "0.05"])
+    d.start()
+    status = {n: c.api.inspect_container(n)["State"] for n in ids}
+    assert status["runs"]["Status"] == "running"
+    assert status["paused"]["Status"] == "paused"
+    assert status["pause-cut"]["Status"] == "paused"
+    assert status["resume-cut"]["Status"] == "running"
+    assert status["ends"]["Status"] == "exited" and status["ends"]["ExitCode"] == 137
+    assert status["wiped"]["Status"] == "exited" and status["wiped"]["ExitCode"] == 255
+    d.cli("unpause", "paused")
+    d.cli("unpause", "pause-cut")
+    d.cli("pause", "resume-cut")
+    d.cli("unpause", "resume-cut")
+    for name in ("ends", "wiped"):
+        d.cli("start", name)
+        assert c.api.inspect_container(name)["State"]["Status"] == "running"
+    d.cli("rm", "-f", *ids)
+    assert d.cli("ps", "-aq").stdout == b""
+    assert not [m for m in mounts_under(d.root) if any(i in m for i in ids.values())]
