@@ -62,6 +62,10 @@ async def _orphans(svc: ContainerService, runtime: dict[str, str]) -> None:
         await svc.monitor.reap(cid, paths)
         remove_tree(paths.bundle)
         svc.monitor.clear_exit(cid)
+    for cid in bundles & known:  # config.json is written through a temporary
+        for name in os.listdir(os.path.join(svc.run_dir, cid)):
+            if ".tmp-" in name:
+                os.unlink(os.path.join(svc.run_dir, cid, name))
     for (cid,) in svc.layers.conn.execute("SELECT cid FROM rw_layers").fetchall():
         if cid not in known:
             log.info("removing the writable layer of unknown container %s", cid[:12])

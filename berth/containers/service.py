@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -35,6 +36,8 @@ from berth.containers.restore import reconcile
 from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
+from berth.images import reference
+from berth.images.changes import apply_changes
 from berth.images.service import ImageService, rfc3339
 from berth.layers.drivers import INIT_DIRS, INIT_FILES
 from berth.layers.store import LayerStore
@@ -771,6 +774,12 @@ class ContainerService:
     async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
                      changes: list[str], pause: bool, overrides: dict[str, Any] | None) -> str:
         c = self.get(name)
+        # everything the request says is checked before any work: a bad --change or tag leaves nothing
+        if repo:
+            reference.parse_repo_tag(repo, tag)
+        section = {k: v for k, v in copy.deepcopy(c.config).items() if k not in ("Hostname", "Domainname")}
+        section.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        apply_changes(section, changes)
         paused_here = False
         if pause and c.state.Status == "running":
             await self.pause(c.id)

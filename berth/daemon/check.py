@@ -3,8 +3,9 @@
 It takes berthd's lock (so it never races a running daemon) and checks, without changing
 anything: the SQLite database's integrity; every image's config blob against its ID and
 its layer chain; every layer's directory and tar-split record; with ``--verify-data``,
-that every layer still reassembles to the exact tar its diff ID names; and what is on
-disk without a record (left over by a crash, safe to delete).
+that every layer still reassembles to the exact tar its diff ID names; and what a crash
+left on disk, temporary files and files without a record (berth/daemon/leftovers.py).
+Those are reported as leftovers, not problems: berthd removes them when it next starts.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class _Hasher:
 
 
 def check(data_root: str, verify_data: bool = False) -> Report:
+    from berth.daemon import leftovers
     from berth.layers.tarapply import assemble
 
     r = Report()
@@ -102,19 +104,8 @@ def check(data_root: str, verify_data: bool = False) -> Report:
     for (name, iid) in conn.execute("SELECT name, image_id FROM refs"):
         if not any(iid == row["id"] for row in images):
             r.problems.append(f"tag {name}: points at missing image {iid}")
-    # on disk without a record: left by a crash between extraction and commit, or a removal
-    known = {row["cache_id"] for row in layers.values()}
-    rw = {row[0] for row in conn.execute("SELECT cid FROM rw_layers")}
-    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        if name in ("l", "empty", ".trash") or name in known:
-            continue
-        if name in rw or (name.endswith("-init") and name[:-5] in rw):
-            continue
-        r.leftovers.append(os.path.join(base, name))
-    if os.path.isdir(split_dir):
-        for name in sorted(os.listdir(split_dir)):
-            if name.removesuffix(".gz") not in known:
-                r.leftovers.append(os.path.join(split_dir, name))
+    # on disk without a record, and temporaries: left by a crash between a write and its record
+    r.leftovers = [f"{x.path} ({x.what}; {x.kind})" for x in leftovers.find(data_root, conn)]
     r.checked["containers"] = conn.execute("SELECT COUNT(*) FROM containers").fetchone()[0]
     conn.close()
     return r
@@ -141,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in r.checked.items():
         print(f"checked {v} {k}")
     for x in r.leftovers:
-        print(f"leftover (no record; safe to delete): {x}")
+        print(f"leftover (berthd removes it when it starts): {x}")
     for x in r.problems:
         print(f"PROBLEM: {x}")
     print("ok" if r.ok else f"{len(r.problems)} problem(s)")

@@ -129,6 +129,7 @@ class Daemon:
         from berth.api.server import build_app
         from berth.containers.service import ContainerService
         from berth.containers.store import ContainerStore
+        from berth.daemon import leftovers
         from berth.db import open_db
         from berth.distribution.client import RegistryConfig
         from berth.distribution.service import DistributionService
@@ -144,10 +145,15 @@ class Daemon:
         from berth.volumes.store import VolumeStore
 
         cfg = self.cfg
-        scratch = os.path.join(cfg.data_root, "tmp")
-        remove_tree(scratch)  # leftovers of an interrupted load or import
-        os.makedirs(scratch, mode=0o700)
         conn = open_db(os.path.join(cfg.data_root, "berth.db"))
+        # we hold the data-root lock: temporaries and unrecorded files are a crash's leftovers
+        stale = leftovers.find(cfg.data_root, conn)
+        if stale:
+            log.info("removing %d leftovers of an interrupted run (berth check lists them)", len(stale))
+            leftovers.remove(stale)
+        scratch = os.path.join(cfg.data_root, "tmp")
+        remove_tree(scratch)
+        os.makedirs(scratch, mode=0o700)
         driver = make_driver(cfg.storage_driver, cfg.data_root)
         layers = LayerStore(conn, os.path.join(cfg.data_root, "layers"), driver)
         images = ImageStore(conn, ContentStore(os.path.join(cfg.data_root, "image")))

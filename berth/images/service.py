@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from berth import crashpoint
 from berth.errors import Conflict, InvalidParameter
 from berth.images import reference
 from berth.images.archive import ArchiveError, ArchiveReader, SaveImage, spool_uncompressed, write_save
@@ -180,15 +181,24 @@ class ImageService:
         base = self.images.get(base_id)
         with open(tar_path, "rb") as src:
             diff_id = await asyncio.to_thread(spool_uncompressed, src, tar_path + ".verified")
-        ex = None
         try:
             ex = await asyncio.to_thread(self.layers.extract, tar_path + ".verified", diff_id, base.top_layer)
-        except BaseException:
-            self.layers.discard(ex)
-            raise
         finally:
             if os.path.exists(tar_path + ".verified"):
                 os.unlink(tar_path + ".verified")
+        crashpoint.hit("commit-after-extract")
+        try:
+            return await self._commit_extracted(ex, base, ref, diff_id, cid, container_config, overrides,
+                                                changes, comment, author, created_by)
+        except BaseException:
+            if ex is not None and not self.layers.exists(ex.chain_id):
+                self.layers.discard(ex)  # nothing recorded it: roll the extraction back
+            raise
+
+    async def _commit_extracted(self, ex: Extracted | None, base: Image, ref: reference.Reference | None,
+                                diff_id: str, cid: str, container_config: dict[str, Any],
+                                overrides: dict[str, Any], changes: list[str], comment: str, author: str,
+                                created_by: str) -> str:
         section = {k: v for k, v in container_config.items() if k not in ("Hostname", "Domainname")}
         section.update({k: v for k, v in overrides.items() if v is not None})
         section = apply_changes(section, changes)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from berth import crashpoint
 from berth.db import transaction
 from berth.errors import Conflict, InvalidParameter, NotFound
 from berth.fsutil import discard_tree, empty_trash
@@ -79,6 +80,20 @@ class VolumeStore:
         conn.executescript(SCHEMA)
         empty_trash(self.trash)
         self._mounted: dict[str, int] = {}  # name -> number of running containers using the mount
+        for name in os.listdir(root):
+            if name != ".trash" and not name.startswith(".tmp-") and not self.exists(name):
+                self._adopt(name)
+
+    def _adopt(self, name: str) -> None:
+        """A directory without a record, left by a crash in create or remove: a volume again, as
+        Docker's local driver takes any directory it finds. Its data is never thrown away."""
+        d = os.path.join(self.root, name)
+        if not os.path.isdir(d) or os.path.islink(d) or not _NAME.match(name) or ".." in name:
+            return
+        os.makedirs(os.path.join(d, "_data"), mode=0o755, exist_ok=True)
+        with transaction(self.conn):
+            self.conn.execute("INSERT OR IGNORE INTO volumes VALUES (?,?,?,?,?,?)",
+                              (name, "local", "{}", "{}", 0, os.path.getmtime(d)))
 
     def _row(self, row: sqlite3.Row) -> Volume:
         return Volume(row["name"], row["driver"], json.loads(row["labels"]), json.loads(row["options"]),
@@ -122,13 +137,23 @@ class VolumeStore:
         if anonymous:
             labels[ANON_LABEL] = ""
         d = os.path.join(self.root, name)
-        os.makedirs(os.path.join(d, "_data"), mode=0o755)
+        if os.path.lexists(d) and not (os.path.isdir(d) and not os.path.islink(d)):
+            discard_tree(d, self.trash)
+        reused = os.path.lexists(d)
+        if reused:  # no record yet a directory: a crash's leftover, its data kept
+            mnt.unmount(self.data_path(name))
+            os.makedirs(self.data_path(name), mode=0o755, exist_ok=True)
+        else:  # made whole beside, then renamed in: a crash leaves a .tmp- directory, never half a volume
+            tmp = os.path.join(self.root, f".tmp-{secrets.token_hex(8)}")
+            os.makedirs(os.path.join(tmp, "_data"), mode=0o755)
+            os.rename(tmp, d)
         try:
             with transaction(self.conn):
                 self.conn.execute("INSERT INTO volumes VALUES (?,?,?,?,?,?)",
                                   (name, driver, json.dumps(labels), json.dumps(options), int(anonymous), time.time()))
         except BaseException:
-            discard_tree(d, self.trash)
+            if not reused:
+                discard_tree(d, self.trash)
             raise
         return self.get(name)
 
@@ -141,6 +166,7 @@ class VolumeStore:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         with transaction(self.conn):
             self.conn.execute("DELETE FROM volumes WHERE name=?", (name,))
+        crashpoint.hit("volume-rm-after-db")
         self._unmount(name)
         discard_tree(os.path.join(self.root, name), self.trash)
 
