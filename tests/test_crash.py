@@ -1,6 +1,6 @@
 """Crash safety: berthd killed with SIGKILL in the middle of what it writes.
 
-The long test kills one berthd 54 times at seeded random points (and at the crash points of
+The long test kills one berthd 50 times at seeded random points (and at the crash points of
 berth/crashpoint.py) during load, pull, push, commit, rm and volume rm, and after every kill
 checks what a user would: ``berth check --verify-data`` finds no problem, the daemon comes
 back without leftovers, every image runs, and the interrupted operation succeeds when retried.
@@ -9,6 +9,8 @@ The shorter tests pin the three bugs it was written for. ``-m crash`` selects th
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 import sqlite3
@@ -21,6 +23,7 @@ import pytest
 
 from berth.crashpoint import ENV
 from berth.daemon import leftovers
+from berth.daemon.check import main as check_main
 from berth.tools import mkbusybox
 from tests.conftest import DOCKER_CLI, Daemon, cleanup_daemon, new_daemon, store_snapshot
 from tests.imagetools import layer_tar, save_tar
@@ -30,10 +33,20 @@ pytestmark = pytest.mark.crash
 CHECK = [sys.executable, "-m", "berth.cli.main", "check", "--verify-data", "--data-root"]
 
 
-def check(d: Daemon) -> subprocess.CompletedProcess:
+def check(d: Daemon) -> str:
+    """``berth check --verify-data`` on the stopped daemon's root; its output. It must find no problem."""
     r = subprocess.run([*CHECK, d.data_root], capture_output=True, timeout=120)
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
-    return r
+    return r.stdout.decode()
+
+
+def check_here(d: Daemon) -> str:
+    """The same command's entry point, run in this process: the 50 kills cannot afford 50 interpreters."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        rc = check_main(["--verify-data", "--data-root", d.data_root])
+    assert rc == 0, out.getvalue()
+    return out.getvalue()
 
 
 def stale(d: Daemon) -> list[leftovers.Leftover]:
@@ -101,7 +114,7 @@ def test_temporaries_are_reported_then_removed_at_start(fresh_daemon: Daemon) ->
             f.write(b"partial")
     orphan_layer = j(d.data_root, "overlay", "12" * 32)
     os.makedirs(j(orphan_layer, "diff"))
-    out = check(d).stdout.decode()
+    out = check(d)
     for p in [*planted, orphan_layer]:
         assert f"leftover (berthd removes it when it starts): {p} (" in out, out
     d.start()
@@ -109,7 +122,7 @@ def test_temporaries_are_reported_then_removed_at_start(fresh_daemon: Daemon) ->
     assert stale(d) == []
     d.cli("start", "-a", cid)
     d.stop()
-    assert "leftover" not in check(d).stdout.decode().replace("removal in progress", "")
+    assert "leftover" not in check(d).replace("removal in progress", "")
     d.start()
 
 
@@ -131,6 +144,7 @@ class Crasher:
         self.remote = f"{reg.addr}/crash/img"
         self.counts: dict[str, int] = {}
         self.leftovers_seen = 0
+        self.phases: dict[str, float] = {}
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.d.cli(*args, check=check, timeout=120)
@@ -210,12 +224,23 @@ class Crasher:
             self.docker("load", "-i", self.tar)
 
     def every_image_runs(self) -> None:
-        ids = set(self.docker("images", "-aq").stdout.decode().split())
-        for iid in ids:
-            self.docker("run", "--rm", iid, "true")
+        assert DOCKER_CLI is not None
+        runs = {iid: subprocess.Popen([DOCKER_CLI, "run", "--rm", iid, "true"], env=self.env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                for iid in set(self.docker("images", "-aq").stdout.decode().split())}
+        for iid, p in runs.items():
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, f"image {iid} does not run: {err.decode()}"
+
+    def lap(self, phase: str, t: float) -> float:
+        now = time.monotonic()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - t
+        return now
 
     def round(self, i: int, name: str, crash_at: str) -> None:
+        t = time.monotonic()
         argv, max_delay = self.op(name, i)
+        t = self.lap("set-up", t)
         if crash_at:  # an exact point: the daemon kills itself there
             self.d.stop()
             self.restart(crash_at)
@@ -234,12 +259,16 @@ class Crasher:
         except subprocess.TimeoutExpired:
             cli.kill()
             cli.wait()
-        r = check(self.d)
-        self.leftovers_seen += r.stdout.count(b"\nleftover ")
+        t = self.lap("kill", t)
+        self.leftovers_seen += check_here(self.d).count("\nleftover ")
+        t = self.lap("check", t)
         self.restart()
+        t = self.lap("restart", t)
         assert stale(self.d) == [], f"round {i} ({name}): leftovers after start"
         self.every_image_runs()
+        t = self.lap("images run", t)
         self.retry(name, argv, i)
+        self.lap("retry " + name, t)
         self.counts[name] = self.counts.get(name, 0) + 1
 
 
@@ -269,13 +298,14 @@ def test_sigkill_at_random_points(crash_setup: tuple[Daemon, Reg, str]) -> None:
     c.docker("tag", "crashimg", c.remote)
     c.docker("push", c.remote)
     ops = ["load", "pull", "push", "commit", "rm", "vrm"]
-    schedule: list[tuple[str, str]] = [(op, "") for op in ops for _ in range(8)]
+    schedule: list[tuple[str, str]] = [(op, "") for op in ops for _ in range(7)]
     schedule += [("commit", "commit-after-extract"), ("vrm", "volume-rm-after-db")] * 2
-    schedule += [("load", ""), ("pull", "")]
+    schedule += [("load", ""), ("pull", ""), ("push", ""), ("commit", "")]
     rng.shuffle(schedule)
     t0 = time.monotonic()
     for i, (name, point) in enumerate(schedule):
         c.round(i, name, point)
     elapsed = time.monotonic() - t0
     print(f"{len(schedule)} kills in {elapsed:.0f} s; check reported {c.leftovers_seen} leftovers; {c.counts}")
+    print("seconds by phase:", {k: round(v, 1) for k, v in sorted(c.phases.items())})
     assert len(schedule) >= 50 and set(c.counts) == set(ops)
