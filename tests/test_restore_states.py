@@ -65,8 +65,9 @@ def kill9(d: Daemon) -> None:
     d.proc.wait(15)
 
 
-def crash_between_create_and_start(d: Daemon, monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[str, int, int]:
-    cid = d.cli("create", "--name", name, "busybox", "sleep", "1000").stdout.decode().strip()
+def crash_between_create_and_start(d: Daemon, monkeypatch: pytest.MonkeyPatch, name: str,
+                                   *opts: str) -> tuple[str, int, int]:
+    cid = d.cli("create", "--name", name, *opts, "busybox", "sleep", "1000").stdout.decode().strip()
     restart_crashing_at(d, monkeypatch, "after-runtime-create")
     r = d.cli("start", name, check=False)
     assert r.returncode != 0
@@ -78,8 +79,12 @@ def crash_between_create_and_start(d: Daemon, monkeypatch: pytest.MonkeyPatch, n
 
 
 def test_created_not_started_is_reaped_and_starts_again(d: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
-    cid, init, conmon = crash_between_create_and_start(d, monkeypatch, "halfway")
+    d.cli("run", "--rm", "-v", "keep:/v", "busybox", "sh", "-c", "mkdir /v/sub; echo kept > /v/sub/f")
+    cid, init, conmon = crash_between_create_and_start(
+        d, monkeypatch, "halfway", "--mount", "type=volume,src=keep,dst=/data,volume-subpath=sub")
+    assert [m for m in mounts_under(d.root) if "subpaths" in m]  # the staged subpath the cut start left
     d.start()
+    assert not [m for m in mounts_under(d.root) if "subpaths" in m]
     assert not alive(init) and not alive(conmon)
     assert crun(d, "state", cid).returncode != 0  # gone from the runtime
     state = d.client().api.inspect_container("halfway")["State"]
@@ -88,8 +93,9 @@ def test_created_not_started_is_reaped_and_starts_again(d: Daemon, monkeypatch: 
     d.cli("start", "halfway")
     state = d.client().api.inspect_container("halfway")["State"]
     assert state["Status"] == "running"
-    assert d.cli("exec", "halfway", "echo", "in").stdout == b"in\n"
+    assert d.cli("exec", "halfway", "cat", "/data/f").stdout == b"kept\n"
     d.cli("rm", "-f", "halfway")
+    assert d.cli("run", "--rm", "-v", "keep:/v", "busybox", "cat", "/v/sub/f").stdout == b"kept\n"
     assert not alive(state["Pid"])
     assert d.cli("ps", "-aq").stdout == b""
 

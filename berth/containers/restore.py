@@ -21,9 +21,12 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from berth.containers.mounts import unstage
 from berth.containers.store import Container, State
+from berth.daemon.leftovers import mounts_under
 from berth.fsutil import discard_tree, remove_tree
 from berth.images.service import rfc3339
+from berth.layers import mount as mnt
 from berth.runtime.monitor import Paths, RuntimeError_
 
 if TYPE_CHECKING:
@@ -60,6 +63,8 @@ async def _orphans(svc: ContainerService, runtime: dict[str, str]) -> None:
         paths = Paths(bundle=os.path.join(svc.run_dir, cid), log="")
         log.info("removing runtime leftovers of unknown container %s", cid[:12])
         await svc.monitor.reap(cid, paths)
+        for target in mounts_under(paths.bundle):  # staged volume subpaths: never delete through them
+            mnt.unmount(target)
         remove_tree(paths.bundle)
         svc.monitor.clear_exit(cid)
     for cid in bundles & known:  # config.json is written through a temporary
@@ -110,5 +115,6 @@ async def _settle(svc: ContainerService, c: Container, rstate: str | None) -> No
         finished = os.path.getmtime(exit_file) if os.path.exists(exit_file) else None
         await svc._exited(c.id, finished)
     else:
-        svc.layers.unmount_rw(c.id)  # mounted for a start that never finished
+        unstage(svc._staging_dir(c))  # mounted for a start that never finished
+        svc.layers.unmount_rw(c.id)
         svc.monitor.clear_exit(c.id)

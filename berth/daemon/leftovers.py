@@ -132,7 +132,7 @@ def remove(items: list[Leftover]) -> None:
     for x in items:
         if x.adopt or not x.path.startswith("/") or os.path.dirname(x.path).endswith(".trash"):
             continue  # rw layer rows: the containers' restore removes them; trash empties itself
-        for target in _mounts_under(x.path):
+        for target in mounts_under(x.path):
             mnt.unmount(target)  # never delete through a volume's or a rootfs's mount
         if x.trash and os.path.isdir(x.path) and not os.path.islink(x.path):
             os.makedirs(x.trash, exist_ok=True)
@@ -141,7 +141,8 @@ def remove(items: list[Leftover]) -> None:
             remove_tree(x.path)
 
 
-def _mounts_under(path: str) -> list[str]:
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or below ``path``, deepest first."""
     prefix = path.rstrip("/") + "/"
     out = []
     with open("/proc/self/mountinfo") as f:
