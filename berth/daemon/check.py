@@ -105,7 +105,8 @@ def check(data_root: str, verify_data: bool = False) -> Report:
         if not any(iid == row["id"] for row in images):
             r.problems.append(f"tag {name}: points at missing image {iid}")
     # on disk without a record, and temporaries: left by a crash between a write and its record
-    r.leftovers = [f"{x.path} ({x.what}; {x.kind})" for x in leftovers.find(data_root, conn)]
+    r.leftovers = [f"{x.path} ({x.what}, {x.kind}; berthd {'adopts' if x.adopt else 'removes'} it when it starts)"
+                   for x in leftovers.find(data_root, conn)]
     r.checked["containers"] = conn.execute("SELECT COUNT(*) FROM containers").fetchone()[0]
     conn.close()
     return r
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in r.checked.items():
         print(f"checked {v} {k}")
     for x in r.leftovers:
-        print(f"leftover (berthd removes it when it starts): {x}")
+        print(f"leftover: {x}")
     for x in r.problems:
         print(f"PROBLEM: {x}")
     print("ok" if r.ok else f"{len(r.problems)} problem(s)")

@@ -101,7 +101,7 @@ def find(data_root: str, conn: sqlite3.Connection) -> list[Leftover]:
         if name.startswith(".tmp-"):
             out.append(Leftover(j(vdir, name), TEMP, "volume being created", j(vdir, ".trash")))
         elif volumes is not None and name not in volumes:
-            out.append(Leftover(j(vdir, name), ORPHAN, "volume directory of no volume; adopted as a volume",
+            out.append(Leftover(j(vdir, name), ORPHAN, "volume directory of no volume",
                                 adopt=True))
     images = _column(conn, "SELECT id FROM images")
     blobs = j(data_root, "image", "blobs", "sha256")
