@@ -264,7 +264,7 @@ class Crasher:
             cli.kill()
             cli.wait()
         t = self.lap("kill", t)
-        self.leftovers_seen += check_here(self.d).count("\nleftover ")
+        self.leftovers_seen += check_here(self.d).count("\nleftover: ")
         t = self.lap("check", t)
         self.restart()
         t = self.lap("restart", t)
