@@ -32,6 +32,7 @@ from berth.containers.execs import ExecIO, ExecService, ExecSession
 from berth.containers.mounts import MountPoint, copy_up, parse_volumes_from, resolve, stage_subpath, unstage
 from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
+from berth.filters import Filters
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
 from berth.images.service import ImageService, rfc3339
 from berth.layers.drivers import INIT_DIRS, INIT_FILES
@@ -739,12 +740,11 @@ class ContainerService:
         self._notify(self._remove_waiters, c.id)
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
-        for key in filters:
-            if key not in ("label", "until"):
-                raise InvalidParameter(f"invalid filter '{key}'")
+        f = Filters.of(filters).validate(views.PRUNE_FILTERS)
+        until = f.until()  # a bad value is a 400 before anything is removed
         deleted, reclaimed = [], 0
         for c in list(self.by_id.values()):
-            if c.state.running or not views.matches(c, {"label": filters.get("label", [])}, self._image_id_of):
+            if not views.prunable(c, f, until):
                 continue
             size = self.layers.rw_size(c.id)
             await self.remove(c.id, force=False, volumes=False)
@@ -967,30 +967,10 @@ class ContainerService:
             entry["SizeRw"] = await asyncio.to_thread(self.layers.rw_size, entry["Id"])
         return out
 
-    def _image_id_of(self, name: str) -> str | None:
-        try:
-            return self.images.get(name).id
-        except BerthError:
-            return None
-
     def list(self, all_: bool, limit: int, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-        for key in filters:
-            if key not in ("id", "name", "label", "status", "exited", "ancestor", "before", "since"):
-                raise InvalidParameter(f"invalid filter '{key}'")
-        for s in filters.get("status", []):
-            if s not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
-                raise InvalidParameter(f"invalid filter 'status={s}'")
         items = sorted(self.by_id.values(), key=lambda x: x.created_ts, reverse=True)
-        out = []
-        for c in items:
-            if not all_ and not c.state.running and not filters.get("status"):
-                continue
-            if not views.matches(c, filters, self._image_id_of):
-                continue
-            out.append(views.summary(c, self.volumes.root))
-            if limit > 0 and len(out) >= limit:
-                break
-        return out
+        return views.listing(items, all_, limit, filters, self.get, lambda refs: views.image_family(self.images, refs),
+                             self.volumes.root)
 
     async def inspect(self, name: str, size: bool = False) -> dict[str, Any]:
         c = self.get(name)
