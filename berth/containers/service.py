@@ -476,17 +476,19 @@ class ContainerService:
         session = self.execs.create(c, {"Cmd": argv, "AttachStdout": True, "AttachStderr": True})
         try:
             io = await self.exec_start(session.id, detach=False)
-
-            async def collect() -> tuple[int, str]:
-                chunks = [data async for _stream, data in io.output()]
-                await session.done.wait()
-                return session.exit_code or 0, b"".join(chunks).decode(errors="replace")
-
+            out = health.ProbeOutput()  # keeps 4 KiB; reads (and drops) the rest until the pipes close
+            reader = asyncio.ensure_future(out.consume(io.output()))
             try:
-                return await asyncio.wait_for(collect(), timeout)
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(reader, session.done.wait())), timeout)
+                return session.exit_code or 0, out.text()
             except TimeoutError:
-                if session.pid:
-                    await health.kill_quietly(session.pid)
+                # the runtime may write the pid file after exec_start looked: read it again now
+                pid = session.pid or health.read_pid(os.path.join(self.paths(c).bundle,
+                                                                   f"exec-{session.id[:16]}.pid"))
+                if pid:
+                    await health.kill_quietly(pid)
+                with contextlib.suppress(TimeoutError):  # no pile-up of dying probes
+                    await asyncio.wait_for(session.done.wait(), health.SETTLE)
                 raise
         finally:
             self.execs.sessions.pop(session.id, None)  # probes are not listed in ExecIDs
