@@ -938,10 +938,10 @@ class ContainerService:
         self.monitor.resize(self.paths(c), h, w)
 
     async def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
-                   until: float) -> AsyncIterator[logfile.Record]:
+                   until: float) -> AsyncIterator[list[logfile.Record]]:
+        """Batches of log records: tailed from the file's end, read and parsed off the event loop."""
         c = self.get(name)
         reader = logfile.LogReader(c.log_path)  # an open file: removal cannot cut a follower short
-        recs = logfile.tail_records(reader.read(), tail)
 
         def wanted(r: logfile.Record) -> bool:
             if (r.stream == logfile.STDOUT and not stdout) or (r.stream == logfile.STDERR and not stderr):
@@ -951,13 +951,11 @@ class ContainerService:
             return not (until and r.epoch > until)
 
         try:
-            for r in recs:
-                if wanted(r):
-                    yield r
+            async for batch in logfile.existing(reader, tail):
+                yield [r for r in batch if wanted(r)]
             if follow and c.state.running:
-                async for r in logfile.follow(reader, lambda: c.state.running and c.id in self.by_id):
-                    if wanted(r):
-                        yield r
+                async for batch in logfile.follow(reader, lambda: c.state.running and c.id in self.by_id):
+                    yield [r for r in batch if wanted(r)]
         finally:
             reader.close()
 
