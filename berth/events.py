@@ -17,7 +17,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from berth.errors import InvalidParameter
+from berth.filters import Filters
 
 log = logging.getLogger("berth.events")
 
@@ -49,15 +49,12 @@ def _strip_tag(ref: str) -> str:
 
 def compile_filters(filters: dict[str, list[str]] | None) -> Callable[[Event], bool]:
     """A predicate for Docker's /events filters: values of one key are ORed, different keys ANDed."""
-    filters = {k: list(v) for k, v in (filters or {}).items() if v}
-    for key in filters:
-        if key not in _KEYS:
-            raise InvalidParameter(f"invalid filter '{key}'")
+    f = Filters.of(filters).validate(_KEYS)
+    filters = {k: v for k, v in f.items() if v}
     types = set(filters.get("type", []))
     scopes = set(filters.get("scope", []))
     actions = set(filters.get("event", [])) | set(filters.get("action", []))
     images = set(filters.get("image", []))
-    labels = [(k, v if sep else None) for k, sep, v in (s.partition("=") for s in filters.get("label", []))]
     names = {k: filters[k] for k in _NAME_KEYS if k in filters}
 
     def match(ev: Event) -> bool:
@@ -86,10 +83,7 @@ def compile_filters(filters: dict[str, list[str]] | None) -> Callable[[Event], b
             cands.discard("")
             if not any(c in images or _strip_tag(c) in images for c in cands):
                 return False
-        for k, v in labels:
-            if k not in attrs or (v is not None and attrs[k] != v):
-                return False
-        return True
+        return f.match_kv("label", attrs)
 
     return match
 

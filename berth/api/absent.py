@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from berth.api.common import json_response
+from berth.api.common import filters, json_response
+from berth.errors import InvalidParameter
+from berth.filters import Filters
 
 routes = web.RouteTableDef()
 
@@ -33,7 +35,9 @@ async def plugin_inspect(request: web.Request) -> web.Response:
 
 @routes.post("/networks/prune")
 async def networks_prune(request: web.Request) -> web.Response:
-    return json_response({"NetworksDeleted": None})  # only the predefined networks exist
+    f = filters(request).validate(("label", "label!", "until"))
+    f.until()  # a bad value is still a 400
+    return json_response({"NetworksDeleted": None})  # only the predefined networks exist, never pruned
 
 
 # Networking (bridges, ports, DNS) is not built yet: the engine has the two networks that need no
@@ -59,9 +63,26 @@ def _find_network(ref: str) -> str | None:
     return None
 
 
+def _network_listed(f: Filters, n: dict) -> bool:  # type: ignore[type-arg]
+    """Docker's network list filters, for the predefined networks (builtin, never dangling)."""
+    for t in f.vals("type"):
+        if t not in ("custom", "builtin"):
+            raise InvalidParameter(f"invalid filter: 'type'='{t}'")
+    dangling = f.vals("dangling")
+    if len(dangling) > 1:
+        raise InvalidParameter('got more than one value for filter key "dangling"')
+    if dangling and dangling[0] not in ("0", "false", "1", "true"):
+        raise InvalidParameter('invalid value for filter \'dangling\', must be "true" (or "1"), or "false" (or "0")')
+    return (f.exact("driver", n["Driver"]) and f.match("name", n["Name"]) and f.match("id", n["Id"])
+            and f.match_kv("label", n["Labels"]) and f.exact("scope", n["Scope"])
+            and not (dangling and dangling[0] in ("1", "true")) and f.exact("type", "builtin"))
+
+
 @routes.get("/networks")
 async def networks(request: web.Request) -> web.Response:
-    return json_response([_network(n) for n in _NETWORKS])
+    f = filters(request).validate(("dangling", "driver", "id", "label", "name", "scope", "type"),
+                                  patterns=("name", "id"))
+    return json_response([n for n in (_network(name) for name in _NETWORKS) if _network_listed(f, n)])
 
 
 @routes.get("/networks/{id}")

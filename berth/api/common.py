@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from berth.errors import InvalidParameter
+from berth.filters import Filters
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW_STREAM = "application/vnd.docker.raw-stream"
@@ -53,26 +54,9 @@ def qtime(request: web.Request, key: str) -> float | None:
         raise InvalidParameter(f"invalid value for {key}: {v!r}") from e
 
 
-def filters(request: web.Request) -> dict[str, list[str]]:
-    """Parse ``filters`` in both shapes Docker accepts: {"k": ["v"]} and {"k": {"v": true}}."""
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise InvalidParameter(f"invalid filter: {e}") from e
-    if not isinstance(data, dict):
-        raise InvalidParameter("invalid filter: must be a JSON object")
-    out: dict[str, list[str]] = {}
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out[k] = [x for x, on in v.items() if on]
-        elif isinstance(v, list):
-            out[k] = [str(x) for x in v]
-        else:
-            raise InvalidParameter(f"invalid filter '{k}'")
-    return out
+def filters(request: web.Request) -> Filters:
+    """The ``filters`` parameter in both shapes Docker accepts ({"k": ["v"]} and {"k": {"v": true}})."""
+    return Filters.from_json(request.query.get("filters"))
 
 
 async def json_body(request: web.Request, required: bool = True) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 import berth
-from berth.api.common import json_response
+from berth.api.common import filters, json_response
 from berth.runtime import seccomp
 
 routes = web.RouteTableDef()
@@ -135,12 +135,15 @@ async def disk_usage(request: web.Request) -> web.Response:
 
 @routes.post("/build/prune")
 async def build_prune(request: web.Request) -> web.Response:
+    f = filters(request).validate(("until", "unused-for", "id", "parent", "type", "description", "inuse", "shared",
+                                   "private"))
+    f.until()
     return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})  # no builder yet: no cache
 
 
 @routes.get("/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    from berth.api.common import dumps, filters, qtime
+    from berth.api.common import dumps, qtime
 
     sub = request.app["events"].subscribe(qtime(request, "since"), qtime(request, "until"), filters(request))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})

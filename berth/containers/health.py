@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from berth.errors import InvalidParameter
@@ -15,7 +15,8 @@ from berth.errors import InvalidParameter
 NS = 1_000_000_000
 DEFAULTS = {"Interval": 30 * NS, "Timeout": 30 * NS, "StartPeriod": 0, "StartInterval": 5 * NS, "Retries": 3}
 MAX_LOG = 5
-MAX_OUTPUT = 4096
+MAX_OUTPUT = 4096  # bytes of each probe's output kept, as Docker's maxOutputLen
+SETTLE = 10.0  # seconds a timed-out probe is given to die before the next one may start
 
 # (argv) -> (exit code, output); runs one probe inside the container
 Probe = Callable[[list[str], float], Awaitable[tuple[int, str]]]
@@ -49,6 +50,52 @@ def validate(hc: dict[str, Any] | None) -> None:
 
 def argv(test: list[str]) -> list[str]:
     return ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else list(test[1:])
+
+
+class ProbeOutput:
+    """The first ``MAX_OUTPUT`` bytes of a probe's output; the rest is read and dropped, so a probe
+    that prints without end (``yes``) costs a bounded buffer, and "..." marks the cut as in Docker."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.truncated = False
+
+    def write(self, data: bytes) -> None:
+        room = MAX_OUTPUT - len(self.buf)
+        if room > 0:
+            self.buf += data[:room]
+        if len(data) > max(room, 0):
+            self.truncated = True
+
+    async def consume(self, chunks: AsyncIterator[tuple[int, bytes]]) -> None:
+        """Read every chunk until the streams end (the probe's pipes must never fill up)."""
+        async for _stream, data in chunks:
+            self.write(data)
+
+    def text(self) -> str:
+        return self.buf.decode(errors="replace") + ("..." if self.truncated else "")
+
+
+def go_duration(ns: int) -> str:
+    """A duration as Go prints one: 500ms, 1.5s, 1m30s, 1h0m0s."""
+    if ns == 0:
+        return "0s"
+    sign, u = ("-" if ns < 0 else ""), abs(ns)
+
+    def fmt(v: int, scale: int) -> str:
+        whole, frac = divmod(v, scale)
+        digits = str(frac).rjust(len(str(scale)) - 1, "0").rstrip("0")
+        return f"{whole}.{digits}" if digits else str(whole)
+
+    if u < 1000:
+        return f"{sign}{u}ns"
+    if u < 1_000_000:
+        return f"{sign}{fmt(u, 1000)}\u00b5s"
+    if u < NS:
+        return f"{sign}{fmt(u, 1_000_000)}ms"
+    h, rem = divmod(u, 3600 * NS)
+    m, rem = divmod(rem, 60 * NS)
+    return sign + (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + fmt(rem, NS) + "s"
 
 
 def _now() -> str:
@@ -89,11 +136,11 @@ class Monitor:
         try:
             code, out = await self.probe(argv(self.cfg["Test"]), self.cfg["Timeout"] / NS)
         except TimeoutError:
-            code, out = -1, f"Health check exceeded timeout ({self.cfg['Timeout'] / NS:g}s)"
+            code, out = -1, f"Health check exceeded timeout ({go_duration(int(self.cfg['Timeout']))})"
         except Exception as e:  # the probe could not run at all: a failure, as Docker counts it
             code, out = -1, str(e)
         log = self.health.setdefault("Log", [])
-        log.append({"Start": start, "End": _now(), "ExitCode": code, "Output": out[:MAX_OUTPUT]})
+        log.append({"Start": start, "End": _now(), "ExitCode": code, "Output": out})
         del log[:-MAX_LOG]
         old = self.health["Status"]
         if code == 0:
@@ -107,6 +154,14 @@ class Monitor:
                     self.health["Status"] = "unhealthy"
         if self.health["Status"] != old:
             self.on_change(self.health["Status"])
+
+
+def read_pid(path: str) -> int:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
 
 
 async def kill_quietly(pid: int) -> None:

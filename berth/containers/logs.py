@@ -7,32 +7,68 @@ A k8s-file line is ``<RFC3339Nano> <stdout|stderr> <P|F> <text>``: ``F`` ends a 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
+
+T = TypeVar("T")
 
 STDOUT = 1
 STDERR = 2
 
 
-@dataclass
 class Record:
-    stream: int
-    ts: str  # RFC3339Nano in UTC with "Z", as docker logs -t prints
-    epoch: float
-    data: bytes
+    """One record; its timestamp is decoded only when asked for (most reads never need it)."""
+
+    __slots__ = ("stream", "data", "raw_ts", "_parsed")
+
+    def __init__(self, stream: int, raw_ts: bytes, data: bytes) -> None:
+        self.stream = stream
+        self.data = data
+        self.raw_ts = raw_ts
+        self._parsed: tuple[str, float] | None = None
+
+    def _time(self) -> tuple[str, float]:
+        if self._parsed is None:
+            try:
+                self._parsed = parse_ts(self.raw_ts.decode())
+            except (ValueError, UnicodeDecodeError):
+                self._parsed = ("0001-01-01T00:00:00.000000000Z", 0.0)
+        return self._parsed
+
+    @property
+    def ts(self) -> str:
+        """RFC3339Nano in UTC with "Z", as ``docker logs -t`` prints."""
+        return self._time()[0]
+
+    @property
+    def epoch(self) -> float:
+        return self._time()[1]
+
+
+@functools.lru_cache(maxsize=64)
+def _second(main_off: str) -> tuple[str, int]:
+    """("2026-11-27T23:22:23", Unix seconds) for a timestamp's whole-second part and offset; cached,
+    as consecutive records share it."""
+    dt = datetime.fromisoformat(main_off).astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S"), int(dt.timestamp())
 
 
 def parse_ts(ts: str) -> tuple[str, float]:
     # "2026-11-27T23:22:23.195753743+00:00" (conmon writes the local offset)
-    main, _, frac_off = ts.partition(".")
-    frac = frac_off[:9]
-    off = frac_off[len(frac):] or "+00:00"
-    dt = datetime.fromisoformat(main + off).astimezone(UTC)
-    epoch = dt.timestamp() + float("0." + (frac or "0"))
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + "." + frac.ljust(9, "0") + "Z", epoch
+    if len(ts) == 35 and ts[19] == "." and ts[20:29].isdigit():  # conmon's own shape: no scanning
+        main, frac, off = ts[:19], ts[20:29], ts[29:]
+    else:
+        main, dot, frac_off = ts.partition(".")
+        n = 0
+        while n < len(frac_off) and frac_off[n].isdigit():
+            n += 1
+        frac, off = frac_off[:n][:9], (frac_off[n:] or "+00:00") if dot else ""
+    text, whole = _second(main + off)
+    return text + "." + frac.ljust(9, "0") + "Z", whole + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
 def parse_line(line: bytes) -> Record | None:
@@ -44,12 +80,20 @@ def parse_line(line: bytes) -> Record | None:
             text = b""
         except ValueError:
             return None
-    try:
-        tsz, epoch = parse_ts(ts.decode())
-    except ValueError:
+    if ts[10:11] != b"T" or not ts[:4].isdigit():  # not a record (the time itself is decoded lazily)
         return None
-    data = text + (b"\n" if tag == b"F" else b"")
-    return Record(STDERR if stream == b"stderr" else STDOUT, tsz, epoch, data)
+    return Record(STDERR if stream == b"stderr" else STDOUT, ts, text + b"\n" if tag == b"F" else text)
+
+
+CHUNK = 1 << 20  # bytes read (and parsed) per trip to the reader pool
+BLOCK = 64 << 10  # bytes per step when tailing backwards
+# File reads and parsing run here, never on the event loop. A bounded pool: a follower borrows a
+# thread for one read at a time instead of holding one while it waits for more output.
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="berth-logs")
+
+
+async def offload(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
 
 
 class LogReader:
@@ -61,11 +105,16 @@ class LogReader:
         except FileNotFoundError:
             self.f = None
         self.pending = b""
+        self.eof = False
 
-    def read(self) -> list[Record]:
+    def read(self, limit: int = CHUNK) -> list[Record]:
+        """The complete records in the next ``limit`` bytes; ``eof`` tells whether the file ran out."""
         if self.f is None:
+            self.eof = True
             return []
-        data = self.pending + self.f.read()
+        chunk = self.f.read(limit)
+        self.eof = len(chunk) < limit
+        data = self.pending + chunk
         end = data.rfind(b"\n")
         if end < 0:
             self.pending = data
@@ -73,37 +122,101 @@ class LogReader:
         self.pending = data[end + 1:]
         return [r for r in (parse_line(line) for line in data[:end].split(b"\n")) if r is not None]
 
+    def offset(self) -> int:
+        """How far the file has been read (complete records, plus ``pending``)."""
+        return self.f.tell() if self.f is not None else 0
+
+    def seek_tail(self, n: int) -> int:
+        """Position the reader at the first record of the last ``n`` lines (all when negative), reading
+        the file backwards from its end (a partial record belongs to the line it starts); returns the
+        offset where the records present now end."""
+        if self.f is None:
+            return 0
+        stop = _after_last_newline(self.f)
+        start, finals = 0, 0
+        if n == 0:
+            start = stop
+        elif n > 0:
+            after = stop  # where the line after the current one starts
+            for line_start, line in _lines_backwards(self.f, stop):
+                if _is_final(line):
+                    finals += 1
+                    if finals > n:
+                        start = after
+                        break
+                after = line_start
+        self.f.seek(start)
+        self.pending = b""
+        return stop
+
     def close(self) -> None:
         if self.f is not None:
             self.f.close()
             self.f = None
 
 
-def tail_records(records: list[Record], n: int) -> list[Record]:
-    """The records of the last ``n`` lines (a partial record belongs to the line it starts)."""
-    if n < 0:
-        return records
-    if n == 0:
-        return []
-    count = 0
-    for i in range(len(records) - 1, -1, -1):
-        if records[i].data.endswith(b"\n"):
-            count += 1
-            if count > n:
-                return records[i + 1:]
-    return records
+def _after_last_newline(f: BinaryIO) -> int:
+    """The offset just past the file's last newline (a record still being written is left out)."""
+    pos = f.seek(0, os.SEEK_END)
+    while pos > 0:
+        size = min(BLOCK, pos)
+        pos -= size
+        f.seek(pos)
+        nl = f.read(size).rfind(b"\n")
+        if nl >= 0:
+            return pos + nl + 1
+    return 0
+
+
+def _lines_backwards(f: BinaryIO, stop: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, record without its newline) for the records before ``stop``, last first."""
+    pos, carry = stop, b""
+    while pos > 0:
+        size = min(BLOCK, pos)
+        pos -= size
+        f.seek(pos)
+        data = f.read(size) + carry
+        end = len(data)  # data[end - 1] is a record's newline
+        while True:
+            nl = data.rfind(b"\n", 0, end - 1)
+            if nl < 0:
+                break
+            yield pos + nl + 1, data[nl + 1:end - 1]
+            end = nl + 1
+        carry = data[:end]
+    if carry:
+        yield 0, carry[:-1]
+
+
+def _is_final(line: bytes) -> bool:
+    parts = line.split(b" ", 3)
+    return len(parts) >= 3 and parts[2] == b"F"
+
+
+async def existing(reader: LogReader, tail: int) -> AsyncIterator[list[Record]]:
+    """The records already in the file (the last ``tail`` lines, or all when negative), in batches read
+    off the event loop; what is written meanwhile is left to ``follow``."""
+    stop = await offload(reader.seek_tail, tail)
+    while (left := stop - reader.offset()) > 0:
+        batch = await offload(reader.read, min(CHUNK, left))
+        if batch:
+            yield batch
+        if reader.eof:
+            return
 
 
 async def follow(reader: LogReader, is_running: Callable[[], bool],
-                 interval: float = 0.05) -> AsyncIterator[Record]:
-    """Yield new records until the container stops and the file is drained."""
+                 interval: float = 0.05) -> AsyncIterator[list[Record]]:
+    """Yield batches of new records until the container stops and the file is drained."""
     while True:
         running = is_running()
-        for r in reader.read():
-            yield r
+        while True:
+            batch = await offload(reader.read)
+            if batch:
+                yield batch
+            if reader.eof:
+                break
         if not running:
-            for r in reader.read():
-                yield r
             return
         await asyncio.sleep(interval)
 

@@ -35,6 +35,7 @@ from berth.containers.mounts import MountPoint, copy_up, parse_volumes_from, res
 from berth.containers.restore import reconcile
 from berth.containers.store import Container, ContainerStore, State
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
+from berth.filters import Filters
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
 from berth.images import reference
 from berth.images.changes import apply_changes
@@ -481,17 +482,19 @@ class ContainerService:
         session = self.execs.create(c, {"Cmd": argv, "AttachStdout": True, "AttachStderr": True})
         try:
             io = await self.exec_start(session.id, detach=False)
-
-            async def collect() -> tuple[int, str]:
-                chunks = [data async for _stream, data in io.output()]
-                await session.done.wait()
-                return session.exit_code or 0, b"".join(chunks).decode(errors="replace")
-
+            out = health.ProbeOutput()  # keeps 4 KiB; reads (and drops) the rest until the pipes close
+            reader = asyncio.ensure_future(out.consume(io.output()))
             try:
-                return await asyncio.wait_for(collect(), timeout)
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(reader, session.done.wait())), timeout)
+                return session.exit_code or 0, out.text()
             except TimeoutError:
-                if session.pid:
-                    await health.kill_quietly(session.pid)
+                # the runtime may write the pid file after exec_start looked: read it again now
+                pid = session.pid or health.read_pid(os.path.join(self.paths(c).bundle,
+                                                                   f"exec-{session.id[:16]}.pid"))
+                if pid:
+                    await health.kill_quietly(pid)
+                with contextlib.suppress(TimeoutError):  # no pile-up of dying probes
+                    await asyncio.wait_for(session.done.wait(), health.SETTLE)
                 raise
         finally:
             self.execs.sessions.pop(session.id, None)  # probes are not listed in ExecIDs
@@ -726,12 +729,11 @@ class ContainerService:
         self._notify(self._remove_waiters, c.id)
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
-        for key in filters:
-            if key not in ("label", "until"):
-                raise InvalidParameter(f"invalid filter '{key}'")
+        f = Filters.of(filters).validate(views.PRUNE_FILTERS)
+        until = f.until()  # a bad value is a 400 before anything is removed
         deleted, reclaimed = [], 0
         for c in list(self.by_id.values()):
-            if c.state.running or not views.matches(c, {"label": filters.get("label", [])}, self._image_id_of):
+            if not views.prunable(c, f, until):
                 continue
             size = self.layers.rw_size(c.id)
             await self.remove(c.id, force=False, volumes=False)
@@ -929,10 +931,10 @@ class ContainerService:
         self.monitor.resize(self.paths(c), h, w)
 
     async def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
-                   until: float) -> AsyncIterator[logfile.Record]:
+                   until: float) -> AsyncIterator[list[logfile.Record]]:
+        """Batches of log records: tailed from the file's end, read and parsed off the event loop."""
         c = self.get(name)
         reader = logfile.LogReader(c.log_path)  # an open file: removal cannot cut a follower short
-        recs = logfile.tail_records(reader.read(), tail)
 
         def wanted(r: logfile.Record) -> bool:
             if (r.stream == logfile.STDOUT and not stdout) or (r.stream == logfile.STDERR and not stderr):
@@ -942,13 +944,11 @@ class ContainerService:
             return not (until and r.epoch > until)
 
         try:
-            for r in recs:
-                if wanted(r):
-                    yield r
+            async for batch in logfile.existing(reader, tail):
+                yield [r for r in batch if wanted(r)]
             if follow and c.state.running:
-                async for r in logfile.follow(reader, lambda: c.state.running and c.id in self.by_id):
-                    if wanted(r):
-                        yield r
+                async for batch in logfile.follow(reader, lambda: c.state.running and c.id in self.by_id):
+                    yield [r for r in batch if wanted(r)]
         finally:
             reader.close()
 
@@ -960,30 +960,10 @@ class ContainerService:
             entry["SizeRw"] = await asyncio.to_thread(self.layers.rw_size, entry["Id"])
         return out
 
-    def _image_id_of(self, name: str) -> str | None:
-        try:
-            return self.images.get(name).id
-        except BerthError:
-            return None
-
     def list(self, all_: bool, limit: int, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-        for key in filters:
-            if key not in ("id", "name", "label", "status", "exited", "ancestor", "before", "since"):
-                raise InvalidParameter(f"invalid filter '{key}'")
-        for s in filters.get("status", []):
-            if s not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
-                raise InvalidParameter(f"invalid filter 'status={s}'")
         items = sorted(self.by_id.values(), key=lambda x: x.created_ts, reverse=True)
-        out = []
-        for c in items:
-            if not all_ and not c.state.running and not filters.get("status"):
-                continue
-            if not views.matches(c, filters, self._image_id_of):
-                continue
-            out.append(views.summary(c, self.volumes.root))
-            if limit > 0 and len(out) >= limit:
-                break
-        return out
+        return views.listing(items, all_, limit, filters, self.get, lambda refs: views.image_family(self.images, refs),
+                             self.volumes.root)
 
     async def inspect(self, name: str, size: bool = False) -> dict[str, Any]:
         c = self.get(name)

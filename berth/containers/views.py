@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from berth.containers.mounts import MountPoint
 from berth.containers.store import Container
+from berth.errors import BerthError, InvalidParameter
+from berth.filters import Filters, go_list
+
+# the predefined networks' IDs (berth/api/absent.py lists them)
+NONE_NETWORK_ID = "0" * 63 + "1"
+HOST_NETWORK_ID = "0" * 63 + "2"
 
 
 def human_duration(seconds: float) -> str:
@@ -108,22 +113,135 @@ def detail(c: Container, driver: Any, exec_ids: list[str], volume_root: str) -> 
     }
 
 
-def matches(c: Container, filters: dict[str, list[str]], image_id_of: Callable[[str], str | None]) -> bool:
-    if filters.get("id") and not any(c.id.startswith(v) for v in filters["id"]):
+# the keys GET /containers/json accepts, and the values its enumerated keys take
+LIST_FILTERS = ("ancestor", "before", "exited", "id", "isolation", "label", "name", "status", "health", "since",
+                "volume", "network", "is-task", "publish", "expose")
+PRUNE_FILTERS = ("label", "label!", "until")
+STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+HEALTH = ("starting", "healthy", "unhealthy", "none")
+
+
+def _ports(f: Filters, key: str) -> set[str]:
+    """``publish``/``expose`` values ("80", "80/udp", "8000-8010/tcp") as the set of "port/proto" they name."""
+    out: set[str] = set()
+    for value in f.vals(key):
+        if ":" in value:
+            raise InvalidParameter(f"filter for '{key}' should not contain ':': {value}")
+        port, _, proto = value.partition("/")
+        lo, _, hi = port.partition("-")
+        try:
+            start, end = int(lo), int(hi or lo)
+            if not (0 <= start <= 65535 and 0 <= end <= 65535) or not lo.isdigit() or (hi and not hi.isdigit()):
+                raise ValueError(f"invalid port range: {port}")
+        except ValueError as e:
+            raise InvalidParameter(f"error while looking up for {key} {value}: {e}") from e
+        out.update(f"{p}/{(proto or 'tcp').lower()}" for p in range(start, end + 1))
+    return out
+
+
+def image_family(images: Any, refs: list[str]) -> set[str]:
+    """The IDs of the images ``refs`` name and of every image built on them (``ancestor``)."""
+    out: set[str] = set()
+    todo = []
+    for ref in refs:
+        try:
+            todo.append(images.get(ref).id)
+        except BerthError:
+            continue  # an unknown image matches nothing, as in Docker
+    while todo:
+        iid = todo.pop()
+        if iid not in out:
+            out.add(iid)
+            todo.extend(images.images.children(iid))
+    return out
+
+
+def health_of(c: Container) -> str:
+    h = c.state.Health
+    return h.get("Status", "starting") if h else "none"
+
+
+def listing(items: list[Container], all_: bool, limit: int, filters: dict[str, list[str]],
+            lookup: Callable[[str], Container], family: Callable[[list[str]], set[str]],
+            volume_root: str) -> list[dict[str, Any]]:
+    """``GET /containers/json``: newest first, filtered with Docker's rules."""
+    f = Filters.of(filters).validate(LIST_FILTERS, patterns=("name", "id"))
+    for s in f.vals("status"):
+        if s not in STATES:
+            raise InvalidParameter(f"invalid filter 'status={s}'")
+    for s in f.vals("health"):
+        if s not in HEALTH:
+            raise InvalidParameter(f"Unrecognised filter value for health: {s}")
+    exited: set[int] = set()
+    for v in f.vals("exited"):
+        try:
+            exited.add(int(v))
+        except ValueError as e:
+            raise InvalidParameter(f'strconv.Atoi: parsing "{v}": invalid syntax') from e
+    is_task = None
+    if "is-task" in f:
+        if not {"true", "false"} & set(f["is-task"]):
+            raise InvalidParameter(f"invalid filter 'is-task={go_list(f['is-task'])}'")
+        is_task = "true" in f["is-task"]
+    before = [lookup(v).id for v in f.vals("before")][-1:]
+    since = [lookup(v).id for v in f.vals("since")][-1:]
+    publish, expose = _ports(f, "publish"), _ports(f, "expose")
+    images = family(f.vals("ancestor")) if "ancestor" in f else None
+    all_ = all_ or bool(f.vals("status"))
+    out: list[dict[str, Any]] = []
+    for c in items:
+        if before:
+            if c.id == before[0]:
+                before = []
+            continue
+        if since and c.id == since[0]:
+            break
+        if not c.state.running and not all_ and limit <= 0:
+            continue
+        if limit > 0 and len(out) >= limit:
+            break
+        if not _include(c, f, exited, is_task, images):
+            continue
+        entry = summary(c, volume_root)
+        if publish or expose:
+            ports = entry["Ports"]
+            if not any(f"{p.get('PublicPort')}/{p.get('Type')}" in publish or
+                       f"{p.get('PrivatePort')}/{p.get('Type')}" in expose for p in ports):
+                continue
+        out.append(entry)
+    return out
+
+
+def _include(c: Container, f: Filters, exited: set[int], is_task: bool | None, images: set[str] | None) -> bool:
+    if not (f.match("name", "/" + c.name) or f.match("name", c.name)) or not f.match("id", c.id):
         return False
-    if filters.get("name") and not any(re.search(v, "/" + c.name) for v in filters["name"]):
+    if is_task:  # no container of this engine is a swarm task
         return False
-    if filters.get("status") and c.state.Status not in filters["status"]:
+    if not f.match_kv("label", c.config.get("Labels")):
         return False
-    if filters.get("exited"):
-        if c.state.Status != "exited" or str(c.state.ExitCode) not in filters["exited"]:
+    if exited and (c.state.running or c.state.StartedTs == 0 or c.state.ExitCode not in exited):
+        return False
+    if not f.exact("status", c.state.Status) or not f.exact("health", health_of(c)):
+        return False
+    if "volume" in f:
+        names = {m.get("Name") or m.get("Source") for m in c.mounts}
+        dests = {m.get("Destination") for m in c.mounts}
+        if not any(v in names or v in dests for v in f.vals("volume")):
             return False
-    labels = c.config.get("Labels") or {}
-    for want in filters.get("label", []):
-        k, sep, v = want.partition("=")
-        if k not in labels or (sep and labels[k] != v):
-            return False
-    if filters.get("ancestor"):
-        if not any(image_id_of(a) == c.image_id for a in filters["ancestor"]):
+    if images is not None and c.image_id not in images:
+        return False
+    if "network" in f:
+        mode = c.host_config.get("NetworkMode") or "default"
+        ids = {"none": NONE_NETWORK_ID, "host": HOST_NETWORK_ID}
+        if not any(v == mode or (mode in ids and ids[mode].startswith(v)) for v in f.vals("network")):
             return False
     return True
+
+
+def prunable(c: Container, f: Filters, until: float | None) -> bool:
+    """``POST /containers/prune``: a stopped container, old enough, with the labels asked for."""
+    if c.state.Status in ("running", "paused", "restarting", "removing"):
+        return False
+    if until is not None and c.created_ts > until:
+        return False
+    return f.match_labels(c.config.get("Labels"))

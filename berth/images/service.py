@@ -8,10 +8,10 @@ request leaves the store as it was.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import hashlib
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from berth import crashpoint
-from berth.errors import Conflict, InvalidParameter
+from berth.errors import Conflict
+from berth.filters import Filters, familiar_match, glob, timestamp
 from berth.images import reference
 from berth.images.archive import ArchiveError, ArchiveReader, SaveImage, spool_uncompressed, write_save
 from berth.images.changes import apply_changes
@@ -293,11 +294,34 @@ class ImageService:
         }
 
     def list(self, all_: bool, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """``GET /images/json`` with Docker's filters (``reference`` also narrows each image's tags)."""
+        f = Filters.of(filters).validate(LIST_FILTERS)
+        dangling_only = f.get_bool("dangling", False)
+        for pattern in f.vals("reference"):
+            glob(pattern)  # a bad pattern is a 400 even when no image is there to try it on
+        befores = [created_ts(self.get(v)) for v in f.vals("before")] + [timestamp(v) for v in f.vals("until")]
+        since = max((created_ts(self.get(v)) for v in f.vals("since")), default=None)
+        before = min(befores, default=None)
         out = []
         for image in self.images.list():
-            if not _match(image, filters):
+            created = created_ts(image)
+            if (before is not None and not created < before) or (since is not None and not created > since):
                 continue
-            out.append(self.summary(image))
+            if "label" in f and not f.match_kv("label", (image.config.get("config") or {}).get("Labels")):
+                continue
+            entry = self.summary(image)
+            if "reference" in f:
+                pats = f.vals("reference")
+                entry["RepoTags"] = [t for t in image.repo_tags if any(familiar_match(p, t) for p in pats)]
+                entry["RepoDigests"] = [d for d in image.repo_digests if any(familiar_match(p, d) for p in pats)]
+            if not entry["RepoTags"] and not entry["RepoDigests"]:
+                if not all_ and self.images.children(image.id):
+                    continue  # an intermediate image, shown only with --all
+                if ("dangling" in f and not dangling_only) or "reference" in f:
+                    continue
+            elif dangling_only and entry["RepoTags"]:
+                continue
+            out.append(entry)
         return out
 
     def df_items(self) -> tuple[int, list[dict[str, Any]]]:
@@ -426,14 +450,20 @@ class ImageService:
         return out
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
-        dangling_only = _bool_filter(filters.get("dangling"), default=True)
+        f = Filters.of(filters).validate(PRUNE_FILTERS)
+        dangling_only = f.get_bool("dangling", True)
+        until = f.until()  # bad values are a 400 before anything is deleted
         deleted: list[dict[str, str]] = []
         reclaimed = 0
         async with self._lock:
             for image in self.images.list():
                 if dangling_only and image.repo_tags:
                     continue
-                if not _label_match(image, filters.get("label", [])):
+                if not image.repo_tags and not image.repo_digests and self.images.children(image.id):
+                    continue  # an intermediate image goes with its child
+                if until is not None and created_ts(image) > until:
+                    continue
+                if not f.match_labels((image.config.get("config") or {}).get("Labels")):
                     continue
                 if self.containers_using(image.id):
                     continue
@@ -448,46 +478,17 @@ class ImageService:
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 
-def _bool_filter(vals: list[str] | None, default: bool) -> bool:
-    if not vals:
-        return default
-    v = vals[0].lower()
-    if v in ("true", "1"):
-        return True
-    if v in ("false", "0"):
-        return False
-    raise InvalidParameter(f"invalid filter 'dangling={vals[0]}'")
+LIST_FILTERS = ("dangling", "label", "before", "since", "reference", "until")
+PRUNE_FILTERS = ("dangling", "label", "label!", "until")
 
 
-def _label_match(image: Image, labels: list[str]) -> bool:
-    have = (image.config.get("config") or {}).get("Labels") or {}
-    for want in labels:
-        k, sep, v = want.partition("=")
-        if k not in have or (sep and have[k] != v):
-            return False
-    return True
-
-
-def _match(image: Image, filters: dict[str, list[str]]) -> bool:
-    for key in filters:
-        if key not in ("dangling", "reference", "label", "before", "since"):
-            raise InvalidParameter(f"invalid filter '{key}'")
-    if "dangling" in filters:
-        want = _bool_filter(filters["dangling"], True)
-        if want != (not image.repo_tags):
-            return False
-    if filters.get("reference"):
-        ok = False
-        for pattern in filters["reference"]:
-            for t in image.repo_tags:
-                repo = t.rsplit(":", 1)[0]
-                if fnmatch.fnmatchcase(t, pattern) or fnmatch.fnmatchcase(repo, pattern):
-                    ok = True
-        if not ok:
-            return False
-    if not _label_match(image, filters.get("label", [])):
-        return False
-    return True
+def created_ts(image: Image) -> float:
+    """The image's ``created`` as Unix seconds (nanoseconds kept as far as a float holds them)."""
+    s = image.config.get("created")
+    if not s:
+        return 0.0
+    frac = re.match(r"[^.]*\.(\d+)", s)
+    return parse_created(s) + (float("0." + frac.group(1)) if frac else 0.0)
 
 
 __all__ = ["ImageNotFound", "ImageService"]

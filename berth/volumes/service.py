@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from berth.errors import Conflict, InvalidParameter
+from berth.filters import Filters, go_list
 from berth.fsutil import dir_size, discard_tree
 from berth.layers.tarapply import apply_tar
 from berth.threadstream import stream_from_thread
@@ -17,6 +18,19 @@ from berth.volumes.store import ANON_LABEL, Volume, VolumeStore, inspect
 
 Users = Callable[[str], list[str]]
 Pauser = Callable[[str], Awaitable[None]]
+
+
+def _all_flag(vals: list[str]) -> bool:
+    """Prune's ``all``: one value, as Go's ParseBool reads it."""
+    if len(vals) > 1:
+        raise InvalidParameter(f"invalid filter 'all={go_list(vals)}': only one value is expected")
+    if not vals:
+        return False
+    if vals[0] in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if vals[0] in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise InvalidParameter(f'invalid filter \'all\': strconv.ParseBool: parsing "{vals[0]}": invalid syntax')
 
 
 class VolumeService:
@@ -45,28 +59,15 @@ class VolumeService:
     def inspect(self, name: str) -> dict[str, Any]:
         return inspect(self.store.get(name))
 
-    def _matches(self, vol: Volume, filters: dict[str, list[str]]) -> bool:
-        for key in filters:
-            if key not in ("name", "label", "dangling", "driver", "all"):
-                raise InvalidParameter(f"invalid filter '{key}'")
-        if filters.get("name") and not any(n in vol.name for n in filters["name"]):
+    def _matches(self, vol: Volume, f: Filters, dangling: bool | None) -> bool:
+        if not f.exact("driver", vol.driver) or not f.match("name", vol.name) or not f.match_labels(vol.labels):
             return False
-        if filters.get("driver") and vol.driver not in filters["driver"]:
-            return False
-        for want in filters.get("label", []):
-            k, sep, v = want.partition("=")
-            if k not in vol.labels or (sep and vol.labels[k] != v):
-                return False
-        if filters.get("dangling"):
-            val = filters["dangling"][0].lower()
-            if val not in ("true", "1", "false", "0"):
-                raise InvalidParameter(f"invalid filter 'dangling={filters['dangling'][0]}'")
-            if (val in ("true", "1")) == bool(self.users(vol.name)):
-                return False
-        return True
+        return dangling is None or dangling != bool(self.users(vol.name))
 
     def list(self, filters: dict[str, list[str]]) -> dict[str, Any]:
-        return {"Volumes": [inspect(v) for v in self.store.list() if self._matches(v, filters)], "Warnings": None}
+        f = Filters.of(filters).validate(("dangling", "name", "driver", "label"), patterns=("name",))
+        dangling = f.get_bool("dangling", False) if "dangling" in f else None
+        return {"Volumes": [inspect(v) for v in self.store.list() if self._matches(v, f, dangling)], "Warnings": None}
 
     def remove(self, name: str, force: bool) -> None:
         users = self.users(name) if self.store.exists(name) else []
@@ -77,10 +78,11 @@ class VolumeService:
 
     def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         """Unused volumes; anonymous ones only unless ``all=true`` (as Docker 23+)."""
-        everything = (filters.pop("all", ["false"]) or ["false"])[0].lower() in ("true", "1")
+        f = Filters.of(filters).validate(("label", "label!", "all"))
+        everything = _all_flag(f.vals("all"))
         deleted, reclaimed = [], 0
         for vol in self.store.list():
-            if not self._matches(vol, filters) or self.users(vol.name):
+            if not f.match_labels(vol.labels) or self.users(vol.name):
                 continue
             if not everything and ANON_LABEL not in vol.labels:
                 continue
