@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check berth tests bench
+.venv/bin/mypy --strict berth/registry  # the registry package is fully typed; keep it so
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -28,8 +28,8 @@ import pytest
 from aiohttp import web
 
 from berth.registry import build_app, collect, serve
-from berth.registry.auth import BasicAuth, Htpasswd, TokenAuth
-from berth.registry.storage import FilesystemStorage
+from berth.registry.endpoints.auth import BasicAuth, Htpasswd, TokenAuth
+from berth.registry.model.storage import FilesystemStorage
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

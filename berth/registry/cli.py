@@ -9,9 +9,9 @@ import logging
 import signal
 import sys
 
-from berth.registry.app import serve
-from berth.registry.auth import SERVICE, auth_from_spec
-from berth.registry.gc import collect, format_report
+from berth.registry.endpoints.app import serve
+from berth.registry.endpoints.auth import SERVICE, auth_from_spec
+from berth.registry.model.gc import collect, format_report
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from berth.registry.storage import Storage
-
-if TYPE_CHECKING:
-    from berth.registry.auth import Auth, Grant
-    from berth.registry.uploads import UploadSessions
+from berth.registry.endpoints.auth import Auth, Grant
+from berth.registry.model.registry import RegistryModel
 
 
 @dataclass
 class RegistryContext:
-    storage: Storage
-    uploads: UploadSessions
+    model: RegistryModel
     auth: Auth | None = None
     allow_anonymous_read: bool = False
     # Manifests bigger than this are refused; the spec asks registries to accept at least 4 MiB.
@@ -32,4 +28,5 @@ GRANT_KEY: Any = (web.RequestKey("berth.registry.grant", object) if hasattr(web,
 
 def grant_of(request: web.Request) -> Grant | None:
     """What the authenticated caller may do; None when the registry runs without auth."""
-    return request.get(GRANT_KEY)
+    grant = request.get(GRANT_KEY)
+    return grant if isinstance(grant, Grant) else None

@@ -16,13 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from berth.registry import blobs, catalog, manifests, referrers, tags, uploads
-from berth.registry.auth import Access, Auth, catalog_access
-from berth.registry.context import CONTEXT, GRANT_KEY, RegistryContext
-from berth.registry.errors import RegistryError, error_middleware, unsupported
-from berth.registry.names import check_name
-from berth.registry.storage import FilesystemStorage, Storage
-from berth.registry.uploads import UploadSessions
+from berth.registry.endpoints import blobs, catalog, manifests, referrers, tags, uploads
+from berth.registry.endpoints.auth import Access, Auth, catalog_access
+from berth.registry.endpoints.context import CONTEXT, GRANT_KEY, RegistryContext
+from berth.registry.endpoints.errors import error_middleware
+from berth.registry.model.errors import RegistryError, unsupported
+from berth.registry.model.names import check_name
+from berth.registry.model.registry import FilesystemRegistry, RegistryModel
+from berth.registry.model.storage import Storage
 
 log = logging.getLogger("berth.registry")
 
@@ -101,16 +102,18 @@ async def _api_version(request: web.Request, response: web.StreamResponse) -> No
 
 
 def build_app(root: str, auth: Auth | None = None, allow_anonymous_read: bool = False, *,
-              storage: Storage | None = None, max_manifest_size: int = 4 * 1024 * 1024) -> web.Application:
-    """The registry application over ``root`` (or an explicit ``storage``)."""
-    store = storage if storage is not None else FilesystemStorage(root)
-    ctx = RegistryContext(store, UploadSessions(store), auth, allow_anonymous_read, max_manifest_size)
+              storage: Storage | None = None, model: RegistryModel | None = None,
+              max_manifest_size: int = 4 * 1024 * 1024) -> web.Application:
+    """The registry application over ``root`` (or an explicit ``storage``, or a whole ``model``)."""
+    if model is None:
+        model = FilesystemRegistry(storage if storage is not None else root)
+    ctx = RegistryContext(model, auth, allow_anonymous_read, max_manifest_size)
     app = web.Application(middlewares=[error_middleware])
     app[CONTEXT] = ctx
     app.router.add_route("*", "/v2", dispatch)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     if auth is not None:
-        auth.setup(app)
+        auth.setup(app, allow_anonymous_read)
     app.on_response_prepare.append(_api_version)
     return app
 

@@ -37,10 +37,10 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
-from berth.registry import catalog, layout, manifests, referrers, tags
-from berth.registry.digests import Digest, parse_digest
-from berth.registry.errors import RegistryError
-from berth.registry.storage import FilesystemStorage, Storage
+from berth.registry.model import catalog, layout, manifests, referrers, tags
+from berth.registry.model.digests import Digest, parse_digest
+from berth.registry.model.errors import RegistryError
+from berth.registry.model.storage import FilesystemStorage, Storage
 
 
 @dataclass
@@ -81,13 +81,13 @@ def _scan(storage: Storage, name: str) -> _Repo:
         st = storage.stat(layout.revision(name, d))
         if st is not None:
             revisions[d] = st.mtime_ns
-    targets = [d for t in tags.list_tags(storage, name) if (d := tags.resolve(storage, name, t)) is not None]
+    targets = [td for t in tags.list_tags(storage, name) if (td := tags.resolve(storage, name, t)) is not None]
     refs: dict[Digest, list[Digest]] = {}
     for subject in _digests_under(storage, layout.referrers_root(name)):
         for entry in storage.list(layout.referrers_dir(name, subject)):
-            d = referrers.entry_digest(entry)
-            if d is not None:
-                refs.setdefault(subject, []).append(d)
+            rd = referrers.entry_digest(entry)
+            if rd is not None:
+                refs.setdefault(subject, []).append(rd)
     return _Repo(name, revisions, targets, refs)
 
 

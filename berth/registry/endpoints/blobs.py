@@ -1,9 +1,4 @@
-"""Blobs: ``GET``/``HEAD``/``DELETE /v2/<name>/blobs/<digest>`` and the link/commit primitives uploads use.
-
-A blob is visible in a repository only while the repository holds a link to it *and* the blob file
-exists. Everything that makes a blob visible runs under the root's shared lock and refreshes the
-blob's mtime, which is what keeps a concurrent GC sweep from collecting it (see :mod:`.gc`).
-"""
+"""Blobs: ``GET``/``HEAD``/``DELETE /v2/<name>/blobs/<digest>``, with single ``Range`` requests."""
 
 from __future__ import annotations
 
@@ -12,61 +7,14 @@ import re
 
 from aiohttp import web
 
-from berth.registry import layout
-from berth.registry.context import RegistryContext
-from berth.registry.digests import Digest, parse_digest
-from berth.registry.errors import blob_unknown
-from berth.registry.storage import Storage
+from berth.registry.endpoints.context import RegistryContext
+from berth.registry.model.digests import parse_digest
+from berth.registry.model.errors import blob_unknown
 
 READ_CHUNK = 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-# ---- storage-level operations (synchronous; run them in a thread) ----
-
-def linked_size(storage: Storage, name: str, d: Digest) -> int | None:
-    """The blob's size when ``name`` links it and the content exists, else None."""
-    if storage.stat(layout.layer_link(name, d)) is None:
-        return None
-    st = storage.stat(layout.blob(d))
-    return st.size if st is not None else None
-
-
-def link(storage: Storage, name: str, d: Digest) -> None:
-    """Link an existing blob into ``name``. The caller holds the shared lock."""
-    storage.put(layout.layer_link(name, d), str(d).encode())
-
-
-def mount(storage: Storage, name: str, source: str, d: Digest) -> bool:
-    """Cross-repository mount: link ``d`` into ``name`` if ``source`` has it."""
-    with storage.shared_lock():
-        if linked_size(storage, source, d) is None:
-            return False
-        storage.touch(layout.blob(d))  # fresh mtime: a GC that marked before this link must not sweep it
-        link(storage, name, d)
-    return True
-
-
-def commit(storage: Storage, data_key: str, name: str, d: Digest) -> None:
-    """Make verified upload data the blob ``d`` (or reuse the existing copy) and link it into ``name``."""
-    with storage.shared_lock():
-        target = layout.blob(d)
-        if storage.stat(target) is not None:
-            storage.touch(target)  # deduplicated: refresh it so a running GC keeps it
-            storage.delete(data_key)
-        else:
-            with storage.writer(data_key) as w:
-                w.sync()
-            storage.touch(data_key)  # rename keeps the mtime; make the new blob look new to GC
-            storage.move(data_key, target)
-        link(storage, name, d)
-
-
-def unlink(storage: Storage, name: str, d: Digest) -> bool:
-    return storage.delete(layout.layer_link(name, d))
-
-
-# ---- HTTP ----
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:
     """An inclusive (start, end) for a single ``bytes=`` range; None means "send everything".
@@ -93,7 +41,7 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
 
 async def get_blob(request: web.Request, ctx: RegistryContext, name: str, digest: str) -> web.StreamResponse:
     d = parse_digest(digest)
-    size = await asyncio.to_thread(linked_size, ctx.storage, name, d)
+    size = await asyncio.to_thread(ctx.model.blob_size, name, d)
     if size is None:
         raise blob_unknown(digest)
     headers = {
@@ -122,7 +70,7 @@ async def get_blob(request: web.Request, ctx: RegistryContext, name: str, digest
     if request.method == "HEAD" or length == 0:
         await resp.write_eof()
         return resp
-    f = await asyncio.to_thread(ctx.storage.reader, layout.blob(d), start)
+    f = await asyncio.to_thread(ctx.model.open_blob, d, start)
     try:
         left = length
         while left > 0:
@@ -140,6 +88,6 @@ async def get_blob(request: web.Request, ctx: RegistryContext, name: str, digest
 async def delete_blob(request: web.Request, ctx: RegistryContext, name: str, digest: str) -> web.StreamResponse:
     # Only the repository's link goes; the bytes stay until GC finds no manifest needs them.
     d = parse_digest(digest)
-    if not await asyncio.to_thread(unlink, ctx.storage, name, d):
+    if not await asyncio.to_thread(ctx.model.unlink_blob, name, d):
         raise blob_unknown(digest)
     return web.Response(status=202)

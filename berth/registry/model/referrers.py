@@ -1,4 +1,4 @@
-"""The referrers API: ``GET /v2/<name>/referrers/<digest>[?artifactType=...]``.
+"""Referrers: descriptors of manifests that name a ``subject``, kept per subject.
 
 When a manifest with a ``subject`` is pushed, :func:`record` writes its descriptor under
 ``_referrers/<subject>/``; listing reads those entries back, skipping any whose manifest was deleted
@@ -7,19 +7,13 @@ since (GC removes such stale entries).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-from aiohttp import web
-
-from berth.registry import catalog, layout
-from berth.registry.context import RegistryContext
-from berth.registry.digests import Digest, parse_digest
-from berth.registry.errors import RegistryError, name_unknown
-from berth.registry.storage import Storage
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+from berth.registry.model import layout
+from berth.registry.model.digests import Digest, parse_digest
+from berth.registry.model.errors import RegistryError
+from berth.registry.model.storage import Storage
 
 
 def descriptor(media_type: str, d: Digest, size: int, artifact_type: str | None,
@@ -60,24 +54,3 @@ def list_referrers(storage: Storage, name: str, subject: Digest) -> list[dict[st
         except (FileNotFoundError, ValueError):
             continue
     return out
-
-
-def _listing(storage: Storage, name: str, subject: Digest) -> list[dict[str, Any]] | None:
-    if not catalog.exists(storage, name):
-        return None
-    return list_referrers(storage, name, subject)
-
-
-async def get_referrers(request: web.Request, ctx: RegistryContext, name: str, digest: str) -> web.StreamResponse:
-    subject = parse_digest(digest)
-    found = await asyncio.to_thread(_listing, ctx.storage, name, subject)
-    if found is None:
-        raise name_unknown(name)
-    headers: dict[str, str] = {}
-    wanted = request.query.get("artifactType")
-    if wanted:
-        found = [d for d in found if d.get("artifactType") == wanted]
-        headers["OCI-Filters-Applied"] = "artifactType"
-    # 200 with an empty index even for an unknown subject: referrers may be pushed before their subject.
-    body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": found}
-    return web.Response(body=json.dumps(body).encode(), headers=headers, content_type=OCI_INDEX)

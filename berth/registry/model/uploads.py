@@ -1,4 +1,4 @@
-"""Blob uploads: ``POST``/``PATCH``/``PUT``/``GET``/``DELETE /v2/<name>/blobs/uploads/...``.
+"""Blob upload sessions: the storage side of ``/v2/<name>/blobs/uploads/...``.
 
 A session is ``_uploads/<id>/`` with a ``data`` file (bytes received so far) and a ``state`` file
 (the repository it belongs to). While the server runs, each live session keeps a running sha256 in
@@ -15,23 +15,17 @@ import json
 import re
 import time
 import uuid
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import StreamReader, web
-
-from berth.registry import blobs, layout
-from berth.registry.auth import Access
-from berth.registry.context import RegistryContext, grant_of
-from berth.registry.digests import Digest, is_digest, new_hasher, parse_digest
-from berth.registry.errors import RegistryError, digest_invalid, upload_unknown
-from berth.registry.names import valid_name
-from berth.registry.storage import Storage
+from berth.registry.model import blobs, layout
+from berth.registry.model.digests import Digest, new_hasher
+from berth.registry.model.errors import RegistryError, digest_invalid, upload_unknown
+from berth.registry.model.storage import Storage
 
 FLUSH = 1024 * 1024
-READ_CHUNK = 256 * 1024
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
 
 
 @dataclass(eq=False)
@@ -116,7 +110,7 @@ class UploadSessions:
                                                s.offset)
         return s.hasher
 
-    async def append(self, s: UploadSession, content: StreamReader, expected: int | None) -> int:
+    async def append(self, s: UploadSession, content: AsyncIterable[bytes], expected: int | None) -> int:
         """Stream a request body onto the session; on any failure the session is as it was before."""
         hasher = await self._ensure_hasher(s)
         before = hasher.copy()
@@ -132,7 +126,7 @@ class UploadSessions:
             if w.size != start:
                 await asyncio.to_thread(w.truncate, start)  # leftovers of an earlier failed request
             buf = bytearray()
-            async for chunk in content.iter_chunked(READ_CHUNK):
+            async for chunk in content:
                 buf += chunk
                 if len(buf) >= FLUSH:
                     data, buf = buf, bytearray()
@@ -182,111 +176,3 @@ class UploadSessions:
                 w.truncate(s.offset)
         blobs.commit(self.storage, data, s.name, d)
         self.storage.delete(layout.upload_dir(s.id))
-
-
-# ---- HTTP ----
-
-def _range(offset: int) -> str:
-    # Inclusive end; distribution (and clients) report "0-0" for an empty upload too.
-    return f"0-{max(0, offset - 1)}"
-
-
-def _session_headers(name: str, s: UploadSession) -> dict[str, str]:
-    return {
-        "Location": f"/v2/{name}/blobs/uploads/{s.id}",
-        "Range": _range(s.offset),
-        "Docker-Upload-UUID": s.id,
-    }
-
-
-def _created(name: str, d: Digest) -> web.Response:
-    return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{d}", "Docker-Content-Digest": str(d)})
-
-
-def _range_not_satisfiable(name: str, s: UploadSession) -> web.Response:
-    return web.Response(status=416, headers=_session_headers(name, s))
-
-
-def _check_content_range(request: web.Request, s: UploadSession) -> tuple[bool, int | None]:
-    """(acceptable, expected body length) for an optional ``Content-Range: a-b``."""
-    expected = request.content_length
-    value = request.headers.get("Content-Range")
-    if value is None:
-        return True, expected
-    m = _CONTENT_RANGE.match(value.strip())
-    if not m:
-        return False, None
-    a, b = int(m.group(1)), int(m.group(2))
-    if a != s.offset or b < a or (expected is not None and expected != b - a + 1):
-        return False, None  # chunks must arrive in order, each starting at the current offset
-    return True, b - a + 1
-
-
-async def start(request: web.Request, ctx: RegistryContext, name: str) -> web.StreamResponse:
-    q = request.query
-    mount, source = q.get("mount"), q.get("from")
-    if mount and source and valid_name(source) and is_digest(mount):
-        grant = grant_of(request)
-        if grant is None or grant.allows(Access("repository", source, "pull")):
-            d = parse_digest(mount)
-            if await asyncio.to_thread(blobs.mount, ctx.storage, name, source, d):
-                return _created(name, d)
-        # Otherwise fall back to an ordinary upload session, as the spec asks.
-    wanted = [parse_digest(v) for v in q.getall("digest", [])]
-    s = await ctx.uploads.create(name)
-    if not wanted:
-        return web.Response(status=202, headers=_session_headers(name, s))
-    # Monolithic upload: the body is the whole blob.
-    async with s.lock:
-        try:
-            await ctx.uploads.append(s, request.content, request.content_length)
-            d = await ctx.uploads.finish(s, wanted)
-        except Exception:
-            if not s.gone:
-                await ctx.uploads.discard(s)
-            raise
-    return _created(name, d)
-
-
-async def patch(request: web.Request, ctx: RegistryContext, name: str, session_id: str) -> web.StreamResponse:
-    s = await ctx.uploads.get(session_id, name)
-    async with s.lock:
-        if s.gone:
-            raise upload_unknown(session_id)
-        ok, expected = _check_content_range(request, s)
-        if not ok:
-            return _range_not_satisfiable(name, s)
-        await ctx.uploads.append(s, request.content, expected)
-        return web.Response(status=202, headers=_session_headers(name, s))
-
-
-async def put(request: web.Request, ctx: RegistryContext, name: str, session_id: str) -> web.StreamResponse:
-    raw = request.query.getall("digest", [])
-    if not raw:
-        raise digest_invalid("", "the digest parameter is required to complete an upload")
-    wanted = [parse_digest(v) for v in raw]
-    s = await ctx.uploads.get(session_id, name)
-    async with s.lock:
-        if s.gone:
-            raise upload_unknown(session_id)
-        ok, expected = _check_content_range(request, s)
-        if not ok:
-            return _range_not_satisfiable(name, s)
-        if request.body_exists:
-            await ctx.uploads.append(s, request.content, expected)
-        d = await ctx.uploads.finish(s, wanted)
-    return _created(name, d)
-
-
-async def status(request: web.Request, ctx: RegistryContext, name: str, session_id: str) -> web.StreamResponse:
-    s = await ctx.uploads.get(session_id, name)
-    return web.Response(status=204, headers=_session_headers(name, s))
-
-
-async def cancel(request: web.Request, ctx: RegistryContext, name: str, session_id: str) -> web.StreamResponse:
-    s = await ctx.uploads.get(session_id, name)
-    async with s.lock:
-        if s.gone:
-            raise upload_unknown(session_id)
-        await ctx.uploads.discard(s)
-    return web.Response(status=204)

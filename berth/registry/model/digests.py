@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from berth.registry.errors import digest_invalid
+from berth.registry.model.errors import digest_invalid
 
 # algorithm -> hex length of the encoded part (the names are also hashlib names)
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}

@@ -1,8 +1,8 @@
-"""Storage keys for every registry object (see :mod:`berth.registry.storage` for the tree)."""
+"""Storage keys for every registry object (see :mod:`berth.registry.model.storage` for the tree)."""
 
 from __future__ import annotations
 
-from berth.registry.digests import Digest
+from berth.registry.model.digests import Digest
 
 BLOBS = "blobs"
 REPOSITORIES = "repositories"

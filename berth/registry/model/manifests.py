@@ -1,4 +1,4 @@
-"""Manifests: ``GET``/``HEAD``/``PUT``/``DELETE /v2/<name>/manifests/<reference>``.
+"""Manifests in the store: parsing and validating pushed manifests, storing, resolving and removing them.
 
 The manifest bytes are stored as a blob; the repository holds a revision link (JSON with the digest,
 media type and size, so ``Content-Type`` survives even when the body omits ``mediaType``) and tag links.
@@ -8,26 +8,17 @@ index is a manifest of the repository; a ``subject`` need not exist yet (referre
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import hdrs, web
+from berth.registry.model import blobs, catalog, layout, referrers, tags
+from berth.registry.model.digests import Digest, parse_digest
+from berth.registry.model.errors import ErrorInfo, RegistryError, manifest_unknown, name_unknown, unsupported
+from berth.registry.model.mediatypes import INDEX_TYPES, MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST
+from berth.registry.model.names import valid_tag
+from berth.registry.model.storage import Storage
 
-from berth.registry import blobs, catalog, layout, referrers, tags
-from berth.registry.context import RegistryContext
-from berth.registry.digests import Digest, compute, parse_digest, sha256
-from berth.registry.errors import ErrorInfo, RegistryError, manifest_unknown, name_unknown, unsupported
-from berth.registry.names import valid_tag
-from berth.registry.storage import Storage
-
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_TYPES = (DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX)
-INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 # Layers that live elsewhere by design; a manifest may name them without the registry having them.
 FOREIGN_LAYERS = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
                   "application/vnd.oci.image.layer.nondistributable.")
@@ -203,7 +194,7 @@ def fetch(storage: Storage, name: str, reference: str) -> tuple[Revision, bytes]
         raise manifest_unknown(reference) from None
 
 
-def store(storage: Storage, name: str, tag: str | None, d: Digest, body: bytes, m: Manifest) -> None:
+def store(storage: Storage, name: str, tag_names: list[str], d: Digest, body: bytes, m: Manifest) -> None:
     """Check references and commit, all under the shared lock so a GC sweep sees all of it or none."""
     with storage.shared_lock():
         problems: list[ErrorInfo] = []
@@ -236,9 +227,9 @@ def store(storage: Storage, name: str, tag: str | None, d: Digest, body: bytes, 
                     json.dumps({"digest": str(d), "mediaType": m.media_type, "size": len(body)}).encode())
         if m.subject is not None:
             artifact = m.artifact_type or (m.config.media_type if m.config else None)
-            desc = referrers.descriptor(m.media_type, d, len(body), artifact, m.annotations)
-            referrers.record(storage, name, m.subject.digest, d, desc)
-        if tag is not None:
+            entry = referrers.descriptor(m.media_type, d, len(body), artifact, m.annotations)
+            referrers.record(storage, name, m.subject.digest, d, entry)
+        for tag in tag_names:
             tags.set_tag(storage, name, tag, d)
 
 
@@ -260,58 +251,3 @@ def remove(storage: Storage, name: str, reference: str) -> None:
         tags.delete_tag(storage, name, t)
     if subject is not None:
         referrers.forget(storage, name, subject, d)
-
-
-# ---- HTTP ----
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    too_big = RegistryError("SIZE_INVALID", f"manifest exceeds {limit} bytes", status=413)
-    if request.content_length is not None and request.content_length > limit:
-        raise too_big
-    buf = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        buf += chunk
-        if len(buf) > limit:
-            raise too_big
-    return bytes(buf)
-
-
-async def get_manifest(request: web.Request, ctx: RegistryContext, name: str, reference: str) -> web.StreamResponse:
-    rev, body = await asyncio.to_thread(fetch, ctx.storage, name, reference)
-    headers = {"Docker-Content-Digest": str(rev.digest), "ETag": f'"{rev.digest}"',
-               hdrs.CONTENT_TYPE: rev.media_type}
-    resp = web.StreamResponse(headers=headers)
-    resp.content_length = len(body)
-    await resp.prepare(request)
-    if request.method != "HEAD":
-        await resp.write(body)
-    await resp.write_eof()
-    return resp
-
-
-async def put_manifest(request: web.Request, ctx: RegistryContext, name: str, reference: str) -> web.StreamResponse:
-    body = await _read_body(request, ctx.max_manifest_size)
-    content_type = request.headers.get(hdrs.CONTENT_TYPE)
-    m = parse(body, content_type)
-    tag: str | None = None
-    if ":" in reference:
-        want = parse_digest(reference)
-        d = compute(want.algorithm, body)
-        if d != want:
-            raise RegistryError("DIGEST_INVALID", "manifest content does not match the digest in the URL",
-                                detail={"digest": reference, "computed": str(d)})
-    else:
-        if not valid_tag(reference):
-            raise _invalid("invalid tag", tag=reference)
-        tag, d = reference, sha256(body)
-    await asyncio.to_thread(store, ctx.storage, name, tag, d, body, m)
-    headers = {"Location": f"/v2/{name}/manifests/{d}", "Docker-Content-Digest": str(d)}
-    if m.subject is not None:
-        headers["OCI-Subject"] = str(m.subject.digest)
-    return web.Response(status=201, headers=headers)
-
-
-async def delete_manifest(request: web.Request, ctx: RegistryContext, name: str,
-                          reference: str) -> web.StreamResponse:
-    await asyncio.to_thread(remove, ctx.storage, name, reference)
-    return web.Response(status=202)

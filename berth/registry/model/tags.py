@@ -1,22 +1,15 @@
-"""Tags: ``GET /v2/<name>/tags/list`` and the tag links manifests read and write.
+"""Tags: the tag links manifests read and write.
 
 A tag is ``repositories/<name>/_manifests/tags/<tag>/current`` holding the manifest digest.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-
-from aiohttp import web
-
-from berth.registry import catalog, layout
-from berth.registry.context import RegistryContext
-from berth.registry.digests import Digest, parse_digest
-from berth.registry.errors import RegistryError, name_unknown
-from berth.registry.names import valid_tag
-from berth.registry.pagination import page
-from berth.registry.storage import Storage
+from berth.registry.model import layout
+from berth.registry.model.digests import Digest, parse_digest
+from berth.registry.model.errors import RegistryError
+from berth.registry.model.names import valid_tag
+from berth.registry.model.storage import Storage
 
 
 def resolve(storage: Storage, name: str, tag: str) -> Digest | None:
@@ -45,18 +38,3 @@ def list_tags(storage: Storage, name: str) -> list[str]:
 
 def tags_pointing_at(storage: Storage, name: str, d: Digest) -> list[str]:
     return [t for t in list_tags(storage, name) if resolve(storage, name, t) == d]
-
-
-def _listing(storage: Storage, name: str) -> list[str] | None:
-    if not catalog.exists(storage, name):
-        return None
-    return list_tags(storage, name)
-
-
-async def get_tags(request: web.Request, ctx: RegistryContext, name: str) -> web.StreamResponse:
-    found = await asyncio.to_thread(_listing, ctx.storage, name)
-    if found is None:
-        raise name_unknown(name)
-    items, headers = page(found, request)
-    return web.Response(body=json.dumps({"name": name, "tags": items}).encode(), content_type="application/json",
-                        headers=headers)

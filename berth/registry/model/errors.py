@@ -1,19 +1,15 @@
-"""The OCI Distribution error model: one exception type, rendered as ``{"errors": [...]}``.
+"""The OCI Distribution error model: one exception type carrying the spec's code, status and headers.
 
-Handlers raise :class:`RegistryError` (or a helper below); the app's middleware turns it into the
-spec's JSON body with the right status and any extra headers (challenges, ``Range``, ``Location``).
+The model and the endpoints raise :class:`RegistryError` (or a helper below); the HTTP layer's middleware
+(:mod:`berth.registry.endpoints.errors`) renders it as ``{"errors": [...]}``. Nothing here knows HTTP
+frameworks, so the storage model can raise it too.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-from aiohttp import web
-
-log = logging.getLogger("berth.registry")
 
 # The spec's code table: code -> (default HTTP status, default message).
 CODES: dict[str, tuple[int, str]] = {
@@ -68,9 +64,8 @@ class RegistryError(Exception):
     def code(self) -> str:
         return self.errors[0].code
 
-    def response(self) -> web.Response:
-        body = json.dumps({"errors": [e.to_json() for e in self.errors]}).encode()
-        return web.Response(status=self.status, body=body, content_type="application/json", headers=self.headers)
+    def body(self) -> bytes:
+        return json.dumps({"errors": [e.to_json() for e in self.errors]}).encode()
 
 
 def blob_unknown(digest: str) -> RegistryError:
@@ -96,24 +91,3 @@ def digest_invalid(digest: str, message: str | None = None) -> RegistryError:
 def unsupported(message: str | None = None, *, status: int = 405, allow: list[str] | None = None) -> RegistryError:
     headers = {"Allow": ", ".join(allow)} if allow else None
     return RegistryError("UNSUPPORTED", message, status=status, headers=headers)
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render RegistryError as spec JSON; anything unexpected becomes a logged 500 in the same shape."""
-    try:
-        return await handler(request)
-    except RegistryError as e:
-        return e.response()
-    except web.HTTPException:
-        raise
-    except ConnectionError as e:
-        # The client went away mid-request (its upload state is already rolled back); nobody to answer.
-        log.debug("registry: %s %s: client disconnected: %s", request.method, request.path, e)
-        return web.Response(status=400)
-    except Exception:
-        log.exception("registry: %s %s failed", request.method, request.path)
-        return RegistryError("UNKNOWN").response()

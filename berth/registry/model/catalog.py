@@ -1,16 +1,9 @@
-"""``GET /v2/_catalog``: every repository, lexically, with ``n``/``last`` pagination."""
+"""Repositories: which exist, walked from the ``repositories/`` tree."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-
-from aiohttp import web
-
-from berth.registry import layout
-from berth.registry.context import RegistryContext
-from berth.registry.pagination import page
-from berth.registry.storage import Storage
+from berth.registry.model import layout
+from berth.registry.model.storage import Storage
 
 
 def exists(storage: Storage, name: str) -> bool:
@@ -37,9 +30,3 @@ def repositories(storage: Storage) -> list[str]:
     walk(layout.REPOSITORIES, "")
     return sorted(found)
 
-
-async def get_catalog(request: web.Request, ctx: RegistryContext) -> web.StreamResponse:
-    names = await asyncio.to_thread(repositories, ctx.storage)
-    items, headers = page(names, request)
-    return web.Response(body=json.dumps({"repositories": items}).encode(), content_type="application/json",
-                        headers=headers)

@@ -28,9 +28,8 @@ from typing import Any
 import bcrypt
 from aiohttp import web
 
-from berth.registry.context import CONTEXT
-from berth.registry.errors import RegistryError
-from berth.registry.names import valid_name
+from berth.registry.model.errors import RegistryError
+from berth.registry.model.names import valid_name
 
 log = logging.getLogger("berth.registry.auth")
 
@@ -184,13 +183,15 @@ class Auth(ABC):
     def __init__(self, htpasswd: Htpasswd) -> None:
         self.htpasswd = htpasswd
         self.limiter = FailureLimiter()
+        self.anonymous_read = False  # set by the application (its allow_anonymous_read)
 
     @abstractmethod
     async def authorize(self, request: web.Request, needed: list[Access], anonymous_read: bool) -> Grant:
         """The caller's grant covering ``needed``, or a 401/403/429 RegistryError."""
 
-    def setup(self, app: web.Application) -> None:  # noqa: B027 - optional hook
-        """Add any routes the scheme needs (the token endpoint)."""
+    def setup(self, app: web.Application, anonymous_read: bool = False) -> None:
+        """Remember the anonymous-read setting and add any routes the scheme needs (the token endpoint)."""
+        self.anonymous_read = anonymous_read
 
     async def login(self, request: web.Request) -> str | None:
         """The user named by valid Basic credentials; None without credentials; 401 when they are wrong."""
@@ -311,7 +312,8 @@ class TokenAuth(Auth):
 
     # -- the token endpoint --
 
-    def setup(self, app: web.Application) -> None:
+    def setup(self, app: web.Application, anonymous_read: bool = False) -> None:
+        super().setup(app, anonymous_read)
         app.router.add_route("GET", "/token", self.token_endpoint)
         app.router.add_route("POST", "/token", self.token_endpoint)
 
@@ -334,7 +336,6 @@ class TokenAuth(Auth):
         return out
 
     async def token_endpoint(self, request: web.Request) -> web.StreamResponse:
-        ctx = request.app[CONTEXT]
         if request.method == "POST":
             # The OAuth2 password grant some clients use instead of Basic on GET.
             form = await request.post()
@@ -354,7 +355,7 @@ class TokenAuth(Auth):
             params = {"scope": request.query.getall("scope", [])}
             user = await self.login(request)
         scopes = [s for value in params["scope"] for s in value.split(" ") if s]
-        access = self._granted(scopes, user, ctx.allow_anonymous_read)
+        access = self._granted(scopes, user, self.anonymous_read)
         token, iat = self.issue(user or "", access)
         issued = datetime.fromtimestamp(iat, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"token": token, "access_token": token, "expires_in": self.ttl, "issued_at": issued}

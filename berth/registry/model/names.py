@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from berth.registry.errors import RegistryError
+from berth.registry.model.errors import RegistryError
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")

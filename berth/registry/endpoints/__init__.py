@@ -1,0 +1,1 @@
+"""The registry's HTTP endpoints (aiohttp): one thin module per resource over the storage model."""
