@@ -775,11 +775,12 @@ def test_cli_serve_and_gc(tmp_path: Any) -> None:
         push_image(c, "cli", "v1", [b"kept"])
         orphan = push_blob(c, "cli", b"orphan")
         backdate(root)
-        out = subprocess.run([sys.executable, "-m", "berth.registry", "gc", "--root", root, "--dry-run"],
+        gc = [sys.executable, "-m", "berth.registry", "gc", "--root", root, "--grace-seconds", "0"]  # 1h by default
+        out = subprocess.run([*gc, "--dry-run"],
                              check=True, capture_output=True, text=True).stdout
         assert json.loads(out)["blobs_deleted"] == [orphan]
         assert c.request("HEAD", f"/v2/cli/blobs/{orphan}").status == 200
-        out = subprocess.run([sys.executable, "-m", "berth.registry", "gc", "--root", root],
+        out = subprocess.run(gc,
                              check=True, capture_output=True, text=True).stdout
         assert json.loads(out)["blobs_deleted"] == [orphan]
         assert c.request("HEAD", f"/v2/cli/blobs/{orphan}").status == 404

@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
                    help="registry (host[:port] or CIDR) to reach over plain HTTP; loopback always is")
     p.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
-                   help="mirror to pull docker.io images from")
+                   help="URL: mirror for docker.io pulls; HOST[:PORT]=URL: mirror for that registry's pulls")
     # Go-style booleans: "--tls", "--tls=true", "--tls=false"; giving either one at all is the explicit
     # choice that lets an unauthenticated API listen on a non-loopback address (see listeners.check_hosts)
     p.add_argument("--tls", nargs="?", const=True, default=None, type=_bool, help="use TLS; implied by --tlsverify")

@@ -76,10 +76,23 @@ class RegistryConfig:
             pass
         return "http" if host in self.insecure or name in self.insecure else "https"
 
-    def endpoint(self, domain: str) -> str:
+    def mirror_for(self, domain: str) -> str | None:
+        """The mirror to pull ``domain``'s images through: ``--registry-mirror URL`` mirrors Docker Hub
+        (as Docker's does); ``--registry-mirror HOST[:PORT]=URL`` mirrors that registry (any registry)."""
+        for entry in self.mirrors:
+            target, sep, url = entry.partition("=")
+            if not sep:
+                target, url = "docker.io", entry
+            if target in (domain, "*"):
+                return url.rstrip("/")
+        return None
+
+    def endpoint(self, domain: str, *, push: bool = False) -> str:
+        """Where to talk to ``domain``'s registry: its mirror for pulls when one is set, itself for pushes."""
+        mirror = None if push else self.mirror_for(domain)
+        if mirror:
+            return mirror
         if domain == "docker.io":
-            if self.mirrors:
-                return self.mirrors[0].rstrip("/")
             return "https://registry-1.docker.io"
         return f"{self.scheme(domain)}://{domain}"
 

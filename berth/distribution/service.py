@@ -288,7 +288,7 @@ class DistributionService:
             raise NotFound(f"An image does not exist locally with the tag: {repo_ref.familiar_repo}")
         yield {"status": f"The push refers to repository [{repo_ref.familiar_repo}]"}
         async with self._session() as s:
-            reg = Registry(s, self.config.endpoint(repo_ref.domain), repo_ref.path, creds, "pull,push")
+            reg = Registry(s, self.config.endpoint(repo_ref.domain, push=True), repo_ref.path, creds, "pull,push")
             for t in tags:
                 full = f"{repo_ref.repo}:{t}"
                 try:

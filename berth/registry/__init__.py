@@ -13,7 +13,7 @@ _EXPORTS = {
     "GCReport": "berth.registry.model.gc",
     "collect": "berth.registry.model.gc",
     "build_app": "berth.registry.endpoints.app",
-    "serve": "berth.registry.endpoints.app",
+    "serve": "berth.registry.server",
     "main": "berth.registry.cli",
 }
 

@@ -1,4 +1,4 @@
-"""The registry's aiohttp application: routing under ``/v2/``, authorization, and :func:`serve`.
+"""The registry's aiohttp application: routing under ``/v2/`` and authorization.
 
 Repository names contain slashes, so ``/v2/<tail>`` is dispatched by matching the tail against each
 resource's pattern anchored at its end (``.../blobs/uploads/<id>``, ``.../manifests/<ref>``, ...) and
@@ -7,10 +7,8 @@ what precedes it is the name.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +22,7 @@ from berth.registry.model.errors import RegistryError, unsupported
 from berth.registry.model.names import check_name
 from berth.registry.model.registry import FilesystemRegistry, RegistryModel
 from berth.registry.model.storage import Storage
+from berth.registry.proxy.cache import PullThrough
 
 log = logging.getLogger("berth.registry")
 
@@ -92,7 +91,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     handler = route.handlers.get(method)
     if handler is None:
         raise unsupported(allow=sorted(route.handlers))
-    await _authorize(request, ctx, [Access("repository", name, route.action_for(method))])
+    action = route.action_for(method)
+    await _authorize(request, ctx, [Access("repository", name, action)])
+    if ctx.proxy is not None and action != "pull":
+        # A pull-through cache mirrors its upstream; writing to it would fork the two.
+        raise RegistryError("UNSUPPORTED", "this registry is a pull-through cache: push and delete are refused",
+                            status=405, headers={"Allow": "GET, HEAD"})
     return await handler(request, ctx, name, **params)
 
 
@@ -103,11 +107,11 @@ async def _api_version(request: web.Request, response: web.StreamResponse) -> No
 
 def build_app(root: str, auth: Auth | None = None, allow_anonymous_read: bool = False, *,
               storage: Storage | None = None, model: RegistryModel | None = None,
-              max_manifest_size: int = 4 * 1024 * 1024) -> web.Application:
+              max_manifest_size: int = 4 * 1024 * 1024, proxy: PullThrough | None = None) -> web.Application:
     """The registry application over ``root`` (or an explicit ``storage``, or a whole ``model``)."""
     if model is None:
-        model = FilesystemRegistry(storage if storage is not None else root)
-    ctx = RegistryContext(model, auth, allow_anonymous_read, max_manifest_size)
+        model = proxy.model if proxy is not None else FilesystemRegistry(storage if storage is not None else root)
+    ctx = RegistryContext(model, auth, allow_anonymous_read, max_manifest_size, proxy)
     app = web.Application(middlewares=[error_middleware])
     app[CONTEXT] = ctx
     app.router.add_route("*", "/v2", dispatch)
@@ -116,43 +120,3 @@ def build_app(root: str, auth: Auth | None = None, allow_anonymous_read: bool = 
         auth.setup(app, allow_anonymous_read)
     app.on_response_prepare.append(_api_version)
     return app
-
-
-def parse_addr(addr: str) -> tuple[str | None, int]:
-    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces)."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"bad address {addr!r}: expected HOST:PORT")
-    host = host.strip("[]")
-    return (host or None), int(port)
-
-
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-async def serve(addr: str, root: str, tls_cert: str | None = None, tls_key: str | None = None,
-                auth: Auth | None = None, allow_anonymous_read: bool = False, *,
-                ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None) -> None:
-    """Serve until cancelled (or ``stop`` is set). ``ready`` gets the base URL once listening."""
-    if bool(tls_cert) != bool(tls_key):
-        raise ValueError("TLS needs both a certificate and a key")
-    app = build_app(root, auth, allow_anonymous_read)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        host, port = parse_addr(addr)
-        ssl_ctx = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
-        await site.start()
-        bound = runner.addresses[0] if runner.addresses else (host or "0.0.0.0", port)  # real port for :0
-        bhost = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
-        url = f"{'https' if ssl_ctx else 'http'}://{bhost}:{bound[1]}"
-        log.info("registry listening on %s (root %s)", url, root)
-        if ready is not None:
-            ready(url)
-        await (stop or asyncio.Event()).wait()
-    finally:
-        await runner.cleanup()

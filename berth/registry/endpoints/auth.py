@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 import bcrypt
@@ -30,6 +31,7 @@ from aiohttp import web
 
 from berth.registry.model.errors import RegistryError
 from berth.registry.model.names import valid_name
+from berth.registry.policy import Policy
 
 log = logging.getLogger("berth.registry.auth")
 
@@ -73,8 +75,9 @@ class Grant:
         self.rules = rules
 
     def allows(self, a: Access) -> bool:
+        # Names are globs (policy patterns); repository names cannot contain glob characters.
         for t, n, acts in self.rules:
-            if t == a.type and n in (a.name, "*") and ("*" in acts or a.action in acts):
+            if t == a.type and (n == a.name or fnmatchcase(a.name, n)) and ("*" in acts or a.action in acts):
                 return True
         return False
 
@@ -83,8 +86,20 @@ class Grant:
         return cls(subject, [("repository", "*", frozenset({"*"})), ("registry", "*", frozenset({"*"}))])
 
     @classmethod
+    def from_policy(cls, policy: Policy, user: str | None) -> Grant:
+        rules = [("repository", pattern, acts) for pattern, acts in policy.patterns(user)]
+        if policy.may_list_catalog(user):
+            rules.append(("registry", "catalog", frozenset({"*"})))
+        return cls(user or "", rules)
+
+    @classmethod
     def anonymous_read(cls) -> Grant:
         return cls("", [("repository", "*", frozenset({"pull"})), ("registry", "catalog", frozenset({"*"}))])
+
+
+def denied(needed: list[Access], grant: Grant) -> RegistryError:
+    return RegistryError("DENIED", detail=[{"Type": a.type, "Name": a.name, "Action": a.action}
+                                           for a in needed if not grant.allows(a)])
 
 
 def read_only(needed: list[Access]) -> bool:
@@ -184,6 +199,19 @@ class Auth(ABC):
         self.htpasswd = htpasswd
         self.limiter = FailureLimiter()
         self.anonymous_read = False  # set by the application (its allow_anonymous_read)
+        self.policy: Policy | None = None  # per-repository rules; None lets every valid user do everything
+
+    def user_grant(self, user: str) -> Grant:
+        return Grant.from_policy(self.policy, user) if self.policy is not None else Grant.everything(user)
+
+    def anonymous(self, needed: list[Access], anonymous_read: bool) -> Grant | None:
+        """The grant for a caller without credentials when it covers ``needed`` (never the bare ping)."""
+        if not needed:
+            return None
+        if self.policy is not None:
+            grant = Grant.from_policy(self.policy, None)
+            return grant if all(grant.allows(a) for a in needed) else None
+        return Grant.anonymous_read() if anonymous_read and read_only(needed) else None
 
     @abstractmethod
     async def authorize(self, request: web.Request, needed: list[Access], anonymous_read: bool) -> Grant:
@@ -211,9 +239,13 @@ class BasicAuth(Auth):
     async def authorize(self, request: web.Request, needed: list[Access], anonymous_read: bool) -> Grant:
         user = await self.login(request)
         if user is not None:
-            return Grant.everything(user)
-        if anonymous_read and read_only(needed):
-            return Grant.anonymous_read()
+            grant = self.user_grant(user)
+            if all(grant.allows(a) for a in needed):
+                return grant
+            raise denied(needed, grant)
+        anon = self.anonymous(needed, anonymous_read)
+        if anon is not None:
+            return anon
         raise RegistryError("UNAUTHORIZED", headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
 
 
@@ -294,8 +326,9 @@ class TokenAuth(Auth):
         value = request.headers.get("Authorization", "")
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer":
-            if anonymous_read and read_only(needed):
-                return Grant.anonymous_read()
+            anon = self.anonymous(needed, anonymous_read)
+            if anon is not None:
+                return anon
             raise self.challenge(request, needed)
         claims = self.verify(token.strip())
         if claims is None:
@@ -303,12 +336,12 @@ class TokenAuth(Auth):
         grant = self.grant_of(claims)
         if all(grant.allows(a) for a in needed):
             return grant
-        if anonymous_read and read_only(needed):
-            return Grant.anonymous_read()
+        anon = self.anonymous(needed, anonymous_read)
+        if anon is not None:
+            return anon
         if not grant.subject:
             raise self.challenge(request, needed, "insufficient_scope")  # anonymous: let the client log in
-        raise RegistryError("DENIED", detail=[{"Type": a.type, "Name": a.name, "Action": a.action}
-                                              for a in needed if not grant.allows(a)])
+        raise denied(needed, grant)
 
     # -- the token endpoint --
 
@@ -323,12 +356,18 @@ class TokenAuth(Auth):
             typ, _, rest = scope.partition(":")
             name, _, acts = rest.rpartition(":")
             wanted = [a for a in acts.split(",") if a]
-            if typ == "repository" and valid_name(name):
+            if typ == "repository" and valid_name(name) and self.policy is not None:
+                allowed = self.policy.actions(user, name)
+                wanted = list(ACTIONS) if "*" in wanted else wanted
+                actions = [a for a in wanted if a in allowed]
+            elif typ == "repository" and valid_name(name):
                 allowed = set(ACTIONS) if user is not None else ({"pull"} if anonymous_read else set())
                 wanted = list(ACTIONS) if "*" in wanted else wanted
                 actions = [a for a in wanted if a in allowed]
             elif typ == "registry" and name == "catalog":
-                actions = ["*"] if "*" in wanted and (user is not None or anonymous_read) else []
+                may = self.policy.may_list_catalog(user) if self.policy is not None else (
+                    user is not None or anonymous_read)
+                actions = ["*"] if "*" in wanted and may else []
             else:
                 continue
             if actions:
@@ -363,13 +402,17 @@ class TokenAuth(Auth):
 
 
 def auth_from_spec(spec: str, *, token_secret: bytes | None = None, token_realm: str | None = None,
-                   service: str = SERVICE) -> Auth:
+                   service: str = SERVICE, policy: Policy | None = None) -> Auth:
     """``htpasswd:FILE`` for Basic auth, ``token:FILE`` for Bearer tokens checked against FILE."""
     kind, _, path = spec.partition(":")
     if not path:
         raise ValueError(f"--auth {spec!r}: expected htpasswd:FILE or token:FILE")
+    auth: Auth
     if kind == "htpasswd":
-        return BasicAuth(Htpasswd(path))
-    if kind == "token":
-        return TokenAuth(Htpasswd(path), token_secret, realm=token_realm, service=service)
-    raise ValueError(f"--auth {spec!r}: unknown scheme {kind!r}")
+        auth = BasicAuth(Htpasswd(path))
+    elif kind == "token":
+        auth = TokenAuth(Htpasswd(path), token_secret, realm=token_realm, service=service)
+    else:
+        raise ValueError(f"--auth {spec!r}: unknown scheme {kind!r}")
+    auth.policy = policy
+    return auth

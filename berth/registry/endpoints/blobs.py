@@ -8,8 +8,9 @@ import re
 from aiohttp import web
 
 from berth.registry.endpoints.context import RegistryContext
-from berth.registry.model.digests import parse_digest
+from berth.registry.model.digests import Digest, parse_digest
 from berth.registry.model.errors import blob_unknown
+from berth.registry.proxy.cache import PullThrough
 
 READ_CHUNK = 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -41,16 +42,15 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
 
 async def get_blob(request: web.Request, ctx: RegistryContext, name: str, digest: str) -> web.StreamResponse:
     d = parse_digest(digest)
-    size = await asyncio.to_thread(ctx.model.blob_size, name, d)
+    if ctx.proxy is not None:
+        size = await ctx.proxy.blob_size(name, d)
+        if size is None:
+            return await _proxied(request, ctx.proxy, name, d)
+    else:
+        size = await asyncio.to_thread(ctx.model.blob_size, name, d)
     if size is None:
         raise blob_unknown(digest)
-    headers = {
-        "Docker-Content-Digest": str(d),
-        "ETag": f'"{d}"',
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "max-age=31536000",
-        "Content-Type": "application/octet-stream",
-    }
+    headers = _headers(d)
     start, end, status = 0, size - 1, 200
     rng = request.headers.get("Range")
     if rng:
@@ -81,6 +81,42 @@ async def get_blob(request: web.Request, ctx: RegistryContext, name: str, digest
             await resp.write(chunk)
     finally:
         f.close()
+    await resp.write_eof()
+    return resp
+
+
+def _headers(d: Digest) -> dict[str, str]:
+    return {
+        "Docker-Content-Digest": str(d),
+        "ETag": f'"{d}"',
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "max-age=31536000",
+        "Content-Type": "application/octet-stream",
+    }
+
+
+async def _proxied(request: web.Request, proxy: PullThrough, name: str, d: Digest) -> web.StreamResponse:
+    """A blob the cache lacks: HEAD asks the upstream; GET streams it while it is fetched (Range ignored)."""
+    if request.method == "HEAD":
+        size = await proxy.head_blob(name, d)
+        resp = web.StreamResponse(headers=_headers(d))
+        resp.content_length = size
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+    fetch = await proxy.fetch(name, d)
+    resp = web.StreamResponse(headers=_headers(d))
+    resp.content_length = fetch.size
+    await resp.prepare(request)
+    try:
+        async for chunk in proxy.stream(fetch):
+            await resp.write(chunk)
+    except ConnectionResetError:
+        # Failed verification after the headers went out: cut the connection so the client never
+        # sees a complete (wrong) body.
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
     await resp.write_eof()
     return resp
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from berth.registry.endpoints.auth import Auth, Grant
 from berth.registry.model.registry import RegistryModel
+from berth.registry.proxy.cache import PullThrough
 
 
 @dataclass
@@ -18,6 +19,7 @@ class RegistryContext:
     allow_anonymous_read: bool = False
     # Manifests bigger than this are refused; the spec asks registries to accept at least 4 MiB.
     max_manifest_size: int = 4 * 1024 * 1024
+    proxy: PullThrough | None = None  # pull-through cache mode: misses are fetched from the upstream
 
 
 CONTEXT: web.AppKey[RegistryContext] = web.AppKey("berth.registry", RegistryContext)

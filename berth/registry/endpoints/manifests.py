@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import hdrs, web
+from multidict import MultiDict
 
 from berth.registry.endpoints.context import RegistryContext
 from berth.registry.model.digests import compute, parse_digest, sha256
 from berth.registry.model.errors import RegistryError
 from berth.registry.model.manifests import parse
 from berth.registry.model.names import valid_tag
+from berth.registry.model.negotiation import negotiate
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -30,9 +32,17 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def get_manifest(request: web.Request, ctx: RegistryContext, name: str, reference: str) -> web.StreamResponse:
-    rev, body = await asyncio.to_thread(ctx.model.get_manifest, name, reference)
+    if ctx.proxy is not None:
+        rev, body, warning = await ctx.proxy.manifest(name, reference)
+    else:
+        rev, body = await asyncio.to_thread(ctx.model.get_manifest, name, reference)
+        warning = None
+    rev, body = await asyncio.to_thread(negotiate, ctx.model, name, reference, rev, body,
+                                        request.headers.getall(hdrs.ACCEPT, []))
     headers = {"Docker-Content-Digest": str(rev.digest), "ETag": f'"{rev.digest}"',
                hdrs.CONTENT_TYPE: rev.media_type}
+    if warning:
+        headers["Warning"] = warning
     resp = web.StreamResponse(headers=headers)
     resp.content_length = len(body)
     await resp.prepare(request)
@@ -46,7 +56,7 @@ async def put_manifest(request: web.Request, ctx: RegistryContext, name: str, re
     body = await _read_body(request, ctx.max_manifest_size)
     content_type = request.headers.get(hdrs.CONTENT_TYPE)
     m = parse(body, content_type)
-    tag: str | None = None
+    tag_names = request.query.getall("tag", [])
     if ":" in reference:
         want = parse_digest(reference)
         d = compute(want.algorithm, body)
@@ -56,9 +66,15 @@ async def put_manifest(request: web.Request, ctx: RegistryContext, name: str, re
     else:
         if not valid_tag(reference):
             raise RegistryError("MANIFEST_INVALID", "invalid tag", detail={"tag": reference})
-        tag, d = reference, sha256(body)
-    await asyncio.to_thread(ctx.model.put_manifest, name, [tag] if tag else [], d, body, m)
-    headers = {"Location": f"/v2/{name}/manifests/{d}", "Docker-Content-Digest": str(d)}
+        tag_names, d = [reference], sha256(body)
+    for t in tag_names:
+        if not valid_tag(t):
+            raise RegistryError("MANIFEST_INVALID", "invalid tag", detail={"tag": t})
+    await asyncio.to_thread(ctx.model.put_manifest, name, tag_names, d, body, m)
+    headers: MultiDict[str] = MultiDict({"Location": f"/v2/{name}/manifests/{d}", "Docker-Content-Digest": str(d)})
+    if ":" in reference:
+        for t in dict.fromkeys(tag_names):
+            headers.add("OCI-Tag", t)  # the spec's answer to ?tag=: one header per tag created
     if m.subject is not None:
         headers["OCI-Subject"] = str(m.subject.digest)
     return web.Response(status=201, headers=headers)

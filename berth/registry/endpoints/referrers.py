@@ -9,14 +9,12 @@ from aiohttp import web
 
 from berth.registry.endpoints.context import RegistryContext
 from berth.registry.model.digests import parse_digest
-from berth.registry.model.errors import name_unknown
 from berth.registry.model.mediatypes import OCI_INDEX
 
 
 async def get_referrers(request: web.Request, ctx: RegistryContext, name: str, digest: str) -> web.StreamResponse:
     subject = parse_digest(digest)
-    if not await asyncio.to_thread(ctx.model.repo_exists, name):
-        raise name_unknown(name)
+    # 200 with an empty index for a repository not seen yet: clients read a 404 as "no referrers API".
     found = await asyncio.to_thread(ctx.model.referrers, name, subject)
     headers: dict[str, str] = {}
     wanted = request.query.get("artifactType")

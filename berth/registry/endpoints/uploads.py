@@ -61,12 +61,21 @@ def _check_content_range(request: web.Request, s: UploadSession) -> tuple[bool, 
 async def start(request: web.Request, ctx: RegistryContext, name: str) -> web.StreamResponse:
     q = request.query
     mount, source = q.get("mount"), q.get("from")
-    if mount and source and valid_name(source) and is_digest(mount):
+    if mount and is_digest(mount):
+        d = parse_digest(mount)
         grant = grant_of(request)
-        if grant is None or grant.allows(Access("repository", source, "pull")):
-            d = parse_digest(mount)
-            if await asyncio.to_thread(ctx.model.mount, name, d, [source]):
-                return _created(name, d)
+
+        def may_read(repo: str) -> bool:
+            return grant is None or grant.allows(Access("repository", repo, "pull"))
+
+        if source:
+            sources = [source] if valid_name(source) and may_read(source) else []
+        else:
+            # No ``from`` (the spec allows it): any repository holding the blob that the caller may read.
+            sources = await asyncio.to_thread(ctx.model.repositories_with_blob, d, may_read)
+        mounted: bool = bool(sources) and await asyncio.to_thread(ctx.model.mount, name, d, sources)
+        if mounted:
+            return _created(name, d)
         # Otherwise fall back to an ordinary upload session, as the spec asks.
     wanted = [parse_digest(v) for v in q.getall("digest", [])]
     s = await ctx.model.uploads.create(name)

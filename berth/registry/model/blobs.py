@@ -36,6 +36,16 @@ def mount(storage: Storage, name: str, source: str, d: Digest) -> bool:
     return True
 
 
+def adopt(storage: Storage, name: str, d: Digest) -> bool:
+    """Link a blob whose bytes are stored (by any repository or the cache) into ``name``."""
+    with storage.shared_lock():
+        if storage.stat(layout.blob(d)) is None:
+            return False
+        storage.touch(layout.blob(d))
+        link(storage, name, d)
+    return True
+
+
 def commit(storage: Storage, data_key: str, name: str, d: Digest) -> None:
     """Make verified upload data the blob ``d`` (or reuse the existing copy) and link it into ``name``."""
     with storage.shared_lock():

@@ -67,3 +67,11 @@ def upload_data(session_id: str) -> str:
 
 def upload_state(session_id: str) -> str:
     return f"{upload_dir(session_id)}/state"
+
+
+PROXY = "_proxy"
+
+
+def proxy_fetch(fetch_id: str) -> str:
+    """Where a pull-through fetch streams a blob before it is verified and kept."""
+    return f"{PROXY}/{fetch_id}"

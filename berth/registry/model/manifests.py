@@ -194,11 +194,15 @@ def fetch(storage: Storage, name: str, reference: str) -> tuple[Revision, bytes]
         raise manifest_unknown(reference) from None
 
 
-def store(storage: Storage, name: str, tag_names: list[str], d: Digest, body: bytes, m: Manifest) -> None:
-    """Check references and commit, all under the shared lock so a GC sweep sees all of it or none."""
+def store(storage: Storage, name: str, tag_names: list[str], d: Digest, body: bytes, m: Manifest, *,
+          check_refs: bool = True) -> None:
+    """Check references and commit, all under the shared lock so a GC sweep sees all of it or none.
+
+    ``check_refs=False`` is for a pull-through cache, which stores a manifest before the blobs it names.
+    """
     with storage.shared_lock():
         problems: list[ErrorInfo] = []
-        for desc in ([m.config] if m.config else []) + m.layers:
+        for desc in ([m.config] if m.config else []) + m.layers if check_refs else []:
             if desc.foreign:
                 continue
             size = blobs.linked_size(storage, name, desc.digest)
@@ -207,7 +211,7 @@ def store(storage: Storage, name: str, tag_names: list[str], d: Digest, body: by
             elif size != desc.size:
                 problems.append(ErrorInfo("MANIFEST_INVALID", f"blob {desc.digest} is {size} bytes, "
                                           f"descriptor says {desc.size}", {"digest": str(desc.digest)}))
-        for child in m.children:
+        for child in m.children if check_refs else []:
             rev = read_revision(storage, name, child.digest)
             if rev is None or storage.stat(layout.blob(child.digest)) is None:
                 problems.append(ErrorInfo("MANIFEST_BLOB_UNKNOWN", "manifest references a manifest unknown to "

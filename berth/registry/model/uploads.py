@@ -22,6 +22,7 @@ from typing import Any
 from berth.registry.model import blobs, layout
 from berth.registry.model.digests import Digest, new_hasher
 from berth.registry.model.errors import RegistryError, digest_invalid, upload_unknown
+from berth.registry.model.housekeeping import ExpiryReport, expire_uploads
 from berth.registry.model.storage import Storage
 
 FLUSH = 1024 * 1024
@@ -101,6 +102,20 @@ class UploadSessions:
         s.gone = True
         self._live.pop(s.id, None)
         await asyncio.to_thread(self.storage.delete, layout.upload_dir(s.id))
+
+    async def expire(self, max_age: float) -> ExpiryReport:
+        """Remove sessions idle longer than ``max_age`` seconds, except those a request holds now."""
+
+        def busy(sid: str) -> bool:
+            s = self._live.get(sid)
+            return s is not None and s.lock.locked()
+
+        report = await asyncio.to_thread(expire_uploads, self.storage, max_age, busy=busy)
+        for sid in report.uploads_removed:
+            s = self._live.pop(sid, None)
+            if s is not None:
+                s.gone = True
+        return report
 
     # -- data --
 

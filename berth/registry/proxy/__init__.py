@@ -1,0 +1,1 @@
+"""Pull-through cache mode: the registry as a mirror of an upstream registry."""
