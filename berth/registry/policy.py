@@ -107,8 +107,10 @@ class Policy:
         return cls(rules, groups)
 
     def _applies(self, rule: Rule, user: str | None) -> bool:
+        if rule.anonymous:
+            return True  # what anyone may do, a logged-in user may do too
         if user is None:
-            return rule.anonymous
+            return False
         if user in rule.users or "*" in rule.users:
             return True
         return any(user in self.groups[g] for g in rule.groups)
