@@ -1,0 +1,169 @@
+"""Pull a ~200 MB image through Berth's pull-through cache (`berth registry serve --proxy-remote-url`)
+with berthd's `--registry-mirror HOST=URL`: cold (empty cache) and warm, against pulling from the
+upstream directly; distribution's proxy mode (Debian `docker-registry`) in the same run when installed.
+
+    sudo .venv/bin/python bench/registry_bench.py [--mb 200] [--rounds 3]
+
+Each round starts the caches on fresh roots, so every cold pull is really cold. Reports the median and
+the spread (min..max) of the rounds, and the ratios the registry issue asks for: cold within 1.2x of
+direct, warm at least 2x faster than cold. Everything runs on loopback in a private temp root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import docker
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from push_pull import free_port, make_image, start_berthd, wait_port  # noqa: E402
+
+
+def start_berthd_with(root: str, procs: list[subprocess.Popen[bytes]], extra: list[str]) -> docker.DockerClient:
+    sock = os.path.join(root, "b.sock")
+    procs.append(subprocess.Popen([sys.executable, "-m", "berth.daemon.main", "-H", f"unix://{sock}",
+                                   "--data-root", f"{root}/data", "--exec-root", f"{root}/run", *extra],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    client = docker.DockerClient(base_url=f"unix://{sock}", version="1.45", timeout=600)
+    for _ in range(300):
+        try:
+            client.ping()
+            return client
+        except Exception:
+            time.sleep(0.05)
+    raise RuntimeError("berthd did not start")
+
+
+def stop(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+def berth_proxy(root: str, upstream: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "berth.registry", "serve", "--addr", f"127.0.0.1:{port}",
+                          "--root", root, "--proxy-remote-url", upstream, "--log-level", "WARNING"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return p, f"http://127.0.0.1:{port}"
+
+
+def distribution_proxy(root: str, upstream: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cfg = os.path.join(root + ".yml")
+    with open(cfg, "w") as f:
+        f.write(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
+                f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\nproxy:\n  remoteurl: {upstream}\n")
+    p = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return p, f"http://127.0.0.1:{port}"
+
+
+def timed_pull(client: docker.DockerClient, ref: str) -> float:
+    t0 = time.perf_counter()
+    out = list(client.api.pull(ref, tag="1", stream=True, decode=True))
+    secs = time.perf_counter() - t0
+    errors = [x for x in out if "error" in x]
+    if errors:
+        raise RuntimeError(f"pull of {ref} failed: {errors}")
+    client.api.remove_image(f"{ref}:1", force=True)
+    return secs
+
+
+def spread(xs: list[float]) -> str:
+    return f"{statistics.median(xs):6.2f} s  (min {min(xs):.2f}, max {max(xs):.2f}, n={len(xs)})"
+
+
+def run(args: argparse.Namespace) -> None:
+    root = tempfile.mkdtemp(prefix="berth-bench-reg-", dir="/var/tmp")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        data, size = make_image(args.mb)
+        mb = size / 1e6
+        print(f"image: {mb:.0f} MB of layer data in 5 layers; {args.rounds} rounds")
+        up_port = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "berth.registry", "serve", "--addr",
+                                       f"127.0.0.1:{up_port}", "--root", f"{root}/upstream"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(up_port)
+        upstream_host = f"127.0.0.1:{up_port}"
+        upstream_url = f"http://{upstream_host}"
+        ref = f"{upstream_host}/bench/img"
+
+        direct = start_berthd(os.path.join(root, "direct"), procs)
+        list(direct.api.load_image(data))
+        direct.api.tag("bench:1", ref, "1")
+        out = list(direct.api.push(ref, tag="1", stream=True, decode=True))
+        if any("error" in x for x in out):
+            raise RuntimeError(f"push failed: {out}")
+        direct.api.remove_image(direct.api.inspect_image("bench:1")["Id"], force=True)
+
+        caches: list[tuple[str, Callable[[str, str], tuple[subprocess.Popen[bytes], str]]]] = [
+            ("berth proxy", berth_proxy)]
+        if shutil.which("docker-registry"):
+            caches.append(("distribution proxy", distribution_proxy))
+        else:
+            print("docker-registry: not installed, distribution's proxy mode skipped")
+
+        times: dict[str, list[float]] = {"direct": []}
+        for label, _ in caches:
+            times[f"{label} cold"], times[f"{label} warm"] = [], []
+        for r in range(args.rounds):
+            times["direct"].append(timed_pull(direct, ref))
+            for i, (label, start) in enumerate(caches):
+                cache_root = os.path.join(root, f"cache{i}-{r}")
+                proxy, url = start(cache_root, upstream_url)
+                mirror_root = os.path.join(root, f"mirror{i}-{r}")
+                client = start_berthd_with(mirror_root, procs, ["--registry-mirror", f"{upstream_host}={url}"])
+                try:
+                    times[f"{label} cold"].append(timed_pull(client, ref))
+                    times[f"{label} warm"].append(timed_pull(client, ref))
+                finally:
+                    stop(procs.pop())  # this round's berthd
+                    stop(proxy)
+                    shutil.rmtree(cache_root, ignore_errors=True)
+                    shutil.rmtree(mirror_root, ignore_errors=True)
+        for name, xs in times.items():
+            print(f"  {name:26} {spread(xs)}  {mb / statistics.median(xs):6.1f} MB/s")
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for label, _ in caches:
+            cold, warm = med[f"{label} cold"], med[f"{label} warm"]
+            print(f"{label}: cold/direct {cold / med['direct']:.2f}x (goal <= 1.2x), "
+                  f"cold/warm {cold / warm:.2f}x (goal >= 2x)")
+        print("(each pull includes berthd verifying, decompressing and extracting every layer)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"image_mb": mb, "seconds": times}, f, indent=2)
+    finally:
+        for p in reversed(procs):
+            stop(p)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", default="")
+    run(ap.parse_args())
+
+
+if __name__ == "__main__":
+    main()
