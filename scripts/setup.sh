@@ -23,6 +23,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import berth, aiohttp, docker, click, rich, bcrypt, zstandard, pytest, pytest_timeout, hypothesis' 2>/dev/null; then
+# (re)install when the venv lacks the package or pyproject.toml changed since the last install
+stamp=.venv/.pyproject.sha256
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if ! .venv/bin/python -c 'import berth' 2>/dev/null || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  echo "$want" > "$stamp"
 fi
