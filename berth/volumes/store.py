@@ -65,6 +65,8 @@ class VolumeNotFound(NotFound):
 
 
 def validate_name(name: str) -> None:
+    if len(name) > 255:  # one directory under the volumes root: a longer name is ENAMETOOLONG
+        raise InvalidParameter(f"create {name[:64]}...: volume name is longer than 255 characters")
     if not _NAME.match(name) or ".." in name:
         raise InvalidParameter(
             f'create {name}: "{name}" includes invalid characters for a local volume name, only '
