@@ -32,7 +32,8 @@ from tests.conftest import Daemon
 SPEC = os.environ.get("BERTH_API_SPEC", "/work/shared/reference/engine-api-v1.45.yaml")
 if not os.path.exists(SPEC):
     SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "engine-api-v1.45.yaml")
-EXAMPLES = int(os.environ.get("BERTH_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("BERTH_FUZZ_EXAMPLES", "40"))
+PING_LIMIT = float(os.environ.get("BERTH_FUZZ_PING_LIMIT", "0.1"))  # seconds
 REGISTRY = "127.0.0.1:9"  # the discard port: nothing listens, so a pull or login fails at once, locally
 # answers Berth gives on purpose, as a Docker engine without the feature does
 DELIBERATE = {("*", "/swarm"): 503, ("POST", "/networks/create"): 501}
@@ -342,6 +343,8 @@ def _ensure_targets(daemon: Daemon, busybox_tar: str) -> None:
 
 @pytest.fixture(scope="module")
 def routes() -> list[Route]:
+    if not os.path.exists(SPEC):
+        pytest.skip(f"the Engine API document is not at {SPEC} (set BERTH_API_SPEC)")
     with open(SPEC) as f:
         doc = yaml.safe_load(f)
     schema = Schema(doc)
@@ -454,7 +457,7 @@ def test_fuzz_every_route(daemon: Daemon, busybox_tar: str, routes: list[Route],
         with open(daemon.log_path, "rb") as src, open("/tmp/fuzz-berthd.log", "wb") as dst:
             dst.write(src.read())
         print(f"FUZZ TIME {elapsed:.1f} s, worst ping {pinger.worst * 1000:.1f} ms")
-    assert pinger.worst < 0.1, f"/_ping took {pinger.worst * 1000:.0f} ms while fuzzing ({elapsed:.0f} s)"
+    assert pinger.worst < PING_LIMIT, f"/_ping took {pinger.worst * 1000:.0f} ms while fuzzing ({elapsed:.0f} s)"
     for ct in c.api.containers(all=True):
         c.api.remove_container(ct["Id"], force=True)
 
