@@ -7,10 +7,12 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 
 from aiohttp import web
 
+from berth.api import bodies
 from berth.api.common import (
     MULTIPLEXED,
     RAW_STREAM,
@@ -39,10 +41,22 @@ def svc(request: web.Request) -> ContainerService:
     return request.app["containers"]
 
 
+# Docker's name rule; fullmatch, because Python's ``$`` also matches before a final newline
+_NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
 @routes.post("/containers/create")
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    c, warnings = svc(request).create(body, request.query.get("name"))
+    name = request.query.get("name")
+    if name:
+        _check_name(name)
+    body = await json_body(request, schema=bodies.CREATE_REQUEST)
+    c, warnings = svc(request).create(body, name)
     return json_response({"Id": c.id, "Warnings": warnings}, status=201)
 
 
@@ -166,9 +180,7 @@ async def commit(request: web.Request) -> web.Response:
     name = request.query.get("container", "")
     if not name:
         raise InvalidParameter("No container specified")
-    overrides = await json_body(request, required=False)
-    if overrides is not None and not isinstance(overrides, dict):
-        raise InvalidParameter("invalid JSON: container config must be an object")
+    overrides = await json_body(request, required=False, schema=bodies.CONFIG)
     iid = await svc(request).commit(name, request.query.get("repo") or None, request.query.get("tag") or None,
                                     request.query.get("comment", ""), request.query.get("author", ""),
                                     request.query.getall("changes", []), qbool(request, "pause", True), overrides)
@@ -238,6 +250,7 @@ async def archive_put(request: web.Request) -> web.Response:
 
 @routes.post("/containers/{id}/rename")
 async def rename(request: web.Request) -> web.Response:
+    _check_name(request.query.get("name", ""))
     await svc(request).rename(request.match_info["id"], request.query.get("name", ""))
     return web.Response(status=204)
 
@@ -272,11 +285,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
     if not stdout and not stderr:
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
-    tail_s = request.query.get("tail", "all")
-    try:
-        tail = -1 if tail_s in ("all", "") else int(tail_s)
-    except ValueError:
-        tail = -1
+    tail = -1 if request.query.get("tail", "all") == "all" else qint(request, "tail", -1)
     timestamps = qbool(request, "timestamps")
     tty = bool(c.config.get("Tty"))
     it = s.logs(c.id, stdout=stdout, stderr=stderr, follow=qbool(request, "follow"), tail=tail,

@@ -7,6 +7,7 @@ import contextlib
 
 from aiohttp import web
 
+from berth.api import bodies
 from berth.api.common import MULTIPLEXED, RAW_STREAM, frame, json_body, json_response, qint
 from berth.api.hijack import hijack
 from berth.containers.service import ContainerService
@@ -20,13 +21,13 @@ def svc(request: web.Request) -> ContainerService:
 
 @routes.post("/containers/{id}/exec")
 async def create(request: web.Request) -> web.Response:
-    s = svc(request).exec_create(request.match_info["id"], await json_body(request))
+    s = svc(request).exec_create(request.match_info["id"], await json_body(request, schema=bodies.EXEC_CONFIG))
     return json_response({"Id": s.id}, status=201)
 
 
 @routes.post("/exec/{id}/start")
 async def start(request: web.Request) -> web.StreamResponse:
-    body = await json_body(request, required=False) or {}
+    body = await json_body(request, required=False, schema=bodies.EXEC_START) or {}
     s = svc(request)
     session = s.execs.get(request.match_info["id"])
     detach = bool(body.get("Detach"))

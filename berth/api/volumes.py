@@ -6,6 +6,7 @@ import os
 
 from aiohttp import web
 
+from berth.api import bodies
 from berth.api.common import filters, json_body, json_response, qbool
 from berth.errors import InvalidParameter
 from berth.volumes.service import VolumeService
@@ -19,7 +20,7 @@ def svc(request: web.Request) -> VolumeService:
 
 @routes.post("/volumes/create")
 async def create(request: web.Request) -> web.Response:
-    return json_response(svc(request).create(await json_body(request)), status=201)
+    return json_response(svc(request).create(await json_body(request, schema=bodies.VOLUME_CREATE)), status=201)
 
 
 @routes.get("/volumes")

@@ -27,10 +27,14 @@ def merge_config(body: dict[str, Any], icfg: dict[str, Any]) -> dict[str, Any]:
             cmd = icfg.get("Cmd")
     elif entry == [""]:
         entry = None
-    env = list(icfg.get("Env") or [])
-    for e in strlist("Env", body.get("Env")) or []:
+    # by key, in order: a later entry replaces an earlier one and moves to the end (linear, not
+    # quadratic: a create body may carry many thousand entries)
+    merged: dict[str, str] = {}
+    for e in [*(icfg.get("Env") or []), *(strlist("Env", body.get("Env")) or [])]:
         key = e.split("=", 1)[0]
-        env = [x for x in env if x.split("=", 1)[0] != key] + [e]
+        merged.pop(key, None)
+        merged[key] = e
+    env = list(merged.values())
     labels = dict(icfg.get("Labels") or {})
     labels.update(body.get("Labels") or {})
     return {

@@ -735,8 +735,9 @@ class ContainerService:
         for c in list(self.by_id.values()):
             if not views.prunable(c, f, until):
                 continue
-            size = self.layers.rw_size(c.id)
+            size = await asyncio.to_thread(self.layers.rw_size, c.id)
             await self.remove(c.id, force=False, volumes=False)
+            await asyncio.sleep(0)  # one removal at a time between other requests: /_ping stays prompt
             deleted.append(c.id)
             reclaimed += size
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}

@@ -15,6 +15,7 @@ import io
 import json
 import lzma
 import os
+import re
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,10 +93,16 @@ class ArchiveReader:
 
     def items(self) -> list[LoadItem]:
         if "manifest.json" in self.members:
-            return self._legacy_items()
-        if "index.json" in self.members:
-            return self._oci_items()
-        raise ArchiveError("invalid image archive: no manifest.json or index.json found")
+            items = self._legacy_items()
+        elif "index.json" in self.members:
+            items = self._oci_items()
+        else:
+            raise ArchiveError("invalid image archive: no manifest.json or index.json found")
+        for item in items:
+            check_config(item.raw_config)
+            if not all(isinstance(t, str) for t in item.repo_tags):
+                raise ArchiveError("invalid image archive: a RepoTags entry is not a string")
+        return items
 
     def _legacy_items(self) -> list[LoadItem]:
         try:
@@ -108,15 +115,15 @@ class ArchiveReader:
                     raise ArchiveError(
                         f"invalid image archive: config {entry['Config']} does not match its digest "
                         f"(got sha256:{sha256_hex(raw)})")
-                items.append(LoadItem(raw, list(entry["Layers"]), list(entry.get("RepoTags") or [])))
+                items.append(LoadItem(raw, _strs(entry["Layers"], "Layers"), list(entry.get("RepoTags") or [])))
             return items
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # ValueError: bad JSON or UTF-8
             raise ArchiveError(f"invalid image archive: malformed manifest.json: {e}") from e
 
     def _blob(self, desc: dict) -> bytes:
         digest = desc["digest"]
         algo, _, hexd = digest.partition(":")
-        if algo != "sha256":
+        if algo != "sha256" or not _HEX64.fullmatch(hexd):
             raise ArchiveError(f"invalid image archive: unsupported digest {digest}")
         data = self.read(f"blobs/sha256/{hexd}")
         if sha256_hex(data) != hexd:
@@ -127,11 +134,11 @@ class ArchiveReader:
         try:
             index = json.loads(self.read("index.json"))
             items: list[LoadItem] = []
-            for desc in index.get("manifests", []):
+            for desc in index.get("manifests") or []:
                 name = (desc.get("annotations") or {}).get("io.containerd.image.name")
                 self._collect(desc, [name] if name else [], items)
             return items
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # ValueError: bad JSON or UTF-8
             raise ArchiveError(f"invalid image archive: malformed index.json: {e}") from e
 
     def _collect(self, desc: dict, tags: list[str], items: list[LoadItem], depth: int = 0) -> None:
@@ -149,10 +156,51 @@ class ArchiveReader:
             return
         raw = self._blob(data["config"])
         layers = []
-        for layer in data["layers"]:
+        for layer in data["layers"] or []:
             algo, _, hexd = layer["digest"].partition(":")
             layers.append(f"blobs/{algo}/{hexd}")
         items.append(LoadItem(raw, layers, tags))
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_DIFF_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _strs(v: object, what: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ArchiveError(f"invalid image archive: {what} must be a list of strings")
+    return v
+
+
+def check_config(raw: bytes) -> None:
+    """An image config as the layer and image stores need it: a JSON object whose rootfs lists
+    sha256 diff IDs, and whose config (if any) is an object."""
+    try:
+        cfg = json.loads(raw)
+    except ValueError as e:
+        raise ArchiveError(f"invalid image config: {e}") from e
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("rootfs"), dict):
+        raise ArchiveError("invalid image config: no rootfs")
+    diff_ids = cfg["rootfs"].get("diff_ids") or []
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) and _DIFF_ID.fullmatch(d) for d in diff_ids):
+        raise ArchiveError("invalid image config: rootfs.diff_ids must be sha256 digests")
+    inner = cfg.get("config") or {}
+    if not isinstance(inner, dict):
+        raise ArchiveError("invalid image config: config must be an object")
+    for key in ("Env", "Cmd", "Entrypoint", "OnBuild", "Shell"):
+        if inner.get(key) is not None:
+            _strs(inner[key], f"image config: config.{key}")
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not isinstance(inner.get(key) or "", str):
+            raise ArchiveError(f"invalid image config: config.{key} must be a string")
+    for key in ("Labels", "Volumes", "ExposedPorts"):
+        if not isinstance(inner.get(key) or {}, dict):
+            raise ArchiveError(f"invalid image config: config.{key} must be an object")
+    if not all(isinstance(v, str) for v in (inner.get("Labels") or {}).values()):
+        raise ArchiveError("invalid image config: config.Labels values must be strings")
+    for key in ("architecture", "os", "created", "author"):
+        if not isinstance(cfg.get(key) or "", str):
+            raise ArchiveError(f"invalid image config: {key} must be a string")
 
 
 def zlib_error() -> type[Exception]:

@@ -4,6 +4,7 @@ turned into the OCI spec at start."""
 from __future__ import annotations
 
 import os
+import re
 import resource
 from typing import Any
 
@@ -12,6 +13,8 @@ from berth.runtime import seccomp, secopt
 from berth.runtime.spec import CAP_NAMES, DEFAULT_CAPS, host_caps
 
 MIN_MEMORY = 6 * 1024 * 1024
+_MIN_SHARES, _MAX_SHARES = 2, 262144
+_CPUSET_PART = re.compile(r"([0-9]{1,18})(?:-([0-9]{1,18}))?")
 _RLIMITS = {name[len("RLIMIT_"):].lower(): name for name in dir(resource) if name.startswith("RLIMIT_")}
 _NAMESPACED_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
                        "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
@@ -41,18 +44,50 @@ def _cpus_available() -> set[int]:
     return set(os.sched_getaffinity(0))
 
 
-def _parse_cpuset(s: str, field: str) -> set[int]:
-    out: set[int] = set()
+def _mems_available() -> set[int]:
+    for path in ("/sys/fs/cgroup/cpuset.mems.effective", "/sys/devices/system/node/online"):
+        try:
+            with open(path) as f:
+                return parse_cpuset(f.read().strip(), 1 << 16) or {0}
+        except (OSError, ValueError):
+            continue
+    return {0}
+
+
+def parse_cpuset(s: str, highest: int) -> set[int]:
+    """A cpuset list ("0-3,5"). Every number is checked against ``highest`` before any range is
+    expanded, so "0-40000000" costs nothing. ValueError for bad syntax, LookupError for an
+    entry above ``highest``."""
+    bounds = []
+    for part in s.split(","):
+        m = _CPUSET_PART.fullmatch(part)
+        if not m:
+            raise ValueError(part)
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+        if b < a:
+            raise ValueError(part)
+        if b > highest:
+            raise LookupError(part)
+        bounds.append((a, b))
+    return {n for a, b in bounds for n in range(a, b + 1)}
+
+
+def _check_cpuset(hc: dict[str, Any], field: str, what: str, have: set[int]) -> None:
+    """Docker's words: "Invalid value X for cpuset cpus", "Requested CPUs are not available"."""
+    raw = hc.get(field)
+    if not raw:
+        return
     try:
-        for part in s.split(","):
-            if "-" in part:
-                a, b = part.split("-", 1)
-                out.update(range(int(a), int(b) + 1))
-            elif part:
-                out.add(int(part))
+        want = parse_cpuset(raw, max(have, default=0))
     except ValueError as e:
-        raise InvalidParameter(f"HostConfig.{field}: invalid value {s!r} for cpuset") from e
-    return out
+        raise InvalidParameter(f"HostConfig.{field}: Invalid value {raw} for cpuset {what}") from e
+    except LookupError:
+        want = None
+    if want is None or not want <= have:
+        noun = "CPUs" if what == "cpus" else "memory nodes"
+        raise InvalidParameter(f"Requested {noun} are not available - requested {raw}, available: "
+                               f"{_fmt_cpus(have)}")
 
 
 def validate(hc: dict[str, Any]) -> list[str]:
@@ -78,15 +113,27 @@ def validate(hc: dict[str, Any]) -> list[str]:
     quota = _int(hc, "CpuQuota")
     if quota and quota < 1000 and quota != -1:
         raise InvalidParameter("HostConfig.CpuQuota: CPU cfs quota can not be less than 1ms (i.e. 1000)")
-    if _int(hc, "CpuShares") < 0:
-        raise InvalidParameter("HostConfig.CpuShares: invalid CPU shares")
-    for field in ("CpusetCpus",):
-        if hc.get(field):
-            want = _parse_cpuset(str(hc[field]), field)
-            have = _cpus_available()
-            if not want <= have:
-                raise InvalidParameter(f"Requested CPUs are not available - requested {hc[field]}, available: "
-                                       f"{_fmt_cpus(have)}")
+    shares = _int(hc, "CpuShares")
+    if shares:  # as dockerd does, out-of-range shares are moved to the nearest allowed value
+        hc["CpuShares"] = min(max(shares, _MIN_SHARES), _MAX_SHARES)
+    swappiness = hc.get("MemorySwappiness")
+    if swappiness is not None and swappiness != -1 and not 0 <= _int(hc, "MemorySwappiness") <= 100:
+        raise InvalidParameter(f"HostConfig.MemorySwappiness: Invalid value: {swappiness}, valid memory swappiness "
+                               "range is 0-100")
+    reservation = _int(hc, "MemoryReservation")
+    if reservation < 0 or 0 < reservation < MIN_MEMORY:
+        raise InvalidParameter("HostConfig.MemoryReservation: Minimum memory reservation allowed is 6MB")
+    if mem > 0 and reservation > 0 and mem < reservation:
+        raise InvalidParameter("HostConfig.MemoryReservation: Minimum memory limit can not be less than memory "
+                               "reservation limit, see usage")
+    if not -1000 <= _int(hc, "OomScoreAdj") <= 1000:
+        raise InvalidParameter(f"HostConfig.OomScoreAdj: Invalid value {hc['OomScoreAdj']}, range for oom score adj "
+                               "is [-1000, 1000]")
+    blkio = _int(hc, "BlkioWeight")
+    if blkio and not 10 <= blkio <= 1000:
+        raise InvalidParameter("HostConfig.BlkioWeight: Range of blkio weight is from 10 to 1000")
+    _check_cpuset(hc, "CpusetCpus", "cpus", _cpus_available())
+    _check_cpuset(hc, "CpusetMems", "mems", _mems_available())
     pids = hc.get("PidsLimit")
     if pids is not None and (not isinstance(pids, int) or isinstance(pids, bool)):
         raise InvalidParameter("HostConfig.PidsLimit: must be an integer")

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS volumes (
     created REAL NOT NULL
 );
 """
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")  # \Z: $ would let a final newline through
 ANON_LABEL = "com.docker.volume.anonymous"
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -65,6 +65,8 @@ class VolumeNotFound(NotFound):
 
 
 def validate_name(name: str) -> None:
+    if len(name) > 255:  # one directory under the volumes root: a longer name is ENAMETOOLONG
+        raise InvalidParameter(f"create {name[:64]}...: volume name is longer than 255 characters")
     if not _NAME.match(name) or ".." in name:
         raise InvalidParameter(
             f'create {name}: "{name}" includes invalid characters for a local volume name, only '
