@@ -62,7 +62,7 @@ POOLS = {"containers": ["fz-run", "fz-created", "fz-new", "fz_ok"], "images": ["
          "volumes": ["fz-vol", "fz-v2"], "exec": [], "": ["nope"]}
 
 def _served_routes() -> list[tuple[str, str]]:
-    app = build_app({})
+    app = build_app()  # the route table only: no backends
     out = []
     for r in app.router.routes():
         path = r.resource.canonical if r.resource is not None else ""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 import struct
 from collections.abc import AsyncIterator
@@ -12,9 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
+from berth.api.backends import SCRATCH
 from berth.api.schema import Type, decode
 from berth.errors import BerthError, InvalidParameter
 from berth.filters import Filters
+from berth.threadstream import spool
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW_STREAM = "application/vnd.docker.raw-stream"
@@ -161,3 +165,19 @@ async def stream_tar(request: web.Request, chunks: AsyncIterator[bytes],
         await resp.write(chunk)
     await resp.write_eof()
     return resp
+
+
+def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives, in chunks of up to 1 MiB."""
+    return request.content.iter_chunked(1 << 20)
+
+
+@contextlib.asynccontextmanager
+async def spooled_body(request: web.Request, suffix: str) -> AsyncIterator[tuple[str, int]]:
+    """The request body written to a scratch file: (path, size); the file is gone afterwards."""
+    path = request.app[SCRATCH].scratch_path(suffix)
+    try:
+        yield path, await spool(body_chunks(request), path)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)

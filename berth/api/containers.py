@@ -6,16 +6,17 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import re
 import socket
 
 from aiohttp import web
 
 from berth.api import bodies
+from berth.api.backends import ARCHIVES, CONTAINERS, ContainerBackend
 from berth.api.common import (
     MULTIPLEXED,
     RAW_STREAM,
+    body_chunks,
     dumps,
     filters,
     frame,
@@ -27,18 +28,15 @@ from berth.api.common import (
     stream_tar,
 )
 from berth.api.hijack import hijack
-from berth.containers import archive
 from berth.containers import logs as logfile
-from berth.containers.service import ContainerService
-from berth.errors import Forbidden, InvalidParameter
+from berth.errors import InvalidParameter, NotFound
 from berth.runtime.monitor import ATTACH_BUF, ATTACH_STDERR
-from berth.threadstream import stream_from_thread
 
 routes = web.RouteTableDef()
 
 
-def svc(request: web.Request) -> ContainerService:
-    return request.app["containers"]
+def svc(request: web.Request) -> ContainerBackend:
+    return request.app[CONTAINERS]
 
 
 # Docker's name rule; fullmatch, because Python's ``$`` also matches before a final newline
@@ -118,11 +116,8 @@ async def stop(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/restart")
 async def restart(request: web.Request) -> web.Response:
     s = svc(request)
-    c = s.get(request.match_info["id"])
-    timeout = _stop_timeout(request)  # a bad value is a 400 before anything is stopped
-    if c.state.running:
-        await s.stop(c.id, timeout, request.query.get("signal"))
-    await s.start(c.id)
+    c = s.get(request.match_info["id"])  # a missing container is a 404 before a bad ``t`` is a 400
+    await s.restart(c.id, _stop_timeout(request), request.query.get("signal"))
     return web.Response(status=204)
 
 
@@ -161,13 +156,21 @@ async def stats(request: web.Request) -> web.StreamResponse:
         while True:
             previous = s.stats(c.id, previous)
             await resp.write((dumps(previous) + "\n").encode())
-            if not stream or not c.state.running or c.id not in s.by_id:
+            if not stream or not c.state.running or not _exists(s, c.id):
                 break
             await asyncio.sleep(1)
     except (ConnectionResetError, BrokenPipeError):
         return resp
     await resp.write_eof()
     return resp
+
+
+def _exists(s: ContainerBackend, cid: str) -> bool:
+    try:
+        s.get(cid)
+    except NotFound:
+        return False
+    return True
 
 
 @routes.get("/containers/{id}/changes")
@@ -189,10 +192,8 @@ async def commit(request: web.Request) -> web.Response:
 
 @routes.get("/containers/{id}/export")
 async def export(request: web.Request) -> web.StreamResponse:
-    s = svc(request)
-    c = s.get(request.match_info["id"])
-    async with s.rootfs_view(c, with_mounts=False) as root:
-        return await stream_tar(request, stream_from_thread(lambda out: archive.export_rootfs(root, out)))
+    async with request.app[ARCHIVES].export(request.match_info["id"]) as chunks:
+        return await stream_tar(request, chunks)
 
 
 def _path_param(request: web.Request) -> str:
@@ -202,49 +203,29 @@ def _path_param(request: web.Request) -> str:
     return path
 
 
-def _stat_header(st: dict) -> dict[str, str]:  # type: ignore[type-arg]
+def _stat_header(st: dict[str, object]) -> dict[str, str]:
     return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(st).encode()).decode()}
 
 
 @routes.head("/containers/{id}/archive")
 async def archive_head(request: web.Request) -> web.Response:
-    s = svc(request)
-    c = s.get(request.match_info["id"])
-    async with s.rootfs_view(c) as root:
-        st = await asyncio.to_thread(archive.stat_path, root, _path_param(request), c.name)
+    c = svc(request).get(request.match_info["id"])  # 404 before a missing path is a 400
+    st = await request.app[ARCHIVES].stat(c.id, _path_param(request))
     return web.Response(status=200, headers=_stat_header(st))
 
 
 @routes.get("/containers/{id}/archive", allow_head=False)
 async def archive_get(request: web.Request) -> web.StreamResponse:
-    s = svc(request)
-    c = s.get(request.match_info["id"])
-    path = _path_param(request)
-    async with s.rootfs_view(c) as root:
-        st = await asyncio.to_thread(archive.stat_path, root, path, c.name)
-        return await stream_tar(request, stream_from_thread(lambda out: archive.write_archive(root, path, out,
-                                                                                              c.name)),
-                                _stat_header(st))
+    c = svc(request).get(request.match_info["id"])
+    async with request.app[ARCHIVES].read(c.id, _path_param(request)) as (st, chunks):
+        return await stream_tar(request, chunks, _stat_header(st))
 
 
 @routes.put("/containers/{id}/archive")
 async def archive_put(request: web.Request) -> web.Response:
-    s = svc(request)
-    c = s.get(request.match_info["id"])
-    path = _path_param(request)
-    if c.host_config.get("ReadonlyRootfs") and c.state.running:
-        raise Forbidden("container rootfs is marked read-only")
-    tmp = request.app["images"].scratch_path(".tar")
-    try:
-        from berth.api.images import _spool_body
-
-        await _spool_body(request, tmp)
-        async with s.rootfs_view(c) as root:
-            await asyncio.to_thread(archive.extract_archive, root, path, tmp,
-                                    qbool(request, "noOverwriteDirNonDir"), c.name)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    c = svc(request).get(request.match_info["id"])
+    await request.app[ARCHIVES].put(c.id, _path_param(request), body_chunks(request),
+                                    qbool(request, "noOverwriteDirNonDir"))
     return web.Response(status=200)
 
 

@@ -8,15 +8,15 @@ import contextlib
 from aiohttp import web
 
 from berth.api import bodies
+from berth.api.backends import EXECS, ExecBackend
 from berth.api.common import MULTIPLEXED, RAW_STREAM, frame, json_body, json_response, qint
 from berth.api.hijack import hijack
-from berth.containers.service import ContainerService
 
 routes = web.RouteTableDef()
 
 
-def svc(request: web.Request) -> ContainerService:
-    return request.app["containers"]
+def svc(request: web.Request) -> ExecBackend:
+    return request.app[EXECS]
 
 
 @routes.post("/containers/{id}/exec")
@@ -29,7 +29,7 @@ async def create(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.StreamResponse:
     body = await json_body(request, required=False, schema=bodies.EXEC_START) or {}
     s = svc(request)
-    session = s.execs.get(request.match_info["id"])
+    session = s.exec_get(request.match_info["id"])
     detach = bool(body.get("Detach"))
     io = await s.exec_start(session.id, detach)
     if detach:
@@ -64,11 +64,10 @@ async def start(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/exec/{id}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return json_response(svc(request).execs.get(request.match_info["id"]).inspect())
+    return json_response(svc(request).exec_get(request.match_info["id"]).inspect())
 
 
 @routes.post("/exec/{id}/resize")
 async def resize(request: web.Request) -> web.Response:
-    s = svc(request)
-    s.execs.resize(s.execs.get(request.match_info["id"]), qint(request, "h", 0), qint(request, "w", 0))
+    svc(request).exec_resize(request.match_info["id"], qint(request, "h", 0), qint(request, "w", 0))
     return web.Response(status=201)

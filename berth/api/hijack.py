@@ -90,7 +90,7 @@ async def hijack(request: web.Request, content_type: str) -> Hijacked:
     if parser is not None:
         transport = request.transport
         if transport is not None:
-            transport.set_protocol(_HalfCloseProtocol(protocol, parser, h.closed))  # type: ignore[arg-type]
+            transport.set_protocol(_HalfCloseProtocol(protocol, parser, h.closed))
     return h
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
+from berth.api.backends import DISTRIBUTION, IMAGES, ImageBackend
 from berth.api.common import (
     filters,
     json_body,
@@ -17,41 +17,26 @@ from berth.api.common import (
     json_stream_start,
     json_stream_write,
     qbool,
+    spooled_body,
     stream_tar,
 )
 from berth.distribution.client import Credentials
 from berth.errors import BerthError, InvalidParameter
-from berth.images.service import ImageService
 
 routes = web.RouteTableDef()
 log = logging.getLogger("berth.api")
 
 
-def svc(request: web.Request) -> ImageService:
-    return request.app["images"]
-
-
-async def _spool_body(request: web.Request, path: str) -> int:
-    """Write the request body to ``path`` (the scratch area); return its size."""
-    n = 0
-    with open(path, "wb") as f:
-        async for chunk in request.content.iter_chunked(1 << 20):
-            f.write(chunk)
-            n += len(chunk)
-    return n
+def svc(request: web.Request) -> ImageBackend:
+    return request.app[IMAGES]
 
 
 @routes.post("/images/load")
 async def load(request: web.Request) -> web.StreamResponse:
-    s = svc(request)
-    tmp = s.scratch_path(".tar")
-    try:
-        if await _spool_body(request, tmp) == 0:
+    async with spooled_body(request, ".tar") as (tmp, size):
+        if size == 0:
             raise InvalidParameter("invalid image archive: request body is empty")
-        lines = await s.load(tmp)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        lines = await svc(request).load(tmp)
     resp = await json_stream_start(request)
     for line in lines:
         await json_stream_write(resp, {"stream": line + "\n"})
@@ -77,26 +62,22 @@ async def save_one(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/images/create")
 async def create(request: web.Request) -> web.StreamResponse:
-    s = svc(request)
     src = request.query.get("fromSrc")
     if src is None:
         image = request.query.get("fromImage", "")
         if not image:
             raise InvalidParameter("fromImage or fromSrc is required")
         creds = Credentials.from_header(request.headers.get("X-Registry-Auth"))
-        return await _progress_stream(request, request.app["distribution"].pull(image, request.query.get("tag", ""),
+        return await _progress_stream(request, request.app[DISTRIBUTION].pull(image, request.query.get("tag", ""),
                                                                                  creds))
     if src != "-":
         raise InvalidParameter("importing from a URL is not supported; send the tarball as the request body")
-    tmp = s.scratch_path(".import")
-    try:
-        if await _spool_body(request, tmp) == 0:
+    async with spooled_body(request, ".import") as (tmp, size):
+        if size == 0:
             raise InvalidParameter("invalid import: request body is empty")
-        iid = await s.import_rootfs(tmp, request.query.get("repo") or None, request.query.get("tag") or None,
-                                    request.query.getall("changes", []), request.query.get("message", ""))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        iid = await svc(request).import_rootfs(tmp, request.query.get("repo") or None,
+                                               request.query.get("tag") or None,
+                                               request.query.getall("changes", []), request.query.get("message", ""))
     resp = await json_stream_start(request)
     await json_stream_write(resp, {"status": iid})
     await resp.write_eof()
@@ -130,7 +111,7 @@ async def _progress_stream(request: web.Request, progress: AsyncIterator[dict]) 
 @routes.post("/images/{name:.+}/push")
 async def push(request: web.Request) -> web.StreamResponse:
     creds = Credentials.from_header(request.headers.get("X-Registry-Auth"))
-    return await _progress_stream(request, request.app["distribution"].push(request.match_info["name"],
+    return await _progress_stream(request, request.app[DISTRIBUTION].push(request.match_info["name"],
                                                                             request.query.get("tag", ""), creds))
 
 
@@ -139,13 +120,13 @@ async def auth(request: web.Request) -> web.Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidParameter("invalid JSON: auth config must be an object")
-    return json_response(await request.app["distribution"].login(body))
+    return json_response(await request.app[DISTRIBUTION].login(body))
 
 
 @routes.get("/distribution/{name:.+}/json")
 async def distribution_inspect(request: web.Request) -> web.Response:
     creds = Credentials.from_header(request.headers.get("X-Registry-Auth"))
-    return json_response(await request.app["distribution"].inspect(request.match_info["name"], creds))
+    return json_response(await request.app[DISTRIBUTION].inspect(request.match_info["name"], creds))
 
 
 @routes.get("/images/json")

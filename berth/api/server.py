@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from yarl import URL
 
 import berth
 from berth.api import absent, containers, execs, images, system, volumes
+from berth.api.backends import Backends
 from berth.api.common import json_response
 from berth.errors import BerthError
 
@@ -44,7 +44,7 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
             match = await request.app.router.resolve(inner)
             match.add_app(request.app)
             match.freeze()
-            inner._match_info = match  # type: ignore[attr-defined]
+            inner._match_info = match
             request, handler = inner, match.handler
         return await handler(request)
     except BerthError as e:
@@ -62,10 +62,11 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_response({"message": str(e) or type(e).__name__}, status=500)
 
 
-def build_app(backends: dict[str, Any]) -> web.Application:
+def build_app(backends: Backends | None = None) -> web.Application:
+    """The API on ``backends``; without them, the route table alone (for tools that list routes)."""
     app = web.Application(middlewares=[docker_middleware], client_max_size=0)
-    for key, value in backends.items():
-        app[key] = value
+    if backends is not None:
+        backends.install(app)
     for mod in (system, images, containers, execs, volumes, absent):
         app.router.add_routes(mod.routes)
     return app

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
-from typing import Any
 
 from aiohttp import web
 
 import berth
-from berth.api.common import filters, json_response
-from berth.runtime import seccomp
+from berth.api.backends import EVENTS, SYSTEM
+from berth.api.common import dumps, filters, json_response, qtime
 
 routes = web.RouteTableDef()
 
@@ -27,110 +24,19 @@ async def ping(request: web.Request) -> web.Response:
     return web.Response(text="OK", headers=_ping_headers(), content_type="text/plain")
 
 
-def version_info(request: web.Request) -> dict[str, Any]:
-    uname = os.uname()
-    return {
-        "Platform": {"Name": "Berth"},
-        "Components": [{"Name": "Engine", "Version": berth.__version__,
-                        "Details": {"ApiVersion": berth.API_VERSION, "MinAPIVersion": berth.MIN_API_VERSION,
-                                    "Os": "linux", "Arch": "amd64", "KernelVersion": uname.release,
-                                    "OCIRuntime": request.app["config"].runtime}}],
-        "Version": berth.__version__,
-        "ApiVersion": berth.API_VERSION,
-        "MinAPIVersion": berth.MIN_API_VERSION,
-        "GitCommit": "",
-        "GoVersion": "python" + platform.python_version(),
-        "Os": "linux",
-        "Arch": "amd64" if uname.machine == "x86_64" else uname.machine,
-        "KernelVersion": uname.release,
-        "BuildTime": "",
-    }
-
-
 @routes.get("/version")
 async def version(request: web.Request) -> web.Response:
-    return json_response(version_info(request))
+    return json_response(request.app[SYSTEM].version())
 
 
 @routes.get("/info")
 async def info(request: web.Request) -> web.Response:
-    cfg = request.app["config"]
-    containers = request.app["containers"]
-    images = request.app["images"]
-    states = [c.state.Status for c in containers.by_id.values()]
-    uname = os.uname()
-    mem = 0
-    try:
-        with open("/proc/meminfo") as f:
-            mem = int(f.readline().split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return json_response({
-        "ID": cfg.engine_id,
-        "Containers": len(states),
-        "ContainersRunning": states.count("running"),
-        "ContainersPaused": states.count("paused"),
-        "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
-        "Images": len(images.images.list()),
-        "Driver": cfg.storage_driver,
-        "DriverStatus": images.layers.driver.status(),
-        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": None,
-                    "Log": ["json-file"]},
-        "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
-        "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": False, "Debug": cfg.log_level == "debug",
-        "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False, "NGoroutines": 0,
-        "SystemTime": __import__("datetime").datetime.now().astimezone().isoformat(),
-        "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": "1" if not os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "2",
-        "KernelVersion": uname.release,
-        "OperatingSystem": _os_name(),
-        "OSVersion": "",
-        "OSType": "linux",
-        "Architecture": uname.machine,
-        "NCPU": os.cpu_count() or 1,
-        "MemTotal": mem,
-        "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": []},
-        "DockerRootDir": cfg.data_root,
-        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
-        "Name": uname.nodename,
-        "Labels": [],
-        "ExperimentalBuild": False,
-        "ServerVersion": berth.__version__,
-        "Runtimes": {name: {"path": name} for name in ("crun", "runc")},
-        "DefaultRuntime": cfg.runtime,
-        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
-                  "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": True,
-        "Isolation": "",
-        "InitBinary": "",
-        "SecurityOptions": seccomp.security_options(),
-        "Warnings": cfg.warnings + ([f"WARNING: {problem}"] if (problem := seccomp.default_problem()) else []),
-    })
-
-
-def _os_name() -> str:
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return "Linux"
+    return json_response(request.app[SYSTEM].info())
 
 
 @routes.get("/system/df")
 async def disk_usage(request: web.Request) -> web.Response:
-    layers_size, images = request.app["images"].df_items()
-    return json_response({
-        "LayersSize": layers_size,
-        "Images": images,
-        "Containers": await request.app["containers"].df_items(),
-        "Volumes": await request.app["volumes"].df_items(),
-        "BuildCache": [],
-    })
+    return json_response(await request.app[SYSTEM].disk_usage())
 
 
 @routes.post("/build/prune")
@@ -143,9 +49,7 @@ async def build_prune(request: web.Request) -> web.Response:
 
 @routes.get("/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    from berth.api.common import dumps, qtime
-
-    sub = request.app["events"].subscribe(qtime(request, "since"), qtime(request, "until"), filters(request))
+    sub = request.app[EVENTS].subscribe(qtime(request, "since"), qtime(request, "until"), filters(request))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     try:

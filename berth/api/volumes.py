@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 from aiohttp import web
 
 from berth.api import bodies
-from berth.api.common import filters, json_body, json_response, qbool
+from berth.api.backends import VOLUMES, VolumeBackend
+from berth.api.common import filters, json_body, json_response, qbool, spooled_body
 from berth.errors import InvalidParameter
-from berth.volumes.service import VolumeService
 
 routes = web.RouteTableDef()
 
 
-def svc(request: web.Request) -> VolumeService:
-    return request.app["volumes"]
+def svc(request: web.Request) -> VolumeBackend:
+    return request.app[VOLUMES]
 
 
 @routes.post("/volumes/create")
@@ -58,14 +56,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 @routes.put("/volumes/{name}/import")
 async def import_(request: web.Request) -> web.Response:
-    images = request.app["images"]
-    tmp = images.scratch_path(".tar")
-    try:
-        from berth.api.images import _spool_body
-
-        if await _spool_body(request, tmp) == 0:
+    async with spooled_body(request, ".tar") as (tmp, size):
+        if size == 0:
             raise InvalidParameter("import: request body is empty; send a tar archive")
         return json_response(await svc(request).import_(request.match_info["name"], tmp))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -629,6 +629,13 @@ class ContainerService:
         self._cancel_restart(c)  # it may have exited on its own just before, and been scheduled
         self._event(c, "stop")
 
+    async def restart(self, name: str, timeout: int | None, sig: str | None) -> None:
+        """Stop (when running), then start: ``docker restart``."""
+        c = self.get(name)
+        if c.state.running:
+            await self.stop(c.id, timeout, sig)
+        await self.start(c.id)
+
     def _signal(self, c: Container, sig: int) -> None:
         try:
             self.monitor.kill(c.state.Pid, sig)
@@ -889,6 +896,12 @@ class ContainerService:
         s = self.execs.create(c, body)
         self._event(c, "exec_create: " + " ".join(s.args), execID=s.id)
         return s
+
+    def exec_get(self, eid: str) -> ExecSession:
+        return self.execs.get(eid)
+
+    def exec_resize(self, eid: str, h: int, w: int) -> None:
+        self.execs.resize(self.execs.get(eid), h, w)
 
     async def exec_start(self, eid: str, detach: bool) -> ExecIO:
         s = self.execs.get(eid)

@@ -126,10 +126,13 @@ class Daemon:
         self.runners: list[web.BaseRunner] = []
 
     def build(self) -> web.Application:
+        from berth.api.backends import Backends
         from berth.api.server import build_app
         from berth.containers.service import ContainerService
         from berth.containers.store import ContainerStore
+        from berth.containers.transfer import ArchiveService
         from berth.daemon import leftovers
+        from berth.daemon.system import SystemService
         from berth.db import open_db
         from berth.distribution.client import RegistryConfig
         from berth.distribution.service import DistributionService
@@ -173,8 +176,11 @@ class Daemon:
                                            registries)
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
-        return build_app({"config": cfg, "images": image_service, "containers": containers, "volumes": volumes,
-                          "events": bus, "distribution": distribution})
+        system = SystemService(cfg, containers, image_service, lambda: len(images.list()), volumes, driver)
+        return build_app(Backends(containers=containers, execs=containers,
+                                  archives=ArchiveService(containers, image_service.scratch_path),
+                                  images=image_service, distribution=distribution, volumes=volumes, system=system,
+                                  events=bus, scratch=image_service))
 
     async def serve(self, app: web.Application) -> None:
         await self.containers.restore()
