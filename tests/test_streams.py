@@ -81,3 +81,44 @@ def test_followers_and_pull_leave_ps_prompt(daemon: Daemon) -> None:
             daemon.cli("rm", "-f", name, check=False)
         daemon.cli("rmi", "-f", ref, check=False)
         reg.close()
+
+
+def test_thread_stream_back_pressure_errors_and_close() -> None:
+    """stream_from_thread: chunks arrive in order, a producer's error reaches the consumer, and
+    closing the stream early stops the producer (it sees a broken pipe) before aclose returns."""
+    import asyncio
+    import threading
+
+    from berth.threadstream import FLUSH, stream_from_thread
+
+    seen: dict[str, object] = {}
+
+    def endless(out: object) -> None:
+        seen["thread"] = threading.current_thread().name
+        try:
+            while True:
+                out.write(b"x" * FLUSH)  # type: ignore[attr-defined]
+        except BrokenPipeError:
+            seen["stopped"] = True
+            raise
+
+    def failing(out: object) -> None:
+        out.write(b"partial")  # type: ignore[attr-defined]
+        raise ValueError("disk on fire")
+
+    async def main() -> None:
+        gen = stream_from_thread(lambda out: [out.write(bytes([i]) * 10) for i in range(3)] and None)
+        assert b"".join([c async for c in gen]) == b"\x00" * 10 + b"\x01" * 10 + b"\x02" * 10
+        gen = stream_from_thread(failing)
+        with pytest.raises(ValueError, match="disk on fire"):
+            async for _ in gen:
+                pass
+        gen = stream_from_thread(endless, "berth-test")
+        assert len(await anext(gen)) == FLUSH
+        await gen.aclose()
+        assert seen.get("stopped") is True
+        assert str(seen["thread"]).startswith("berth-test-")
+        # no thread of the loop's default pool was used for any of it
+        assert not any(t.name.startswith("asyncio_") for t in threading.enumerate())
+
+    asyncio.run(main())
