@@ -8,5 +8,5 @@ bash scripts/setup.sh
 # the API against its backend Protocols, and the wiring that must satisfy them (strict for these files;
 # modules they import are checked by their own lines)
 .venv/bin/mypy --strict --follow-imports=silent berth/api berth/daemon/main.py berth/daemon/system.py \
-    berth/containers/transfer.py berth/threadstream.py
+    berth/containers/transfer.py berth/containers/execbackend.py berth/threadstream.py
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

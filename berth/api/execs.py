@@ -21,7 +21,7 @@ def svc(request: web.Request) -> ExecBackend:
 
 @routes.post("/containers/{id}/exec")
 async def create(request: web.Request) -> web.Response:
-    s = svc(request).exec_create(request.match_info["id"], await json_body(request, schema=bodies.EXEC_CONFIG))
+    s = svc(request).create(request.match_info["id"], await json_body(request, schema=bodies.EXEC_CONFIG))
     return json_response({"Id": s.id}, status=201)
 
 
@@ -29,9 +29,9 @@ async def create(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.StreamResponse:
     body = await json_body(request, required=False, schema=bodies.EXEC_START) or {}
     s = svc(request)
-    session = s.exec_get(request.match_info["id"])
+    session = s.get(request.match_info["id"])
     detach = bool(body.get("Detach"))
-    io = await s.exec_start(session.id, detach)
+    io = await s.start(session.id, detach)
     if detach:
         return web.Response(status=200)
     h = await hijack(request, RAW_STREAM if session.tty else MULTIPLEXED)
@@ -64,10 +64,10 @@ async def start(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/exec/{id}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return json_response(svc(request).exec_get(request.match_info["id"]).inspect())
+    return json_response(svc(request).get(request.match_info["id"]).inspect())
 
 
 @routes.post("/exec/{id}/resize")
 async def resize(request: web.Request) -> web.Response:
-    svc(request).exec_resize(request.match_info["id"], qint(request, "h", 0), qint(request, "w", 0))
+    svc(request).resize(request.match_info["id"], qint(request, "h", 0), qint(request, "w", 0))
     return web.Response(status=201)

@@ -897,12 +897,6 @@ class ContainerService:
         self._event(c, "exec_create: " + " ".join(s.args), execID=s.id)
         return s
 
-    def exec_get(self, eid: str) -> ExecSession:
-        return self.execs.get(eid)
-
-    def exec_resize(self, eid: str, h: int, w: int) -> None:
-        self.execs.resize(self.execs.get(eid), h, w)
-
     async def exec_start(self, eid: str, detach: bool) -> ExecIO:
         s = self.execs.get(eid)
         c = self.get(s.container_id)

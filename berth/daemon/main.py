@@ -128,6 +128,7 @@ class Daemon:
     def build(self) -> web.Application:
         from berth.api.backends import Backends
         from berth.api.server import build_app
+        from berth.containers.execbackend import ExecByID
         from berth.containers.service import ContainerService
         from berth.containers.store import ContainerStore
         from berth.containers.transfer import ArchiveService
@@ -177,7 +178,7 @@ class Daemon:
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
         system = SystemService(cfg, containers, image_service, lambda: len(images.list()), volumes, driver)
-        return build_app(Backends(containers=containers, execs=containers,
+        return build_app(Backends(containers=containers, execs=ExecByID(containers),
                                   archives=ArchiveService(containers, image_service.scratch_path),
                                   images=image_service, distribution=distribution, volumes=volumes, system=system,
                                   events=bus, scratch=image_service))
