@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from berth.containers import archive, rwdiff
+from berth.containers import archive
 from berth.containers.archive import (
     GO_MODE_DIR,
     GO_MODE_SYMLINK,
@@ -25,9 +25,10 @@ from berth.containers.archive import (
     stat_path,
     write_archive,
 )
-from berth.containers.rwdiff import changes_overlay, changes_vfs, write_layer_tar_overlay, write_layer_tar_vfs
 from berth.errors import InvalidParameter, NotFound
 from berth.fsutil import remove_tree
+from berth.layers import diff as rwdiff
+from berth.layers.diff import changes_overlay, changes_vfs, write_layer_tar_overlay, write_layer_tar_vfs
 from berth.layers.tarapply import apply_tar
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts, mknod and chown need root")

@@ -7,7 +7,7 @@ walk. Trees are then walked, and archives extracted, with ``*at()`` calls on dir
 descriptors. A directory swapped for a symlink mid-operation can change which entry inside the
 container we reach; it can never lead us to a host file.
 
-``TarTreeWriter`` (the descriptor-based tar writer) is shared with ``rwdiff`` for layer tars.
+``TarTreeWriter`` (the descriptor-based tar writer) is shared with ``berth.layers.diff`` for layer tars.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from dataclasses import asdict
 from typing import Any
 
 from berth import crashpoint
-from berth.containers import health, rwdiff, views
+from berth.containers import health, views
 from berth.containers import logs as logfile
 from berth.containers import stats as container_stats
 from berth.containers.config import log_size_max, merge_config, validate_host_config
@@ -40,7 +40,6 @@ from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
 from berth.images import reference
 from berth.images.changes import apply_changes
 from berth.images.service import ImageService, rfc3339
-from berth.layers.drivers import INIT_DIRS, INIT_FILES
 from berth.layers.store import LayerStore
 from berth.runtime import hostconfig
 from berth.runtime import spec as ocispec
@@ -764,22 +763,11 @@ class ContainerService:
 
     # -- diff / commit / export / archive -----------------------------------------------------------------
     async def changes(self, name: str) -> list[dict[str, Any]]:
-        c = self.get(name)
-        kind, rw, lowers = self.layers.rw_layout(c.id)
-        if kind == "overlay":
-            return await asyncio.to_thread(rwdiff.changes_overlay, rw, lowers)
-        out = await asyncio.to_thread(rwdiff.changes_vfs, lowers[0] if lowers else "", rw)
-        # vfs has no init layer: the runtime's mount points are in the copy itself
-        init = {"/" + p for p in INIT_FILES + INIT_DIRS}
-        return [ch for ch in out if not (ch["Kind"] == rwdiff.ADDED and ch["Path"] in init)]
+        return await asyncio.to_thread(self.layers.changes, self.get(name).id)
 
     def write_rw_tar(self, cid: str, out: Any) -> None:
         """The container layer as an image layer tar, whiteouts as ``.wh.`` entries (blocking)."""
-        kind, rw, lowers = self.layers.rw_layout(cid)
-        if kind == "overlay":
-            rwdiff.write_layer_tar_overlay(rw, lowers, out)
-        else:
-            rwdiff.write_layer_tar_vfs(lowers[0] if lowers else "", rw, out)
+        self.layers.write_diff(cid, out)
 
     async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
                      changes: list[str], pause: bool, overrides: dict[str, Any] | None) -> str:

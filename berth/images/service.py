@@ -340,16 +340,7 @@ class ImageService:
     def inspect(self, name: str) -> dict[str, Any]:
         image = self.get(name)
         c = image.config
-        layer = self.layers.chain(image.top_layer)
-        graph: dict[str, str] = {}
-        if layer:
-            paths = [self.layers.driver.layer_path(x.cache_id) for x in layer]
-            if self.driver_name == "overlay":
-                graph = {"UpperDir": paths[0], "WorkDir": os.path.join(os.path.dirname(paths[0]), "work")}
-                if len(paths) > 1:
-                    graph["LowerDir"] = ":".join(paths[1:])
-            else:
-                graph = {"Dir": paths[0]}
+        graph = self.layers.graph_data(image.top_layer)
         return {
             "Id": image.id,
             "RepoTags": image.repo_tags,

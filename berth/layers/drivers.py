@@ -1,7 +1,10 @@
-"""Storage drivers: where layer directories live and how a container's rootfs is made.
+"""Storage drivers: where layer directories live, how a container's rootfs is made, and what
+a container changed (as containerd's snapshotter and diff comparer together).
 
 A driver never mounts anything itself: ``rootfs_mount`` returns a ``Mount`` spec (or
-``None`` when the directory is usable as is), and the layer store performs it.
+``None`` when the directory is usable as is), and the layer store performs it. ``changes``
+and ``write_diff`` compare a container layer in whatever way the driver's layout calls for
+(berth/layers/diff.py); nobody outside ``berth.layers`` asks which driver is in use.
 """
 
 from __future__ import annotations
@@ -9,16 +12,19 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from typing import Protocol
+from typing import Any, BinaryIO, Protocol
 
 from berth.fsutil import discard_tree, empty_trash
+from berth.layers import diff
 from berth.layers.mount import Mount
 from berth.layers.tarapply import WhiteoutMode
+from berth.storecheck import ORPHAN, Leftover, ls, trash_contents
 
 # What every container sees before its own layer: mount points the runtime binds over, made in
 # an "init" layer as Docker does, so they never show up in diff or commit.
 INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
 INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
+_INIT_PATHS = frozenset(INIT_FILES + INIT_DIRS)
 
 
 def make_init_entries(root: str) -> None:
@@ -45,6 +51,10 @@ class Driver(Protocol):
     def rootfs_mount(self, cid: str, lower_cache_ids: list[str]) -> Mount | None: ...
     def rootfs_path(self, cid: str) -> str: ...
     def status(self) -> list[list[str]]: ...
+    def changes(self, cid: str, lower_cache_ids: list[str]) -> list[dict[str, Any]]: ...
+    def write_diff(self, cid: str, lower_cache_ids: list[str], out: BinaryIO) -> None: ...
+    def graph_data(self, cache_ids: list[str]) -> dict[str, str]: ...
+    def leftovers(self, known: set[str]) -> list[Leftover]: ...
 
 
 class OverlayDriver:
@@ -57,11 +67,13 @@ class OverlayDriver:
     name = "overlay"
     whiteouts: WhiteoutMode = "overlay"
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, tidy: bool = True) -> None:
+        """``tidy=False``: only look (``berth check``), neither create nor empty anything."""
         self.root = root
         self.trash = os.path.join(root, ".trash")
-        os.makedirs(os.path.join(root, "l"), exist_ok=True)
-        empty_trash(self.trash)
+        if tidy:
+            os.makedirs(os.path.join(root, "l"), exist_ok=True)
+            empty_trash(self.trash)
 
     def _new_dir(self, key: str) -> str:
         d = os.path.join(self.root, key)
@@ -128,6 +140,30 @@ class OverlayDriver:
     def status(self) -> list[list[str]]:
         return [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]]
 
+    def _lowers(self, cid: str, lower_cache_ids: list[str]) -> list[str]:
+        init = self.init_path(cid)
+        return ([init] if init else []) + [self.layer_path(c) for c in lower_cache_ids]
+
+    def changes(self, cid: str, lower_cache_ids: list[str]) -> list[dict[str, Any]]:
+        """The upper dir is the change set; the lowers (init layer first) tell added from modified."""
+        return diff.changes_overlay(self.rw_path(cid), self._lowers(cid, lower_cache_ids))
+
+    def write_diff(self, cid: str, lower_cache_ids: list[str], out: BinaryIO) -> None:
+        diff.write_layer_tar_overlay(self.rw_path(cid), self._lowers(cid, lower_cache_ids), out)
+
+    def graph_data(self, cache_ids: list[str]) -> dict[str, str]:
+        """An image's ``GraphDriver.Data``, as Docker's overlay2 shows it; ``cache_ids`` top first."""
+        if not cache_ids:
+            return {}
+        paths = [self.layer_path(c) for c in cache_ids]
+        data = {"UpperDir": paths[0], "WorkDir": os.path.join(os.path.dirname(paths[0]), "work")}
+        if len(paths) > 1:
+            data["LowerDir"] = ":".join(paths[1:])
+        return data
+
+    def leftovers(self, known: set[str]) -> list[Leftover]:
+        return _unknown_dirs(self.root, known, ("l", "empty", ".trash"), self.trash)
+
 
 class VfsDriver:
     """Plain directory copies: every layer and container is a full copy of its parent."""
@@ -135,11 +171,12 @@ class VfsDriver:
     name = "vfs"
     whiteouts: WhiteoutMode = "vfs"
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, tidy: bool = True) -> None:
         self.root = os.path.join(root, "dir")
         self.trash = os.path.join(root, ".trash")
-        os.makedirs(self.root, exist_ok=True)
-        empty_trash(self.trash)
+        if tidy:
+            os.makedirs(self.root, exist_ok=True)
+            empty_trash(self.trash)
 
     def _copy(self, src: str | None, dst: str) -> None:
         if src is None:
@@ -177,6 +214,35 @@ class VfsDriver:
     def status(self) -> list[list[str]]:
         return []
 
+    def _base(self, lower_cache_ids: list[str]) -> str:
+        return self.layer_path(lower_cache_ids[0]) if lower_cache_ids else ""
+
+    def changes(self, cid: str, lower_cache_ids: list[str]) -> list[dict[str, Any]]:
+        """The container's copy compared with the image's top layer. The runtime's mount points,
+        made in the copy itself (no init layer here), count as part of the image: neither diff nor
+        commit shows them, as with overlay's init layer."""
+        return diff.changes_vfs(self._base(lower_cache_ids), self.rw_path(cid), _INIT_PATHS)
+
+    def write_diff(self, cid: str, lower_cache_ids: list[str], out: BinaryIO) -> None:
+        diff.write_layer_tar_vfs(self._base(lower_cache_ids), self.rw_path(cid), out, _INIT_PATHS)
+
+    def graph_data(self, cache_ids: list[str]) -> dict[str, str]:
+        return {"Dir": self.layer_path(cache_ids[0])} if cache_ids else {}
+
+    def leftovers(self, known: set[str]) -> list[Leftover]:
+        return _unknown_dirs(self.root, known, (), self.trash)
+
+
+def _unknown_dirs(base: str, known: set[str], own: tuple[str, ...], trash: str) -> list[Leftover]:
+    """Layer directories no layer or container names (``known``: cache IDs and container IDs), then
+    what the trash still holds."""
+    out = []
+    for name in ls(base):
+        if name in own or name in known or (name.endswith("-init") and name[:-5] in known):
+            continue
+        out.append(Leftover(os.path.join(base, name), ORPHAN, "layer directory of no layer or container", trash))
+    return out + trash_contents(trash)
+
 
 def overlay_supported() -> bool:
     try:
@@ -184,6 +250,16 @@ def overlay_supported() -> bool:
             return any(line.split()[-1] == "overlay" for line in f if line.strip())
     except OSError:
         return False
+
+
+def existing(data_root: str) -> list[Driver]:
+    """The drivers whose directories are in ``data_root``, made only to look (``berth check``)."""
+    out: list[Driver] = []
+    if os.path.isdir(os.path.join(data_root, "overlay")):
+        out.append(OverlayDriver(os.path.join(data_root, "overlay"), tidy=False))
+    if os.path.isdir(os.path.join(data_root, "vfs")):
+        out.append(VfsDriver(os.path.join(data_root, "vfs"), tidy=False))
+    return out
 
 
 def make_driver(name: str, data_root: str) -> Driver:

@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from berth.db import transaction
 from berth.fsutil import dir_size, syncfs
@@ -220,13 +220,18 @@ class LayerStore:
         with transaction(self.conn):
             self.conn.execute("DELETE FROM rw_layers WHERE cid=?", (cid,))
 
-    def rw_layout(self, cid: str) -> tuple[str, str, list[str]]:
-        """(driver name, the container's writable dir, image layer dirs top-first): what a diff needs.
+    def changes(self, cid: str) -> list[dict[str, Any]]:
+        """``docker diff`` of a container's writable layer (blocking): Kind 0 modified, 1 added,
+        2 deleted, sorted by path; the driver decides how its layout is compared."""
+        return self.driver.changes(cid, [x.cache_id for x in self.chain(self._rw_parent(cid))])
 
-        overlay: the upper dir holds only changes; vfs: a full copy to compare with the top layer."""
-        lowers = [self.driver.layer_path(x.cache_id) for x in self.chain(self._rw_parent(cid))]
-        init = self.driver.init_path(cid)
-        return self.driver.name, self.driver.rw_path(cid), ([init] if init else []) + lowers
+    def write_diff(self, cid: str, out: BinaryIO) -> None:
+        """The writable layer as an image layer tar, deletions as ``.wh.`` entries (blocking)."""
+        self.driver.write_diff(cid, [x.cache_id for x in self.chain(self._rw_parent(cid))], out)
+
+    def graph_data(self, top: str | None) -> dict[str, str]:
+        """``GraphDriver.Data`` of an image whose top layer is ``top``."""
+        return self.driver.graph_data([x.cache_id for x in self.chain(top)])
 
     def rw_size(self, cid: str) -> int:
         return dir_size(self.driver.rw_path(cid))

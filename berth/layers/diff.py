@@ -1,4 +1,7 @@
-"""A container's filesystem changes: ``docker diff`` entries and the layer tar of ``docker commit``.
+"""A container layer's changes: ``docker diff`` entries and the layer tar of ``docker commit``.
+
+The storage drivers call these (``Driver.changes``, ``Driver.write_diff``); nothing outside
+``berth.layers`` needs to know which comparison a driver's layout calls for.
 
 overlay: the upper dir *is* the change set. A whiteout (0:0 char device) is a deletion, an
 opaque dir (``trusted.overlay.opaque=y``) hides everything the lowers had below it, anything
@@ -21,8 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from berth.containers.archive import TarTreeWriter, lstat_at, open_child_dir, open_root, scan_dir
+from berth.containers.archive import TarTreeWriter, open_child_dir, open_root, scan_dir
 from berth.layers.tarapply import WH_OPAQUE, WH_PREFIX
+from berth.safepath import lstat_at
 
 MODIFIED = 0
 ADDED = 1
@@ -227,8 +231,12 @@ def _differs(b: os.stat_result, r: os.stat_result, base_fd: int, rw_fd: int, nam
     return False
 
 
-def _vfs_walk(base_fd: int | None, rw_fd: int, rel: str, out: list[tuple[str, int]]) -> bool:
-    """Append the changes below ``rel`` to ``out`` (parents first); True if there were any."""
+def _vfs_walk(base_fd: int | None, rw_fd: int, rel: str, out: list[tuple[str, int]],
+              ignore: frozenset[str] = frozenset()) -> bool:
+    """Append the changes below ``rel`` to ``out`` (parents first); True if there were any.
+
+    ``ignore``: paths the driver made itself where the base has none (the runtime's mount points);
+    they are no change, though a dir among them holding the container's own files is one."""
     start = len(out)
     rw_entries = dict(scan_dir(rw_fd))
     base_entries = dict(scan_dir(base_fd)) if base_fd is not None else {}
@@ -241,7 +249,7 @@ def _vfs_walk(base_fd: int | None, rw_fd: int, rel: str, out: list[tuple[str, in
         if b is not None and base_fd is not None:
             changed = _differs(b, r, base_fd, rw_fd, name)
         else:
-            changed = True
+            changed = crel not in ignore
         if not stat.S_ISDIR(r.st_mode):
             if changed:
                 out.append((crel, ADDED if b is None else MODIFIED))
@@ -252,7 +260,7 @@ def _vfs_walk(base_fd: int | None, rw_fd: int, rel: str, out: list[tuple[str, in
         base_child = open_child_dir(base_fd, name) if b is not None and base_fd is not None and \
             stat.S_ISDIR(b.st_mode) else None
         try:
-            sub = _vfs_walk(base_child, rw_child, crel, out) if rw_child is not None else False
+            sub = _vfs_walk(base_child, rw_child, crel, out, ignore) if rw_child is not None else False
         finally:
             for fd in (rw_child, base_child):
                 if fd is not None:
@@ -262,12 +270,12 @@ def _vfs_walk(base_fd: int | None, rw_fd: int, rel: str, out: list[tuple[str, in
     return len(out) > start
 
 
-def _vfs_changes(base: str, rw: str) -> list[tuple[str, int]]:
+def _vfs_changes(base: str, rw: str, ignore: frozenset[str]) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     rw_fd = open_root(rw)
     base_fd = open_root(base) if base else None
     try:
-        _vfs_walk(base_fd, rw_fd, "", out)
+        _vfs_walk(base_fd, rw_fd, "", out, ignore)
     finally:
         os.close(rw_fd)
         if base_fd is not None:
@@ -275,18 +283,19 @@ def _vfs_changes(base: str, rw: str) -> list[tuple[str, int]]:
     return out
 
 
-def changes_vfs(base: str, rw: str) -> list[dict[str, Any]]:
+def changes_vfs(base: str, rw: str, ignore: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """``GET /containers/{id}/changes`` for a vfs container: ``rw`` compared with the image's
     top layer dir ``base`` ("" for an image without layers). A dir holding changes is modified.
+    ``ignore``: relative paths the driver added to the copy itself (see ``_vfs_walk``).
     """
-    return _to_api(_vfs_changes(base, rw))
+    return _to_api(_vfs_changes(base, rw, ignore))
 
 
-def write_layer_tar_vfs(base: str, rw: str, out: BinaryIO) -> None:
+def write_layer_tar_vfs(base: str, rw: str, out: BinaryIO, ignore: frozenset[str] = frozenset()) -> None:
     """The vfs changes as an image layer tar: changed entries with contents, deletions as
     ``.wh.`` files (one per deleted dir, nothing below it)."""
     children: dict[str, list[tuple[str, int]]] = {}
-    for rel, kind in _vfs_changes(base, rw):
+    for rel, kind in _vfs_changes(base, rw, ignore):
         parent, name = posixpath.split(rel)
         children.setdefault(parent, []).append((name, kind))
     rw_fd = open_root(rw)
