@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from berth.db import transaction
+from berth.db import Step, migrate, schema_problem, transaction
+from berth.storecheck import ORPHAN, TEMP, Findings, Leftover, column, is_temp, ls, trash_contents
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -16,6 +18,7 @@ CREATE TABLE IF NOT EXISTS containers (
     record TEXT NOT NULL
 );
 """
+MIGRATIONS: list[Step] = [SCHEMA]
 
 
 @dataclass
@@ -71,7 +74,7 @@ class Container:
 class ContainerStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        conn.executescript(SCHEMA)
+        migrate(conn, "containers", MIGRATIONS)
 
     def load_all(self) -> list[Container]:
         return [Container.from_json(r[0]) for r in self.conn.execute("SELECT record FROM containers")]
@@ -87,3 +90,40 @@ class ContainerStore:
     def delete(self, cid: str) -> None:
         with transaction(self.conn):
             self.conn.execute("DELETE FROM containers WHERE id=?", (cid,))
+
+
+# -- checking (berth check; berthd's start-up) ----------------------------------------------------
+def check(conn: sqlite3.Connection) -> Findings:
+    """Every container record reads back. Changes nothing (``conn`` may be read-only)."""
+    f = Findings()
+    if (p := schema_problem(conn, "containers", MIGRATIONS)) is not None:
+        f.problem("database", p)
+    for cid, record in conn.execute("SELECT id, record FROM containers"):
+        f.checked += 1
+        try:
+            Container.from_json(record)
+        except (ValueError, TypeError, KeyError) as e:
+            f.problem(f"container {cid}", f"record cannot be read: {e}")
+    return f
+
+
+def ids(conn: sqlite3.Connection) -> set[str] | None:
+    """IDs of the recorded containers; None before the table exists."""
+    return column(conn, "SELECT id FROM containers")
+
+
+def leftovers(conn: sqlite3.Connection, root: str) -> list[Leftover]:
+    """``root``: the containers' directories. Directories of no container, interrupted writes, trash."""
+    out: list[Leftover] = []
+    containers = ids(conn)
+    trash = os.path.join(root, ".trash")
+    for name in ls(root):
+        if name == ".trash":
+            continue
+        if containers is not None and name not in containers:
+            out.append(Leftover(os.path.join(root, name), ORPHAN, "directory of no container", trash))
+            continue
+        for f in ls(os.path.join(root, name)):
+            if is_temp(f):
+                out.append(Leftover(os.path.join(root, name, f), TEMP, "interrupted write"))
+    return out + trash_contents(trash)

@@ -1,26 +1,28 @@
 """``berth check``: verify a data root offline, as borg's ``check`` does for its repository.
 
-It takes berthd's lock (so it never races a running daemon) and checks, without changing
-anything: the SQLite database's integrity; every image's config blob against its ID and
-its layer chain; every layer's directory and tar-split record; with ``--verify-data``,
-that every layer still reassembles to the exact tar its diff ID names; and what a crash
-left on disk, temporary files and files without a record (berth/daemon/leftovers.py).
-Those are reported as leftovers, not problems: berthd removes them when it next starts.
+It takes berthd's lock (so it never races a running daemon), checks the SQLite database's
+integrity, then asks each store to check itself, changing nothing (``check()`` in each store's
+module): layers (directories, tar-split records and, with ``--verify-data``, that every layer
+still reassembles to the exact tar its diff ID names), images (config blobs against their IDs,
+top layers, tags), containers, volumes and the content store. What a crash left on disk,
+temporary files and files without a record (berth/daemon/leftovers.py), is reported as
+leftovers, not problems: berthd removes them when it next starts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import sys
 from dataclasses import dataclass, field
 
+from berth.storecheck import Leftover, Problem
+
 
 @dataclass
 class Report:
-    problems: list[str] = field(default_factory=list)
-    leftovers: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    leftovers: list[Leftover] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -28,87 +30,42 @@ class Report:
         return not self.problems
 
 
-class _Hasher:
-    def __init__(self) -> None:
-        self.h = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.h.update(data)
-        return len(data)
-
-
 def check(data_root: str, verify_data: bool = False) -> Report:
+    from berth.containers import store as containers
     from berth.daemon import leftovers
-    from berth.layers.tarapply import assemble
+    from berth.images import store as images
+    from berth.images.content import ContentStore
+    from berth.layers import drivers
+    from berth.layers import store as layers
+    from berth.volumes import store as volumes
 
     r = Report()
     db_path = os.path.join(data_root, "berth.db")
     if not os.path.exists(db_path):
-        r.problems.append(f"{db_path}: no database (not a Berth data root?)")
+        r.problems.append(Problem(db_path, "no database (not a Berth data root?)"))
         return r
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
-    result = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    if result != "ok":
-        r.problems.append(f"database integrity: {result}")
-    # the drivers' layouts, read directly: constructing a driver would tidy its directories
-    if os.path.isdir(os.path.join(data_root, "overlay")):
-        base = os.path.join(data_root, "overlay")
-
-        def layer_path(cache_id: str) -> str:
-            return os.path.join(base, cache_id, "diff")
-    else:
-        base = os.path.join(data_root, "vfs", "dir")
-
-        def layer_path(cache_id: str) -> str:
-            return os.path.join(base, cache_id)
-    layers = {row["chain_id"]: row for row in conn.execute("SELECT * FROM layers")}
-    split_dir = os.path.join(data_root, "layers", "tarsplit")
-    for cid, row in layers.items():
-        if row["parent"] and row["parent"] not in layers:
-            r.problems.append(f"layer {cid}: parent {row['parent']} is missing")
-        path = layer_path(row["cache_id"])
-        split = os.path.join(split_dir, row["cache_id"] + ".gz")
-        if not os.path.isdir(path):
-            r.problems.append(f"layer {cid}: directory {path} is missing")
-            continue
-        if not os.path.exists(split):
-            r.problems.append(f"layer {cid}: tar-split record {split} is missing")
-            continue
-        if verify_data:
-            h = _Hasher()
-            try:
-                with open(split, "rb") as f:
-                    assemble(path, f, h)  # type: ignore[arg-type]
-            except (OSError, ValueError) as e:
-                r.problems.append(f"layer {cid}: cannot be reassembled: {e}")
-                continue
-            got = "sha256:" + h.h.hexdigest()
-            if got != row["diff_id"]:
-                r.problems.append(f"layer {cid}: content changed on disk: tar is {got}, diff ID {row['diff_id']}")
-    r.checked["layers"] = len(layers)
-    blobs = os.path.join(data_root, "image", "blobs", "sha256")
-    images = conn.execute("SELECT id, top_layer FROM images").fetchall()
-    for row in images:
-        iid = row["id"]
-        blob = os.path.join(blobs, iid.split(":", 1)[1])
-        try:
-            with open(blob, "rb") as f:
-                if "sha256:" + hashlib.sha256(f.read()).hexdigest() != iid:
-                    r.problems.append(f"image {iid}: config blob does not match the image ID")
-        except FileNotFoundError:
-            r.problems.append(f"image {iid}: config blob {blob} is missing")
-        if row["top_layer"] and row["top_layer"] not in layers:
-            r.problems.append(f"image {iid}: top layer {row['top_layer']} is missing")
-    r.checked["images"] = len(images)
-    for (name, iid) in conn.execute("SELECT name, image_id FROM refs"):
-        if not any(iid == row["id"] for row in images):
-            r.problems.append(f"tag {name}: points at missing image {iid}")
-    # on disk without a record, and temporaries: left by a crash between a write and its record
-    r.leftovers = [f"{x.path} ({x.what}, {x.kind}; berthd {'adopts' if x.adopt else 'removes'} it when it starts)"
-                   for x in leftovers.find(data_root, conn)]
-    r.checked["containers"] = conn.execute("SELECT COUNT(*) FROM containers").fetchone()[0]
-    conn.close()
+    try:
+        result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            r.problems.append(Problem("database integrity", result))
+        # the same directories as berthd's wiring gives each store (berth/daemon/main.py)
+        j = os.path.join
+        content = ContentStore(j(data_root, "image"), create=False)
+        found = {
+            "layers": layers.check(conn, j(data_root, "layers"), drivers.for_check(data_root), verify_data),
+            "images": images.check(conn, content, layers.exists_in(conn)),
+            "containers": containers.check(conn),
+        }
+        for name, f in found.items():
+            r.checked[name] = f.checked
+        for f in (*found.values(), volumes.check(conn, j(data_root, "volumes")), content.check()):
+            r.problems += f.problems
+        # on disk without a record, and temporaries: left by a crash between a write and its record
+        r.leftovers = leftovers.find(data_root, conn)
+    finally:
+        conn.close()
     return r
 
 
@@ -133,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in r.checked.items():
         print(f"checked {v} {k}")
     for x in r.leftovers:
-        print(f"leftover: {x}")
+        print(f"leftover: {x.path} ({x.what}, {x.kind}; berthd {'adopts' if x.adopt else 'removes'} it when it starts)")
     for x in r.problems:
         print(f"PROBLEM: {x}")
     print("ok" if r.ok else f"{len(r.problems)} problem(s)")

@@ -7,8 +7,9 @@ nobody will ever read. They are all berthd's own, and whoever holds the data-roo
 (``berth check`` reports them) and ``remove`` deletes them (berthd, before its stores open),
 except a volume's directory: its data may be a user's, so the volume store adopts it.
 
-Only the stores' own directories are scanned, never inside a layer or a volume, where a
-user's file may well be called ``.tmp-x``.
+Each store lists its own (``leftovers()`` in its module, scanning only its own directories,
+never inside a layer or a volume, where a user's file may well be called ``.tmp-x``); this
+module asks each of them, and adds the daemon's own scratch files.
 """
 
 from __future__ import annotations
@@ -16,111 +17,33 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
-from dataclasses import dataclass
 
 from berth.layers import mount as mnt
+from berth.storecheck import ORPHAN, TEMP, Leftover, ls
 
-TEMP = "temporary file"
-ORPHAN = "no record"
-
-
-@dataclass(frozen=True)
-class Leftover:
-    path: str
-    kind: str  # TEMP or ORPHAN
-    what: str  # a few words for the report
-    trash: str = ""  # a directory: moved here (same filesystem), then deleted in the background
-    adopt: bool = False  # kept: berthd makes a record for it (a volume's data, as Docker's local driver)
-
-
-def _ls(d: str) -> list[str]:
-    try:
-        return sorted(os.listdir(d))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _column(conn: sqlite3.Connection, sql: str) -> set[str] | None:
-    """The values of one column, or None when the table does not exist yet (a new data root)."""
-    try:
-        return {r[0] for r in conn.execute(sql) if r[0]}
-    except sqlite3.OperationalError:
-        return None
-
-
-def _is_temp(name: str) -> bool:
-    return name.startswith(".tmp-") or ".tmp-" in name or name.endswith(".tmp")
+__all__ = ["ORPHAN", "TEMP", "Leftover", "find", "mounts_under", "remove"]
 
 
 def find(data_root: str, conn: sqlite3.Connection) -> list[Leftover]:
-    out: list[Leftover] = []
+    from berth.containers import store as containers
+    from berth.distribution import service as distribution
+    from berth.images import store as images
+    from berth.images.content import ContentStore
+    from berth.layers import drivers
+    from berth.layers import store as layers
+    from berth.volumes import store as volumes
+
     j = os.path.join
-    for name in _ls(data_root):  # engine-id and friends, written with atomic_write
-        if name.startswith(".tmp-"):
-            out.append(Leftover(j(data_root, name), TEMP, "interrupted atomic write"))
-    for name in _ls(j(data_root, "tmp")):
-        out.append(Leftover(j(data_root, "tmp", name), TEMP, "scratch file of an interrupted load, pull or commit"))
-    # layers: tar-split records and driver directories
-    layers = _column(conn, "SELECT cache_id FROM layers")
-    rw = _column(conn, "SELECT cid FROM rw_layers")
-    split_dir = j(data_root, "layers", "tarsplit")
-    for name in _ls(split_dir):
-        if _is_temp(name):
-            out.append(Leftover(j(split_dir, name), TEMP, "tar-split record being written"))
-        elif layers is not None and name.removesuffix(".gz") not in layers:
-            out.append(Leftover(j(split_dir, name), ORPHAN, "tar-split record of no layer"))
-    for base, trash in ((j(data_root, "overlay"), j(data_root, "overlay", ".trash")),
-                        (j(data_root, "vfs", "dir"), j(data_root, "vfs", ".trash"))):
-        if layers is None or rw is None:
-            break
-        for name in _ls(base):
-            if name in ("l", "empty", ".trash") or name in layers or name in rw:
-                continue
-            if name.endswith("-init") and name[:-5] in rw:
-                continue
-            out.append(Leftover(j(base, name), ORPHAN, "layer directory of no layer or container", trash))
-    containers = _column(conn, "SELECT id FROM containers")
-    cdir = j(data_root, "containers")
-    if rw is not None and containers is not None:
-        for cid in sorted(rw - containers):
-            out.append(Leftover(f"rw_layers/{cid}", ORPHAN, "writable layer of no container (removed at start)"))
-    for name in _ls(cdir):
-        if name == ".trash":
-            continue
-        if containers is not None and name not in containers:
-            out.append(Leftover(j(cdir, name), ORPHAN, "directory of no container", j(cdir, ".trash")))
-            continue
-        for f in _ls(j(cdir, name)):
-            if _is_temp(f):
-                out.append(Leftover(j(cdir, name, f), TEMP, "interrupted write"))
-    vdir = j(data_root, "volumes")
-    volumes = _column(conn, "SELECT name FROM volumes")
-    for name in _ls(vdir):
-        if name == ".trash":
-            continue
-        if name.startswith(".tmp-"):
-            out.append(Leftover(j(vdir, name), TEMP, "volume being created", j(vdir, ".trash")))
-        elif volumes is not None and name not in volumes:
-            out.append(Leftover(j(vdir, name), ORPHAN, "volume directory of no volume",
-                                adopt=True))
-    images = _column(conn, "SELECT id FROM images")
-    blobs = j(data_root, "image", "blobs", "sha256")
-    for name in _ls(blobs):
-        if _is_temp(name):
-            out.append(Leftover(j(blobs, name), TEMP, "interrupted atomic write"))
-        elif images is not None and "sha256:" + name not in images:
-            out.append(Leftover(j(blobs, name), ORPHAN, "config blob of no image"))
-    compressed = _column(conn, "SELECT digest FROM compressed_layers")
-    dblobs = j(data_root, "distribution", "blobs")
-    for name in _ls(dblobs):
-        if _is_temp(name):
-            out.append(Leftover(j(dblobs, name), TEMP, "layer being compressed for a push"))
-        elif compressed is not None and "sha256:" + name not in compressed:
-            out.append(Leftover(j(dblobs, name), ORPHAN, "compressed layer of no record"))
-    for trash in (j(data_root, "overlay", ".trash"), j(data_root, "vfs", ".trash"), j(cdir, ".trash"),
-                  j(vdir, ".trash")):
-        for name in _ls(trash):
-            out.append(Leftover(j(trash, name), TEMP, "removal in progress"))
+    out = [Leftover(j(data_root, name), TEMP, "interrupted atomic write")  # engine-id and friends
+           for name in ls(data_root) if name.startswith(".tmp-")]
+    out += [Leftover(j(data_root, "tmp", name), TEMP, "scratch file of an interrupted load, pull or commit")
+            for name in ls(j(data_root, "tmp"))]
+    # the same directories as berthd's wiring gives each store (berth/daemon/main.py)
+    out += layers.leftovers(conn, j(data_root, "layers"), drivers.existing(data_root), containers.ids(conn))
+    out += containers.leftovers(conn, j(data_root, "containers"))
+    out += volumes.leftovers(conn, j(data_root, "volumes"))
+    out += images.leftovers(conn, ContentStore(j(data_root, "image"), create=False))
+    out += distribution.leftovers(conn, j(data_root, "distribution"))
     return out
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from berth.db import transaction
+from berth.db import migrate, transaction
 from berth.distribution.client import (
         MT_DOCKER_CONFIG,
     MT_DOCKER_LAYER_GZIP,
@@ -45,6 +45,7 @@ from berth.images import reference
 from berth.images.archive import spool_uncompressed
 from berth.images.service import ImageService
 from berth.layers.store import Extracted, chain_id
+from berth.storecheck import ORPHAN, TEMP, Leftover, column, is_temp, ls
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS compressed_layers (
@@ -82,7 +83,7 @@ class DistributionService:
         self.conn = conn
         self.blobs = os.path.join(root, "blobs")
         os.makedirs(self.blobs, exist_ok=True)
-        conn.executescript(SCHEMA)
+        migrate(conn, "distribution", [SCHEMA])
         self.images = images
         self.config = config
         self.pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="gzip")
@@ -503,3 +504,17 @@ async def _file_sender(path: str, progress: Callable[[int], None]) -> AsyncItera
                 last = sent
                 progress(sent)
             yield chunk
+
+
+def leftovers(conn: sqlite3.Connection, root: str) -> list[Leftover]:
+    """Push's compressed layers: those being written, and those no record names (``root`` as given
+    to the service)."""
+    out: list[Leftover] = []
+    blobs = os.path.join(root, "blobs")
+    compressed = column(conn, "SELECT digest FROM compressed_layers")
+    for name in ls(blobs):
+        if is_temp(name):
+            out.append(Leftover(os.path.join(blobs, name), TEMP, "layer being compressed for a push"))
+        elif compressed is not None and "sha256:" + name not in compressed:
+            out.append(Leftover(os.path.join(blobs, name), ORPHAN, "compressed layer of no record"))
+    return out

@@ -7,16 +7,18 @@ ID for the same image.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from berth.db import transaction
+from berth.db import Step, migrate, schema_problem, transaction
 from berth.errors import InvalidParameter, NotFound
 from berth.images import reference
 from berth.images.content import ContentStore
 from berth.layers.store import chain_id
+from berth.storecheck import ORPHAN, Findings, Leftover, column
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -35,6 +37,13 @@ CREATE TABLE IF NOT EXISTS repo_digests (
     image_id TEXT NOT NULL REFERENCES images(id)
 );
 """
+# Version 2: every image listed looks up its tags and digests by image ID, and deleting an image
+# row makes SQLite look for rows naming it (the foreign keys): index both, and the parent column.
+MIGRATIONS: list[Step] = [SCHEMA, """
+CREATE INDEX IF NOT EXISTS refs_image ON refs(image_id);
+CREATE INDEX IF NOT EXISTS repo_digests_image ON repo_digests(image_id);
+CREATE INDEX IF NOT EXISTS images_parent ON images(parent);
+"""]
 
 
 class ImageNotFound(NotFound):
@@ -77,7 +86,7 @@ class ImageStore:
     def __init__(self, conn: sqlite3.Connection, content: ContentStore) -> None:
         self.conn = conn
         self.content = content
-        conn.executescript(SCHEMA)
+        migrate(conn, "images", MIGRATIONS)
         self._configs: dict[str, tuple[dict[str, Any], bytes]] = {}
 
     # -- records ---------------------------------------------------------------------
@@ -184,3 +193,37 @@ class ImageStore:
     def add_repo_digest(self, repo: str, digest: str, image_id: str) -> None:
         with transaction(self.conn):
             self.conn.execute("INSERT OR REPLACE INTO repo_digests VALUES (?,?)", (f"{repo}@{digest}", image_id))
+
+
+# -- checking (berth check; berthd's start-up) ----------------------------------------------------
+def check(conn: sqlite3.Connection, content: ContentStore, layers: set[str]) -> Findings:
+    """Every image's config blob against its ID, its top layer (``layers``: the stored chain IDs),
+    every tag's image. Changes nothing (``conn`` may be read-only)."""
+    f = Findings()
+    if (p := schema_problem(conn, "images", MIGRATIONS)) is not None:
+        f.problem("database", p)
+    images = [(row[0], row[1]) for row in conn.execute("SELECT id, top_layer FROM images")]
+    for iid, top in images:
+        try:
+            if not content.verify(iid):
+                f.problem(f"image {iid}", "config blob does not match the image ID")
+        except FileNotFoundError:
+            f.problem(f"image {iid}", f"config blob {content.path(iid)} is missing")
+        if top and top not in layers:
+            f.problem(f"image {iid}", f"top layer {top} is missing")
+    ids = {iid for iid, _ in images}
+    for name, iid in conn.execute("SELECT name, image_id FROM refs"):
+        if iid not in ids:
+            f.problem(f"tag {name}", f"points at missing image {iid}")
+    f.checked = len(images)
+    return f
+
+
+def leftovers(conn: sqlite3.Connection, content: ContentStore) -> list[Leftover]:
+    """Config blobs of no image, and the content store's temporaries."""
+    out = content.leftovers()
+    images = column(conn, "SELECT id FROM images")
+    if images is not None:
+        out += [Leftover(os.path.join(content.root, d.removeprefix("sha256:")), ORPHAN, "config blob of no image")
+                for d in content.walk() if d not in images]
+    return out

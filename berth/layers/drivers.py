@@ -262,6 +262,12 @@ def existing(data_root: str) -> list[Driver]:
     return out
 
 
+def for_check(data_root: str) -> Driver:
+    """The driver whose directories hold ``data_root``'s layers, made only to look: overlay's when
+    its directory is there, else vfs's."""
+    return (existing(data_root) or [VfsDriver(os.path.join(data_root, "vfs"), tidy=False)])[0]
+
+
 def make_driver(name: str, data_root: str) -> Driver:
     if name == "overlay":
         if not overlay_supported():

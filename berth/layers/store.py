@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from berth.db import transaction
+from berth.db import Step, migrate, schema_problem, transaction
 from berth.fsutil import dir_size, syncfs
 from berth.layers import mount as mnt
 from berth.layers.drivers import Driver
 from berth.layers.tarapply import apply_tar, assemble
+from berth.storecheck import ORPHAN, TEMP, Findings, Leftover, column, is_temp, ls
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -37,6 +38,12 @@ CREATE TABLE IF NOT EXISTS rw_layers (
     created REAL NOT NULL
 );
 """
+# Version 2: deleting a layer row makes SQLite look for rows naming it as parent (the foreign keys);
+# without these indexes every prune step scanned both tables.
+MIGRATIONS: list[Step] = [SCHEMA, """
+CREATE INDEX IF NOT EXISTS layers_parent ON layers(parent);
+CREATE INDEX IF NOT EXISTS rw_layers_parent ON rw_layers(parent);
+"""]
 
 
 def chain_id(parent: str | None, diff_id: str) -> str:
@@ -77,7 +84,7 @@ class LayerStore:
         self.driver = driver
         self.split_dir = os.path.join(root, "tarsplit")
         os.makedirs(self.split_dir, exist_ok=True)
-        conn.executescript(SCHEMA)
+        migrate(conn, "layers", MIGRATIONS)
         self._cache: dict[str, Layer] = {}
 
     # -- read -------------------------------------------------------------------------
@@ -235,3 +242,75 @@ class LayerStore:
 
     def rw_size(self, cid: str) -> int:
         return dir_size(self.driver.rw_path(cid))
+
+
+# -- checking (berth check; berthd's start-up) ----------------------------------------------------
+class _Hasher:
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        return len(data)
+
+
+def check(conn: sqlite3.Connection, root: str, driver: Driver, verify_data: bool = False) -> Findings:
+    """Every layer's parent, directory and tar-split record; with ``verify_data``, that the layer
+    still reassembles to the exact tar its diff ID names. Changes nothing (``conn`` may be read-only)."""
+    f = Findings()
+    if (p := schema_problem(conn, "layers", MIGRATIONS)) is not None:
+        f.problem("database", p)
+    layers = {row["chain_id"]: row for row in conn.execute("SELECT * FROM layers")}
+    split_dir = os.path.join(root, "tarsplit")
+    for cid, row in layers.items():
+        if row["parent"] and row["parent"] not in layers:
+            f.problem(f"layer {cid}", f"parent {row['parent']} is missing")
+        path = driver.layer_path(row["cache_id"])
+        split = os.path.join(split_dir, row["cache_id"] + ".gz")
+        if not os.path.isdir(path):
+            f.problem(f"layer {cid}", f"directory {path} is missing")
+            continue
+        if not os.path.exists(split):
+            f.problem(f"layer {cid}", f"tar-split record {split} is missing")
+            continue
+        if verify_data:
+            h = _Hasher()
+            try:
+                with open(split, "rb") as sf:
+                    assemble(path, sf, h)  # type: ignore[arg-type]
+            except (OSError, ValueError) as e:
+                f.problem(f"layer {cid}", f"cannot be reassembled: {e}")
+                continue
+            got = "sha256:" + h.h.hexdigest()
+            if got != row["diff_id"]:
+                f.problem(f"layer {cid}", f"content changed on disk: tar is {got}, diff ID {row['diff_id']}")
+    f.checked = len(layers)
+    return f
+
+
+def exists_in(conn: sqlite3.Connection) -> set[str]:
+    """Chain IDs of the stored layers (for the checks of stores that name them)."""
+    return column(conn, "SELECT chain_id FROM layers") or set()
+
+
+def leftovers(conn: sqlite3.Connection, root: str, drivers: list[Driver],
+              containers: set[str] | None) -> list[Leftover]:
+    """Tar-split records and driver directories of no layer, writable layers of no container (in
+    ``containers``, None when unknown), temporaries and trash."""
+    out: list[Leftover] = []
+    layers = column(conn, "SELECT cache_id FROM layers")
+    rw = column(conn, "SELECT cid FROM rw_layers")
+    split_dir = os.path.join(root, "tarsplit")
+    for name in ls(split_dir):
+        if is_temp(name):
+            out.append(Leftover(os.path.join(split_dir, name), TEMP, "tar-split record being written"))
+        elif layers is not None and name.removesuffix(".gz") not in layers:
+            out.append(Leftover(os.path.join(split_dir, name), ORPHAN, "tar-split record of no layer"))
+    for driver in drivers:
+        found = driver.leftovers(layers | rw if layers is not None and rw is not None else set())
+        # without both tables (a new data root) every directory would look unknown: list only the trash
+        out += [x for x in found if (layers is not None and rw is not None) or x.kind == TEMP]
+    if rw is not None and containers is not None:
+        for cid in sorted(rw - containers):
+            out.append(Leftover(f"rw_layers/{cid}", ORPHAN, "writable layer of no container (removed at start)"))
+    return out

@@ -21,10 +21,11 @@ from datetime import datetime
 from typing import Any
 
 from berth import crashpoint
-from berth.db import transaction
+from berth.db import Step, migrate, schema_problem, transaction
 from berth.errors import Conflict, InvalidParameter, NotFound
 from berth.fsutil import discard_tree, empty_trash
 from berth.layers import mount as mnt
+from berth.storecheck import ORPHAN, TEMP, Findings, Leftover, column, ls, trash_contents
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS volumes (
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS volumes (
     created REAL NOT NULL
 );
 """
+MIGRATIONS: list[Step] = [SCHEMA]
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")  # \Z: $ would let a final newline through
 ANON_LABEL = "com.docker.volume.anonymous"
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -79,7 +81,7 @@ class VolumeStore:
         self.root = root
         self.trash = os.path.join(root, ".trash")
         os.makedirs(root, mode=0o701, exist_ok=True)
-        conn.executescript(SCHEMA)
+        migrate(conn, "volumes", MIGRATIONS)
         empty_trash(self.trash)
         self._mounted: dict[str, int] = {}  # name -> number of running containers using the mount
         for name in os.listdir(root):
@@ -220,6 +222,34 @@ class VolumeStore:
     def unmount_all(self) -> None:
         for name in list(self._mounted):
             self._unmount(name)
+
+
+# -- checking (berth check; berthd's start-up) ----------------------------------------------------
+def check(conn: sqlite3.Connection, root: str) -> Findings:
+    """Every volume's directory is there. Changes nothing (``conn`` may be read-only)."""
+    f = Findings()
+    if (p := schema_problem(conn, "volumes", MIGRATIONS)) is not None:
+        f.problem("database", p)
+    for (name,) in conn.execute("SELECT name FROM volumes"):
+        f.checked += 1
+        if not os.path.isdir(os.path.join(root, name, "_data")):
+            f.problem(f"volume {name}", f"directory {os.path.join(root, name, '_data')} is missing")
+    return f
+
+
+def leftovers(conn: sqlite3.Connection, root: str) -> list[Leftover]:
+    """Volumes being created, directories of no volume (adopted: their data may be a user's), trash."""
+    out: list[Leftover] = []
+    volumes = column(conn, "SELECT name FROM volumes")
+    trash = os.path.join(root, ".trash")
+    for name in ls(root):
+        if name == ".trash":
+            continue
+        if name.startswith(".tmp-"):
+            out.append(Leftover(os.path.join(root, name), TEMP, "volume being created", trash))
+        elif volumes is not None and name not in volumes:
+            out.append(Leftover(os.path.join(root, name), ORPHAN, "volume directory of no volume", adopt=True))
+    return out + trash_contents(trash)
 
 
 def inspect(vol: Volume, usage: dict[str, int] | None = None) -> dict[str, Any]:
