@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checked {v} {k}")
     for x in r.leftovers:
         print(f"leftover: {x.path} ({x.what}, {x.kind}; berthd {'adopts' if x.adopt else 'removes'} it when it starts)")
-    for x in r.problems:
-        print(f"PROBLEM: {x}")
+    for problem in r.problems:
+        print(f"PROBLEM: {problem}")
     print("ok" if r.ok else f"{len(r.problems)} problem(s)")
     return 0 if r.ok else 1

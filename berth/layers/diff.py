@@ -44,9 +44,7 @@ def _join(rel: str, name: str) -> str:
 
 
 def _to_api(changes: list[tuple[str, int]]) -> list[dict[str, Any]]:
-    entries = [{"Path": "/" + rel, "Kind": kind} for rel, kind in changes]
-    entries.sort(key=lambda e: os.fsencode(e["Path"]))
-    return entries
+    return [{"Path": "/" + rel, "Kind": kind} for rel, kind in sorted(changes, key=lambda c: os.fsencode(c[0]))]
 
 
 # ---------------------------------------------------------------------------------------------
