@@ -196,8 +196,8 @@ def copy_up(rootfs: str, dest: str, volume_path: str) -> None:
     content is read through descriptors inside the rootfs and written through descriptors
     inside the volume (a tar through a scratch file next to the volume), never by path.
     """
-    from berth.containers.archive import TarTreeWriter
     from berth.layers.tarapply import UnsafeTarError, apply_tar_fd
+    from berth.tartree import TarTreeWriter
 
     root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from berth.containers.archive import TarTreeWriter, open_child_dir, open_root, scan_dir
 from berth.layers.tarapply import WH_OPAQUE, WH_PREFIX
 from berth.safepath import lstat_at
+from berth.tartree import TarTreeWriter, open_child_dir, open_root, scan_dir
 
 MODIFIED = 0
 ADDED = 1
