@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import docker
 import pytest
@@ -104,3 +105,45 @@ def test_cli_run_it(daemon: Daemon) -> None:
                        env={"DOCKER_HOST": daemon.host, "PATH": "/usr/local/bin:/usr/bin:/bin"}, timeout=60)
     assert b"/dev/pts/0" in r.stdout and b"typed-42" in r.stdout
     assert r.returncode == 6
+
+
+def test_exec_inspect_shows_the_process_pid(client: docker.DockerClient, sleeper) -> None:  # type: ignore[no-untyped-def]
+    """The runtime writes the exec pid file a little after it starts: inspect shows it, not 0."""
+    eid = client.api.exec_create(sleeper.id, ["sleep", "30"])["Id"]
+    client.api.exec_start(eid, detach=True)
+    deadline = time.monotonic() + 5
+    info = client.api.exec_inspect(eid)
+    while not info["Pid"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        info = client.api.exec_inspect(eid)
+    assert info["Running"] and info["Pid"] > 0
+    with open(f"/proc/{info['Pid']}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:2] == [b"sleep", b"30"]
+
+
+def test_exec_output_waits_for_a_slow_client(client: docker.DockerClient, sleeper) -> None:  # type: ignore[no-untyped-def]
+    """A client that does not read holds the exec'd process back (berthd keeps at most a small
+    buffer), and then gets every byte."""
+    size = 16 << 20
+    eid = client.api.exec_create(sleeper.id, ["sh", "-c", f"head -c {size} /dev/zero; touch /tmp/all-written"])["Id"]
+    sock = client.api.exec_start(eid, socket=True)
+    raw = getattr(sock, "_sock", sock)
+    try:
+        time.sleep(1.5)  # not reading
+        assert sleeper.exec_run(["test", "-e", "/tmp/all-written"]).exit_code == 1
+        assert client.api.exec_inspect(eid)["Running"]
+        buf, total = b"", 0
+        while True:
+            chunk = raw.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+            while len(buf) >= 8 and len(buf) >= 8 + int.from_bytes(buf[4:8], "big"):
+                n = int.from_bytes(buf[4:8], "big")
+                assert buf[0] == 1  # stdout
+                total += n
+                buf = buf[8 + n:]
+    finally:
+        raw.close()
+    assert total == size and buf == b""
+    assert sleeper.exec_run(["test", "-e", "/tmp/all-written"]).exit_code == 0

@@ -8,7 +8,6 @@ today, wired in ``berth.daemon.main``; mypy checks that wiring against the Proto
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -16,10 +15,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from berth.containers.execs import ExecIO, ExecSession
+from berth.containers.execs import ExecSession
 from berth.containers.logs import Record
 from berth.containers.store import Container
 from berth.distribution.client import Credentials
+from berth.runtime.interface import Attachment, ExecProcess
 
 JSON = dict[str, Any]
 Progress = AsyncIterator[JSON]
@@ -57,7 +57,7 @@ class ContainerBackend(Protocol):
     def resize(self, name: str, h: int, w: int) -> None: ...
     def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
              until: float) -> AsyncIterator[Records]: ...
-    async def attach_socket(self, name: str) -> socket.socket | None: ...
+    async def attach(self, name: str) -> Attachment | None: ...
     async def settle(self, name: str, timeout: float = 5.0) -> None: ...
 
 
@@ -66,7 +66,7 @@ class ExecBackend(Protocol):
 
     def create(self, name: str, body: JSON) -> ExecSession: ...
     def get(self, eid: str) -> ExecSession: ...
-    async def start(self, eid: str, detach: bool) -> ExecIO: ...
+    async def start(self, eid: str, detach: bool) -> ExecProcess: ...
     def resize(self, eid: str, h: int, w: int) -> None: ...
 
 

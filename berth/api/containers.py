@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import re
-import socket
 
 from aiohttp import web
 
@@ -27,10 +25,10 @@ from berth.api.common import (
     qtime,
     stream_tar,
 )
-from berth.api.hijack import hijack
+from berth.api.hijack import Hijacked, hijack
 from berth.containers import logs as logfile
 from berth.errors import InvalidParameter, NotFound
-from berth.runtime.monitor import ATTACH_BUF, ATTACH_STDERR
+from berth.runtime.interface import STDERR, STDOUT, Attachment
 
 routes = web.RouteTableDef()
 
@@ -299,9 +297,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
                 if batch:
                     await h.write(b"".join(_log_frame(rec, False, tty) for rec in batch))
         if qbool(request, "stream"):
-            sock = await h.until_closed(s.attach_socket(c.id))  # a created container: until it starts
-            if sock is not None:
-                await _pump(h, sock, tty, want_stdin, want_out, want_err)
+            att = await h.until_closed(s.attach(c.id))  # a created container: until it starts
+            if att is not None:
+                await _pump(h, att, tty, want_stdin, want_out, want_err)
                 await s.settle(c.id)
     except (ConnectionResetError, BrokenPipeError):
         pass
@@ -310,38 +308,27 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return h.resp
 
 
-async def _pump(h, sock: socket.socket, tty: bool, want_stdin: bool, want_out: bool, want_err: bool) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-
+async def _pump(h: Hijacked, att: Attachment, tty: bool, want_stdin: bool, want_out: bool, want_err: bool) -> None:
     async def stdin() -> None:
         while True:
             data = await h.read()
             if data is None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_WR)
+                att.close_stdin()
                 return
-            await loop.sock_sendall(sock, data)
+            await att.write_stdin(data)
+
+    async def output() -> None:
+        async for stream, data in att.output():
+            if (stream == STDOUT and want_out) or (stream == STDERR and want_err):
+                await h.write(data if tty else frame(stream, data))
 
     feeder = asyncio.ensure_future(stdin()) if want_stdin else None
     try:
-        while True:
-            try:
-                pkt = await h.until_closed(loop.sock_recv(sock, ATTACH_BUF))
-            except OSError:  # includes the client hanging up (ConnectionResetError)
-                break
-            if not pkt:
-                break
-            pipe, data = pkt[0], pkt[1:]
-            if not data:
-                continue
-            stream = 2 if pipe == ATTACH_STDERR else 1
-            if (stream == 1 and not want_out) or (stream == 2 and not want_err):
-                continue
-            await h.write(data if tty else frame(stream, data))
+        await h.until_closed(output())
     finally:
         if feeder is not None:
             feeder.cancel()
-        sock.close()
+        att.close()
 
 
 __all__ = ["routes", "logfile"]

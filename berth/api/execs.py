@@ -58,6 +58,7 @@ async def start(request: web.Request) -> web.StreamResponse:
             feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feeder
+        io.discard_output()  # a client gone early must not stall the process on a full pipe
         h.close()
     return h.resp
 

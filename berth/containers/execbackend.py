@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from berth.containers.execs import ExecIO, ExecSession
+from berth.containers.execs import ExecSession
+from berth.runtime.interface import ExecProcess
 
 
 class _Sessions(Protocol):
@@ -20,7 +21,7 @@ class _Containers(Protocol):
     @property
     def execs(self) -> _Sessions: ...
     def exec_create(self, name: str, body: dict[str, Any]) -> ExecSession: ...
-    async def exec_start(self, eid: str, detach: bool) -> ExecIO: ...
+    async def exec_start(self, eid: str, detach: bool) -> ExecProcess: ...
 
 
 class ExecByID:
@@ -33,7 +34,7 @@ class ExecByID:
     def get(self, eid: str) -> ExecSession:
         return self.containers.execs.get(eid)
 
-    async def start(self, eid: str, detach: bool) -> ExecIO:
+    async def start(self, eid: str, detach: bool) -> ExecProcess:
         return await self.containers.exec_start(eid, detach)
 
     def resize(self, eid: str, h: int, w: int) -> None:

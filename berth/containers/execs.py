@@ -1,30 +1,22 @@
 """Exec sessions: extra processes in a running container (``docker exec``).
 
-Each session runs ``<runtime> exec --process <spec>`` as a child of berthd: its stdio are
-pipes we read, or, with a TTY, a pseudo-terminal whose master end the runtime hands us
-over a console socket. The runtime exits with the process's status, which becomes the
+A session is created (checked, recorded), then started once through the runtime's ``exec``
+(berth.runtime.interface), which hands back the process: its pid, its output as
+``(stream, bytes)`` with back-pressure, its stdin. The process's exit status becomes the
 session's ExitCode before the client's stream is closed (the docker CLI reads it next).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
-import json
-import os
 import secrets
-import socket
-import struct
-import termios
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth.containers.tasks import TaskGroup
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound
 from berth.runtime import spec as ocispec
-
-STDOUT, STDERR = 1, 2
+from berth.runtime.interface import Bundle, ExecProcess, Runtime, RuntimeFailure
 
 
 class ExecNotFound(NotFound):
@@ -49,7 +41,7 @@ class ExecSession:
     exit_code: int | None = None
     pid: int = 0
     started: bool = False
-    master_fd: int = -1
+    process: ExecProcess | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def inspect(self) -> dict[str, Any]:
@@ -58,48 +50,15 @@ class ExecSession:
             "ProcessConfig": {"tty": self.tty, "entrypoint": self.args[0], "arguments": self.args[1:],
                               "privileged": self.privileged, "user": self.user},
             "OpenStdin": self.stdin, "OpenStderr": self.stderr, "OpenStdout": self.stdout,
-            "CanRemove": False, "ContainerID": self.container_id, "DetachKeys": "", "Pid": self.pid,
+            "CanRemove": False, "ContainerID": self.container_id, "DetachKeys": "",
+            "Pid": self.process.pid if self.process is not None else self.pid,
         }
 
 
-class ExecIO:
-    """What the API layer pumps: output chunks tagged with their stream, and a stdin sink."""
-
-    def __init__(self, session: ExecSession) -> None:
-        self.session = session
-        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
-        self._stdin_writer: asyncio.StreamWriter | None = None
-
-    async def output(self) -> AsyncIterator[tuple[int, bytes]]:
-        while True:
-            item = await self.queue.get()
-            if item is None:
-                return
-            yield item
-
-    async def write_stdin(self, data: bytes) -> None:
-        s = self.session
-        if s.tty and s.master_fd >= 0:
-            view = memoryview(data)
-            while view and s.master_fd >= 0:
-                try:
-                    view = view[os.write(s.master_fd, view):]
-                except BlockingIOError:  # the terminal's input buffer is full: let it drain
-                    await asyncio.sleep(0.01)
-        elif self._stdin_writer is not None:
-            self._stdin_writer.write(data)
-            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-                await self._stdin_writer.drain()
-
-    def close_stdin(self) -> None:
-        if self._stdin_writer is not None:
-            self._stdin_writer.close()
-            self._stdin_writer = None
-
-
 class ExecService:
-    def __init__(self, runtime_cmd: Any) -> None:
-        self.runtime_cmd = runtime_cmd  # (*args) -> argv of the OCI runtime with its state root
+    def __init__(self, runtime: Runtime, tasks: TaskGroup) -> None:
+        self.runtime = runtime
+        self.tasks = tasks
         self.sessions: dict[str, ExecSession] = {}
 
     def get(self, eid: str) -> ExecSession:
@@ -157,166 +116,45 @@ class ExecService:
                 "args": s.args, "env": env, "cwd": s.workdir,
                 "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}}
 
-    async def start(self, s: ExecSession, rootfs: str, hostname: str, detach: bool, run_dir: str) -> ExecIO:
-        """Start the session's process; ``run_dir`` is the container's bundle directory."""
+    async def start(self, s: ExecSession, b: Bundle, rootfs: str, hostname: str, detach: bool) -> ExecProcess:
+        """Start the session's process in container bundle ``b``; with ``detach`` its output is dropped."""
         if s.started:
             raise Conflict(f"Error: Exec command {s.id} has already run")
         process_spec = self._process_spec(s, rootfs, hostname)  # may refuse (unknown user): not started yet
         s.started = True
-        io = ExecIO(s)
-        spec_path = os.path.join(run_dir, f"exec-{s.id[:16]}.json")
-        with open(spec_path, "w") as f:
-            json.dump(process_spec, f)
-        pid_file = spec_path[:-5] + ".pid"
-        argv = ["exec", "--process", spec_path, "--pid-file", pid_file]
-        listener = None
-        sock_path = ""
-        dir_fd = -1
-        proc: asyncio.subprocess.Process | None = None
-        readers: list[asyncio.Future[None]] = []
+        s.running = True
         try:
-            if s.tty:
-                sock_path = os.path.join(run_dir, f"e{s.id[:12]}.sock")
-                addr = sock_path
-                if len(sock_path.encode()) > 100:
-                    # AF_UNIX paths stop at 107 bytes: go through a directory fd that the runtime inherits
-                    dir_fd = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)
-                    addr = f"/proc/self/fd/{dir_fd}/{os.path.basename(sock_path)}"
-                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                listener.bind(addr)
-                listener.listen(1)
-                listener.setblocking(False)
-                argv += ["--tty", "--console-socket", addr]
-            argv.append(s.container_id)
-            piped = not s.tty and not detach
-            proc = await asyncio.create_subprocess_exec(
-                *self.runtime_cmd(*argv),
-                stdin=asyncio.subprocess.PIPE if piped and s.stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE if piped else asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE if piped else asyncio.subprocess.DEVNULL,
-                pass_fds=(dir_fd,) if dir_fd >= 0 else ())
-            s.running = True
-            if listener is not None:
-                loop = asyncio.get_running_loop()
-                try:
-                    conn = await asyncio.wait_for(_accept(loop, listener, proc), 30)
-                except TimeoutError as e:
-                    raise BerthError("exec: the runtime did not hand over a terminal in time") from e
-                if conn is not None:
-                    with conn:
-                        _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
-                    if not fds:
-                        raise BerthError("exec: the runtime did not hand over a terminal")
-                    s.master_fd = fds[0]
-                    readers.append(asyncio.ensure_future(_pump_fd(s.master_fd, STDOUT, io, detach)))
-            elif piped:
-                assert proc.stdout is not None and proc.stderr is not None
-                io._stdin_writer = proc.stdin
-                readers.append(asyncio.ensure_future(_pump_stream(proc.stdout, STDOUT, io)))
-                readers.append(asyncio.ensure_future(_pump_stream(proc.stderr, STDERR, io)))
-        except BaseException:
-            # the session failed half-way: end its process, and leave no files or readers behind
-            for r in readers:
-                r.cancel()
-            if proc is not None and proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-            _end_session(s, io, -1 if s.exit_code is None else s.exit_code, (spec_path, pid_file))
+            proc = await self.runtime.exec(b, s.id, process_spec, stdin=s.stdin, attach=not detach)
+        except BaseException as e:
+            _end_session(s, -1)
+            if isinstance(e, RuntimeFailure):
+                raise BerthError(str(e)) from e
             raise
-        finally:
-            if dir_fd >= 0:
-                os.close(dir_fd)
-            if listener is not None:
-                listener.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(sock_path)
-        with contextlib.suppress(OSError, ValueError):
-            with open(pid_file) as f:
-                s.pid = int(f.read().strip())
+        s.process = proc
+        self.tasks.spawn(self._finish(s, proc))
+        return proc
 
-        async def finish() -> None:
-            assert proc is not None
+    async def _finish(self, s: ExecSession, proc: ExecProcess) -> None:
+        code = -1
+        try:
             code = await proc.wait()
-            if s.tty and readers:
-                # the terminal's output may still be buffered: read it until EIO, then stop the
-                # reader (it unregisters the fd) before the fd is closed
-                await asyncio.wait(readers, timeout=2)
-                for r in readers:
-                    r.cancel()
-                await asyncio.gather(*readers, return_exceptions=True)
-            else:
-                await asyncio.gather(*readers, return_exceptions=True)
-            _end_session(s, io, code if code >= 0 else 128 - code, (spec_path, pid_file))
-
-        asyncio.ensure_future(finish())
-        return io
+        finally:
+            s.pid = proc.pid
+            _end_session(s, code)
 
     def resize(self, s: ExecSession, h: int, w: int) -> None:
         if not s.running:
             raise Conflict(f"Exec {s.id} is not running")
-        if s.master_fd >= 0:
-            fcntl.ioctl(s.master_fd, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+        if s.process is not None:
+            s.process.resize(h, w)
 
 
-def _end_session(s: ExecSession, io: ExecIO, exit_code: int, files: tuple[str, ...]) -> None:
-    """Record the end of a session (normal or failed start): exit code, terminal, files, waiters."""
+def _end_session(s: ExecSession, exit_code: int) -> None:
+    """Record the end of a session (normal or failed start): exit code, waiters."""
     s.exit_code = exit_code
     s.running = False
-    if s.master_fd >= 0:
-        os.close(s.master_fd)
-        s.master_fd = -1
-    for p in files:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(p)
-    io.queue.put_nowait(None)
+    s.process = None
     s.done.set()
-
-
-async def _accept(loop: asyncio.AbstractEventLoop, listener: socket.socket,
-                  proc: asyncio.subprocess.Process) -> socket.socket | None:
-    accept = asyncio.ensure_future(loop.sock_accept(listener))
-    died = asyncio.ensure_future(proc.wait())
-    done, _ = await asyncio.wait({accept, died}, return_when=asyncio.FIRST_COMPLETED)
-    if accept in done:
-        died.cancel()
-        conn, _ = accept.result()
-        conn.setblocking(True)
-        return conn
-    accept.cancel()
-    return None
-
-
-async def _pump_stream(reader: asyncio.StreamReader, stream: int, io: ExecIO) -> None:
-    while True:
-        data = await reader.read(65536)
-        if not data:
-            return
-        io.queue.put_nowait((stream, data))
-
-
-async def _pump_fd(fd: int, stream: int, io: ExecIO, discard: bool) -> None:
-    """Read a pty master without a thread: non-blocking, woken by the event loop."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
-    readable = asyncio.Event()
-    loop.add_reader(fd, readable.set)
-    try:
-        while True:
-            await readable.wait()
-            readable.clear()
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            except OSError:  # EIO once the last slave closes
-                return
-            if not data:
-                return
-            if not discard:
-                io.queue.put_nowait((stream, data))
-    finally:
-        loop.remove_reader(fd)
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:

@@ -27,7 +27,7 @@ from berth.daemon.leftovers import mounts_under
 from berth.fsutil import discard_tree, remove_tree
 from berth.images.service import rfc3339
 from berth.layers import mount as mnt
-from berth.runtime.monitor import Paths, RuntimeError_
+from berth.runtime.interface import Bundle, RuntimeFailure
 
 if TYPE_CHECKING:
     from berth.containers.service import ContainerService
@@ -41,16 +41,16 @@ async def reconcile(svc: ContainerService) -> None:
         svc.by_id[c.id] = c
         svc.by_name[c.name] = c.id
     try:
-        runtime = await svc.monitor.states()
-    except RuntimeError_ as e:
+        runtime = await svc.runtime.states()
+    except RuntimeFailure as e:
         log.warning("cannot list the runtime's containers: %s", e)
         runtime = {}
     await _orphans(svc, runtime)
     for c in list(svc.by_id.values()):
         if c.state.Status == "removing":  # an rm cut short: finish it
-            paths = svc.paths(c)
-            if c.id in runtime or svc.monitor.live_conmon(paths, c.id, c.state.ConmonPid):
-                await svc.monitor.reap(c.id, paths, c.state.ConmonPid)
+            b = svc.bundle(c)
+            if c.id in runtime or svc.runtime.live(b, c.state.MonitorPid):
+                await svc.runtime.reap(b, c.state.MonitorPid)
             await svc.remove(c.id, force=True, volumes=True)
             continue
         await _settle(svc, c, runtime.get(c.id))
@@ -60,13 +60,13 @@ async def _orphans(svc: ContainerService, runtime: dict[str, str]) -> None:
     known = set(svc.by_id)
     bundles = set(os.listdir(svc.run_dir)) if os.path.isdir(svc.run_dir) else set()
     for cid in sorted((set(runtime) | bundles) - known):
-        paths = Paths(bundle=os.path.join(svc.run_dir, cid), log="")
+        b = Bundle(id=cid, dir=os.path.join(svc.run_dir, cid))
         log.info("removing runtime leftovers of unknown container %s", cid[:12])
-        await svc.monitor.reap(cid, paths)
-        for target in mounts_under(paths.bundle):  # staged volume subpaths: never delete through them
+        await svc.runtime.reap(b)
+        for target in mounts_under(b.dir):  # staged volume subpaths: never delete through them
             mnt.unmount(target)
-        remove_tree(paths.bundle)
-        svc.monitor.clear_exit(cid)
+        remove_tree(b.dir)
+        svc.runtime.clear_exit(b)
     for cid in bundles & known:  # config.json is written through a temporary
         for name in os.listdir(os.path.join(svc.run_dir, cid)):
             if ".tmp-" in name:
@@ -80,41 +80,31 @@ async def _orphans(svc: ContainerService, runtime: dict[str, str]) -> None:
             discard_tree(os.path.join(svc.dir, name), svc.trash)
 
 
-def _pid_of(paths: Paths) -> int:
-    try:
-        with open(paths.pidfile) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return 0
-
-
 async def _settle(svc: ContainerService, c: Container, rstate: str | None) -> None:
-    paths = svc.paths(c)
-    conmon = svc.monitor.live_conmon(paths, c.id, c.state.ConmonPid)
-    pid = _pid_of(paths) if conmon else 0
-    if conmon and (rstate in _LIVE or (rstate is None and c.state.running)) and (c.state.running or pid):
+    b = svc.bundle(c)
+    live = svc.runtime.live(b, c.state.MonitorPid)
+    if live and (rstate in _LIVE or (rstate is None and c.state.running)) and (c.state.running or live.pid):
         if not c.state.running:  # killed between ``runtime start`` and saving the record
-            started = os.path.getmtime(paths.pidfile)
-            c.state = State(Status="running", Pid=pid, ConmonPid=conmon, StartedAt=rfc3339(started),
-                            StartedTs=started, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
+            c.state = State(Status="running", Pid=live.pid, MonitorPid=live.monitor_pid,
+                            StartedAt=rfc3339(live.started), StartedTs=live.started, FinishedAt=c.state.FinishedAt,
+                            FinishedTs=c.state.FinishedTs)
         if rstate in ("running", "paused") and c.state.Status != rstate:  # a pause or resume cut short
             c.state.Status = rstate
         svc.store.save(c)
-        if svc.monitor.watch(conmon, lambda cid=c.id: svc._spawn(svc._exited(cid))):
+        cid = c.id
+        if svc.runtime.watch(b, live.monitor_pid, lambda: svc._spawn(svc._exited(cid))):
             log.info("container %s still running (pid %d); watching it again", c.id[:12], c.state.Pid)
             svc._start_health(c)
             for m in c.mounts:
                 if m["Type"] == "volume":
                     svc.volumes.acquire(m["Name"])  # counts users; mounts are still in place
             return
-    if rstate is not None or conmon:
-        log.info("container %s: clearing runtime state %s left by a crash", c.id[:12], rstate or "(conmon only)")
-        await svc.monitor.reap(c.id, paths, c.state.ConmonPid)
+    if rstate is not None or live:
+        log.info("container %s: clearing runtime state %s left by a crash", c.id[:12], rstate or "(monitor only)")
+        await svc.runtime.reap(b, c.state.MonitorPid)
     if c.state.running:
-        exit_file = os.path.join(svc.monitor.exit_dir, c.id)
-        finished = os.path.getmtime(exit_file) if os.path.exists(exit_file) else None
-        await svc._exited(c.id, finished)
+        await svc._exited(c.id, svc.runtime.exit_status(b).at)
     else:
         unstage(svc._staging_dir(c))  # mounted for a start that never finished
         svc.layers.unmount_rw(c.id)
-        svc.monitor.clear_exit(c.id)
+        svc.runtime.clear_exit(b)

@@ -18,7 +18,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,10 +29,11 @@ from berth.containers import health, views
 from berth.containers import logs as logfile
 from berth.containers import stats as container_stats
 from berth.containers.config import log_size_max, merge_config, validate_host_config
-from berth.containers.execs import ExecIO, ExecService, ExecSession
+from berth.containers.execs import ExecService, ExecSession
 from berth.containers.mounts import MountPoint, copy_up, parse_volumes_from, resolve, stage_subpath, unstage
 from berth.containers.restore import reconcile
 from berth.containers.store import Container, ContainerStore, State
+from berth.containers.tasks import TaskGroup
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.filters import Filters
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
@@ -43,7 +43,8 @@ from berth.images.service import ImageService, rfc3339
 from berth.layers.store import LayerStore
 from berth.runtime import hostconfig
 from berth.runtime import spec as ocispec
-from berth.runtime.monitor import Monitor, Paths, RuntimeError_, attach_socket, parse_signal
+from berth.runtime.interface import Attachment, Bundle, ExecProcess, Runtime, RuntimeFailure
+from berth.runtime.signals import parse_signal
 from berth.volumes.store import VolumeStore
 
 log = logging.getLogger("berth.containers")
@@ -62,13 +63,13 @@ class ContainerNotFound(NotFound):
 
 
 class ContainerService:
-    def __init__(self, store: ContainerStore, images: ImageService, layers: LayerStore, monitor: Monitor,
+    def __init__(self, store: ContainerStore, images: ImageService, layers: LayerStore, runtime: Runtime,
                  volumes: VolumeStore, data_root: str, exec_root: str) -> None:
         self.store = store
         self.volumes = volumes
         self.images = images
         self.layers = layers
-        self.monitor = monitor
+        self.runtime = runtime
         self.dir = os.path.join(data_root, "containers")
         self.run_dir = os.path.join(exec_root, "c")
         self.trash = os.path.join(self.dir, ".trash")
@@ -79,11 +80,11 @@ class ContainerService:
         self.by_name: dict[str, str] = {}
         self._exit_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._remove_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._attachers: dict[str, list[asyncio.Future[socket.socket]]] = {}
+        self._attachers: dict[str, list[asyncio.Future[Attachment | None]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._runtime_cleanup: dict[str, asyncio.Future[None]] = {}
-        self.execs = ExecService(monitor.runtime_cmd)
+        self.tasks = TaskGroup()
+        self._runtime_cleanup: dict[str, asyncio.Task[None]] = {}
+        self.execs = ExecService(runtime, self.tasks)
         self._restart_timers: dict[str, asyncio.TimerHandle] = {}
         self._health: dict[str, health.Monitor] = {}
         # (type, action, actor id, attributes) -> None; the daemon plugs in its event bus
@@ -113,8 +114,8 @@ class ContainerService:
     def using_image(self, image_id: str) -> list[tuple[str, bool]]:
         return [(c.id, c.state.running) for c in self.by_id.values() if c.image_id == image_id]
 
-    def paths(self, c: Container) -> Paths:
-        return Paths(bundle=os.path.join(self.run_dir, c.id), log=c.log_path)
+    def bundle(self, c: Container) -> Bundle:
+        return Bundle(id=c.id, dir=os.path.join(self.run_dir, c.id), name=c.name, log=c.log_path)
 
     def _lock(self, cid: str) -> asyncio.Lock:
         lock = self._locks.get(cid)
@@ -123,9 +124,7 @@ class ContainerService:
         return lock
 
     def _spawn(self, coro: Any) -> None:
-        t = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
+        self.tasks.spawn(coro)
 
     # -- create -------------------------------------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
@@ -260,9 +259,9 @@ class ContainerService:
         cleanup = self._runtime_cleanup.pop(c.id, None)
         if cleanup is not None:
             await cleanup
-        paths = self.paths(c)
+        b = self.bundle(c)
         t0 = time.perf_counter()
-        os.makedirs(paths.bundle, exist_ok=True)
+        os.makedirs(b.dir, exist_ok=True)
         rootfs = self.layers.mount_rw(c.id)
         t_mount = time.perf_counter()
         acquired: list[str] = []
@@ -293,12 +292,13 @@ class ContainerService:
                 raise InvalidParameter(f"error applying HostConfig: {e}") from e
             if c.host_config.get("NetworkMode") == "host":
                 spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
-            write_file(paths.config, json.dumps(spec).encode())  # the bundle is ephemeral: no fsync
+            # the bundle is ephemeral: no fsync
+            write_file(os.path.join(b.dir, "config.json"), json.dumps(spec).encode())
             t_spec = time.perf_counter()
             try:
-                pid, conmon_pid = await self.monitor.create(c.id, c.name, paths, bool(cfg.get("Tty")),
-                                                            bool(cfg.get("OpenStdin")), log_size_max(c.host_config))
-            except RuntimeError_ as e:
+                created = await self.runtime.create(b, terminal=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
+                                                    log_size_max=log_size_max(c.host_config))
+            except RuntimeFailure as e:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
         except BaseException:
@@ -311,30 +311,28 @@ class ContainerService:
         for fut in self._attachers.pop(c.id, []):
             if not fut.done():
                 try:
-                    fut.set_result(attach_socket(paths))
+                    fut.set_result(self.runtime.attach(b))
                 except OSError as e:
                     fut.set_exception(e)
         t_create = time.perf_counter()
         crashpoint.hit("after-runtime-create")
         try:
-            await self.monitor.start(c.id)
-        except RuntimeError_ as e:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            await self.monitor.delete(c.id)
+            await self.runtime.start(b)
+        except RuntimeFailure as e:
+            with contextlib.suppress(ProcessLookupError):
+                self.runtime.kill(created.pid, signal.SIGKILL)
+            await self.runtime.delete(b)
             self._release_mounts(c)
             self.layers.unmount_rw(c.id)
             msg = self._fail_start(c, str(e))
             raise InvalidParameter(f"failed to start container: {msg}") from e
         now = time.time()
-        c.state = State(Status="running", Pid=pid, StartedAt=rfc3339(now), StartedTs=now,
-                        ConmonPid=conmon_pid, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
+        c.state = State(Status="running", Pid=created.pid, StartedAt=rfc3339(now), StartedTs=now,
+                        MonitorPid=created.monitor_pid, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
         self.store.save(c)
         self._start_health(c)
         self._event(c, "start")
-        if not self.monitor.watch(conmon_pid, lambda: self._spawn(self._exited(c.id))):
+        if not self.runtime.watch(b, created.monitor_pid, lambda: self._spawn(self._exited(c.id))):
             self._spawn(self._exited(c.id))
         t_end = time.perf_counter()
         log.debug("start %s: mount %.1f ms, spec %.1f ms, monitor+create %.1f ms, start %.1f ms", c.id[:12],
@@ -364,11 +362,11 @@ class ContainerService:
         c = self.by_id.get(cid)
         if c is None or not c.state.running:
             return
-        paths = self.paths(c)
-        code = self.monitor.exit_code(cid)
+        b = self.bundle(c)
+        status = self.runtime.exit_status(b)
+        code, oom = status.code, status.oom_killed
         if finished is None:
             finished = time.time()
-        oom = os.path.exists(paths.oom_file)
         monitor = self._health.pop(cid, None)
         if monitor is not None:
             monitor.stop()
@@ -376,7 +374,7 @@ class ContainerService:
         self.layers.unmount_rw(cid)
         # The runtime's leftover state is cleared in the background: nobody needs to wait for
         # it except a later start of this container, which awaits it.
-        self._runtime_cleanup[cid] = asyncio.ensure_future(self.monitor.delete(cid))
+        self._runtime_cleanup[cid] = self.tasks.spawn(self.runtime.delete(b))
         c.state = State(Status="exited", ExitCode=255 if code is None else code, StartedAt=c.state.StartedAt,
                         StartedTs=c.state.StartedTs, FinishedAt=rfc3339(finished), FinishedTs=finished,
                         OOMKilled=oom, ManuallyStopped=c.state.ManuallyStopped, Health=c.state.Health)
@@ -438,7 +436,7 @@ class ContainerService:
 
     def _staging_dir(self, c: Container) -> str:
         """Where a container's volume subpaths are bind-mounted for the runtime (daemon-only)."""
-        return os.path.join(self.paths(c).bundle, "subpaths")
+        return os.path.join(self.bundle(c).dir, "subpaths")
 
     def _release_mounts(self, c: Container) -> None:
         unstage(self._staging_dir(c))
@@ -487,11 +485,7 @@ class ContainerService:
                 await asyncio.wait_for(asyncio.shield(asyncio.gather(reader, session.done.wait())), timeout)
                 return session.exit_code or 0, out.text()
             except TimeoutError:
-                # the runtime may write the pid file after exec_start looked: read it again now
-                pid = session.pid or health.read_pid(os.path.join(self.paths(c).bundle,
-                                                                   f"exec-{session.id[:16]}.pid"))
-                if pid:
-                    await health.kill_quietly(pid)
+                io.kill(signal.SIGKILL)
                 with contextlib.suppress(TimeoutError):  # no pile-up of dying probes
                     await asyncio.wait_for(session.done.wait(), health.SETTLE)
                 raise
@@ -545,6 +539,16 @@ class ContainerService:
             self.store.save(c)
             return True
         return False
+
+    async def close(self) -> None:
+        """Daemon shutdown: stop timers and probes, cancel and await background work. The containers
+        keep running; a pending policy restart stays recorded and resumes at the next start."""
+        for timer in self._restart_timers.values():
+            timer.cancel()
+        self._restart_timers.clear()
+        for mon in self._health.values():
+            mon.stop()
+        await self.tasks.close()
 
     # -- restore after a daemon restart ------------------------------------------------------------------
     async def restore(self) -> None:
@@ -637,7 +641,7 @@ class ContainerService:
 
     def _signal(self, c: Container, sig: int) -> None:
         try:
-            self.monitor.kill(c.state.Pid, sig)
+            self.runtime.kill(c.state.Pid, sig)
         except ProcessLookupError:
             pass
 
@@ -648,7 +652,7 @@ class ContainerService:
                 raise Conflict(f"Container {c.id} is already paused")
             if not c.state.running:
                 raise Conflict(f"Container {c.id} is not running")
-            await self.monitor.pause(c.id)
+            await self.runtime.pause(self.bundle(c))
             c.state.Status = "paused"
             self.store.save(c)
         self._event(c, "pause")
@@ -658,7 +662,7 @@ class ContainerService:
         async with self._lock(c.id):
             if c.state.Status != "paused":
                 raise Conflict(f"Container {c.id} is not paused")
-            await self.monitor.resume(c.id)
+            await self.runtime.resume(self.bundle(c))
             c.state.Status = "running"
             self.store.save(c)
         self._event(c, "unpause")
@@ -713,9 +717,9 @@ class ContainerService:
             self.store.save(c)
             self.layers.remove_rw(c.id)
             unstage(self._staging_dir(c))  # never let a tree removal reach into a mounted volume
-            remove_tree(self.paths(c).bundle)
+            remove_tree(self.bundle(c).dir)
             discard_tree(os.path.join(self.dir, c.id), self.trash)
-            self.monitor.clear_exit(c.id)
+            self.runtime.clear_exit(self.bundle(c))
             self.store.delete(c.id)
             self._runtime_cleanup.pop(c.id, None)
             self.execs.forget_container(c.id)
@@ -885,15 +889,15 @@ class ContainerService:
         self._event(c, "exec_create: " + " ".join(s.args), execID=s.id)
         return s
 
-    async def exec_start(self, eid: str, detach: bool) -> ExecIO:
+    async def exec_start(self, eid: str, detach: bool) -> ExecProcess:
         s = self.execs.get(eid)
         c = self.get(s.container_id)
         if c.state.Status == "paused":
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
         if not c.state.running:
             raise Conflict(f"Container {c.id} is not running")
-        io = await self.execs.start(s, self.layers.driver.rootfs_path(c.id), c.config["Hostname"], detach,
-                                    self.paths(c).bundle)
+        io = await self.execs.start(s, self.bundle(c), self.layers.driver.rootfs_path(c.id), c.config["Hostname"],
+                                    detach)
         self._event(c, "exec_start: " + " ".join(s.args), execID=s.id)
 
         async def died() -> None:
@@ -904,14 +908,14 @@ class ContainerService:
         return io
 
     # -- attach / logs / resize -------------------------------------------------------------------------------
-    async def attach_socket(self, name: str) -> socket.socket | None:
-        """The conmon attach socket; waits for ``start`` if the container is only created."""
+    async def attach(self, name: str) -> Attachment | None:
+        """The container's stdio; waits for ``start`` if the container is only created."""
         c = self.get(name)
         if c.state.running:
-            return attach_socket(self.paths(c))
+            return self.runtime.attach(self.bundle(c))
         if c.state.Status != "created" and c.state.Status != "exited":
             raise Conflict("You cannot attach to a stopped container, start it first")
-        fut: asyncio.Future[socket.socket] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Attachment | None] = asyncio.get_running_loop().create_future()
         self._attachers.setdefault(c.id, []).append(fut)
         try:
             return await fut
@@ -924,7 +928,7 @@ class ContainerService:
         c = self.get(name)
         if not c.state.running:
             raise Conflict(f"Container {c.id} is not running")
-        self.monitor.resize(self.paths(c), h, w)
+        self.runtime.resize(self.bundle(c), h, w)
 
     async def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
                    until: float) -> AsyncIterator[list[logfile.Record]]:

@@ -30,7 +30,7 @@ class State:
     StartedAt: str = "0001-01-01T00:00:00Z"
     FinishedAt: str = "0001-01-01T00:00:00Z"
     OOMKilled: bool = False
-    ConmonPid: int = 0
+    MonitorPid: int = 0  # the runtime's monitor process (conmon), whose end is the container's
     StartedTs: float = 0.0
     FinishedTs: float = 0.0
     ManuallyStopped: bool = False  # stop/kill by a user: restart policies stand down
@@ -67,7 +67,10 @@ class Container:
     @classmethod
     def from_json(cls, s: str) -> Container:
         d = json.loads(s)
-        d["state"] = State(**d["state"])
+        state = d["state"]
+        if "ConmonPid" in state:  # records written before the runtime interface named it MonitorPid
+            state["MonitorPid"] = state.pop("ConmonPid")
+        d["state"] = State(**state)
         return cls(**d)
 
 

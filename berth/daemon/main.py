@@ -144,7 +144,7 @@ class Daemon:
         from berth.images.store import ImageStore
         from berth.layers.drivers import make_driver
         from berth.layers.store import LayerStore
-        from berth.runtime.monitor import Monitor
+        from berth.runtime import make_runtime
         from berth.volumes.service import VolumeService
         from berth.volumes.store import VolumeStore
 
@@ -161,12 +161,12 @@ class Daemon:
         driver = make_driver(cfg.storage_driver, cfg.data_root)
         layers = LayerStore(conn, os.path.join(cfg.data_root, "layers"), driver)
         images = ImageStore(conn, ContentStore(os.path.join(cfg.data_root, "image")))
-        monitor = Monitor(cfg.exec_root, cfg.runtime)
+        runtime = make_runtime(cfg.exec_root, cfg.runtime)
         holder: dict[str, ContainerService] = {}
         image_service = ImageService(images, layers, scratch, lambda iid: holder["c"].using_image(iid),
                                      driver.name)
         volume_store = VolumeStore(conn, os.path.join(cfg.data_root, "volumes"))
-        containers = ContainerService(ContainerStore(conn), image_service, layers, monitor, volume_store,
+        containers = ContainerService(ContainerStore(conn), image_service, layers, runtime, volume_store,
                                       cfg.data_root, cfg.exec_root)
         holder["c"] = containers
         self.containers = containers
@@ -216,6 +216,8 @@ class Daemon:
     async def shutdown(self) -> None:
         for runner in self.runners:
             await runner.cleanup()
+        if hasattr(self, "containers"):
+            await self.containers.close()  # background work is cancelled; containers keep running
         for host in self.cfg.hosts:
             if host.startswith("unix://") and os.path.exists(host[7:]):
                 os.unlink(host[7:])

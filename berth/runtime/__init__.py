@@ -1,0 +1,23 @@
+"""Running containers: OCI specs, security options, and the ``Runtime`` interface
+(berth.runtime.interface) with its implementations, chosen by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from berth.runtime.interface import Runtime
+
+
+def _conmon(exec_root: str, oci_runtime: str) -> Runtime:
+    from berth.runtime.conmon import ConmonRuntime
+
+    return ConmonRuntime(exec_root, oci_runtime)
+
+
+# name -> factory(exec root, OCI runtime binary name); the runtime conformance tests run against each
+IMPLEMENTATIONS: dict[str, Callable[[str, str], Runtime]] = {"conmon": _conmon}
+DEFAULT = "conmon"
+
+
+def make_runtime(exec_root: str, oci_runtime: str, kind: str = DEFAULT) -> Runtime:
+    return IMPLEMENTATIONS[kind](exec_root, oci_runtime)

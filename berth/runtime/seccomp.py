@@ -149,9 +149,9 @@ def to_oci(profile: dict[str, Any], caps: list[str], arch: str | None = None,
     capset = _caps_of(caps)
     main = _SCMP_ARCH.get(arch)
     archs: list[str] = []
-    for entry in profile.get("archMap") or []:
-        if main and entry.get("architecture") == main:
-            archs = [main, *(entry.get("subArchitectures") or [])]
+    for arch_entry in profile.get("archMap") or []:
+        if main and arch_entry.get("architecture") == main:
+            archs = [main, *(arch_entry.get("subArchitectures") or [])]
     if not archs:
         archs = list(profile.get("architectures") or ([main] if main else []))
     syscalls = []

@@ -1,0 +1,257 @@
+"""``<runtime> exec``: an extra process in a running container, as a child of berthd.
+
+Its stdio are pipes we read, or, with a terminal, a pseudo-terminal whose master end the
+runtime hands over on a console socket. The runtime process lives as long as the exec'd
+process and exits with its status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import struct
+import termios
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from berth.runtime.interface import STDERR, STDOUT, RuntimeFailure
+from berth.runtime.streams import CHUNK, OutputQueue
+
+PID_WAIT = 10.0  # seconds the runtime is given to write the exec'd process's pid
+TTY_DRAIN = 2.0  # seconds a terminal's buffered output is read after the process ended
+
+
+class OciExec:
+    """An ``ExecProcess`` run by ``<runtime> exec`` (berth.runtime.interface)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, tty: bool, files: tuple[str, ...]) -> None:
+        self.proc = proc
+        self.tty = tty
+        self.pid = 0
+        self.master_fd = -1
+        self.queue = OutputQueue()
+        self._files = files
+        self._stdin: asyncio.StreamWriter | None = None
+        self._readers: list[asyncio.Task[None]] = []
+        self._finished: asyncio.Task[int] | None = None
+        self._pid_task: asyncio.Task[None] | None = None
+
+    def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        return self.queue.items()
+
+    def discard_output(self) -> None:
+        self.queue.discard()
+
+    async def write_stdin(self, data: bytes) -> None:
+        if self.tty and self.master_fd >= 0:
+            view = memoryview(data)
+            while view and self.master_fd >= 0:
+                try:
+                    view = view[os.write(self.master_fd, view):]
+                except BlockingIOError:  # the terminal's input buffer is full: let it drain
+                    await asyncio.sleep(0.01)
+        elif self._stdin is not None:
+            self._stdin.write(data)
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                await self._stdin.drain()
+
+    def close_stdin(self) -> None:
+        if self._stdin is not None:
+            self._stdin.close()
+            self._stdin = None
+
+    def resize(self, height: int, width: int) -> None:
+        if self.master_fd >= 0:
+            fcntl.ioctl(self.master_fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+    def kill(self, sig: int) -> None:
+        target = self.pid or (self.proc.pid if self.proc.returncode is None else 0)
+        if target:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, sig)
+
+    async def wait(self) -> int:
+        assert self._finished is not None
+        return await asyncio.shield(self._finished)
+
+    async def _learn_pid(self, path: str) -> None:
+        self.pid = await _read_pid(path, self.proc)
+
+    async def _finish(self) -> int:
+        try:
+            code = await self.proc.wait()
+            if self._pid_task is not None:
+                await self._pid_task  # one last look at the pid file, now that the runtime is done
+            if self.tty and self._readers:
+                # the terminal's output may still be buffered: read it until EIO, then stop the
+                # reader (it unregisters the fd) before the fd is closed
+                await asyncio.wait(self._readers, timeout=TTY_DRAIN)
+                for r in self._readers:
+                    r.cancel()
+            await asyncio.gather(*self._readers, return_exceptions=True)
+            return code if code >= 0 else 128 - code
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self.master_fd >= 0:
+            os.close(self.master_fd)
+            self.master_fd = -1
+        for p in self._files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+        self.queue.close()
+
+
+async def run(runtime_cmd: list[str], bundle_dir: str, cid: str, exec_id: str, process: dict[str, Any], *,
+              stdin: bool, attach: bool) -> OciExec:
+    """Start ``process`` in container ``cid``; return once the runtime runs (``pid`` follows)."""
+    tty = bool(process.get("terminal"))
+    spec_path = os.path.join(bundle_dir, f"exec-{exec_id[:16]}.json")
+    pid_file = spec_path[:-5] + ".pid"
+    with open(spec_path, "w") as f:
+        json.dump(process, f)
+    argv = [*runtime_cmd, "exec", "--process", spec_path, "--pid-file", pid_file]
+    listener = None
+    sock_path = ""
+    dir_fd = -1
+    ex: OciExec | None = None
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        if tty:
+            sock_path = os.path.join(bundle_dir, f"e{exec_id[:12]}.sock")
+            addr = sock_path
+            if len(sock_path.encode()) > 100:
+                # AF_UNIX paths stop at 107 bytes: go through a directory fd that the runtime inherits
+                dir_fd = os.open(bundle_dir, os.O_PATH | os.O_DIRECTORY)
+                addr = f"/proc/self/fd/{dir_fd}/{os.path.basename(sock_path)}"
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(addr)
+            listener.listen(1)
+            listener.setblocking(False)
+            argv += ["--tty", "--console-socket", addr]
+        argv.append(cid)
+        piped = not tty and attach
+        pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=pipe if piped and stdin else null, stdout=pipe if piped else null,
+            stderr=pipe if piped else null, pass_fds=(dir_fd,) if dir_fd >= 0 else ())
+        ex = OciExec(proc, tty, (spec_path, pid_file))
+        if listener is not None:
+            try:
+                conn = await asyncio.wait_for(_accept(listener, proc), 30)
+            except TimeoutError as e:
+                raise RuntimeFailure("exec: the runtime did not hand over a terminal in time") from e
+            if conn is not None:
+                with conn:
+                    _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+                if not fds:
+                    raise RuntimeFailure("exec: the runtime did not hand over a terminal")
+                ex.master_fd = fds[0]
+                ex._readers.append(asyncio.create_task(_pump_fd(ex.master_fd, ex.queue, not attach)))
+        elif piped:
+            assert proc.stdout is not None and proc.stderr is not None
+            ex._stdin = proc.stdin
+            ex._readers.append(asyncio.create_task(_pump_stream(proc.stdout, STDOUT, ex.queue)))
+            ex._readers.append(asyncio.create_task(_pump_stream(proc.stderr, STDERR, ex.queue)))
+        ex._pid_task = asyncio.create_task(ex._learn_pid(pid_file))
+    except BaseException:
+        # failed half-way: end the process, and leave no files or readers behind
+        if ex is not None:
+            for r in ex._readers:
+                r.cancel()
+            if ex._pid_task is not None:
+                ex._pid_task.cancel()
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if ex is not None:
+            await asyncio.gather(*ex._readers, *([ex._pid_task] if ex._pid_task else []), return_exceptions=True)
+            ex._cleanup()
+        else:
+            for p in (spec_path, pid_file):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
+        raise
+    finally:
+        if dir_fd >= 0:
+            os.close(dir_fd)
+        if listener is not None:
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sock_path)
+    ex._finished = asyncio.create_task(ex._finish())
+    return ex
+
+
+async def _read_pid(path: str, proc: asyncio.subprocess.Process) -> int:
+    """The runtime writes the pid file once the process exists, some time after it was spawned:
+    wait for it, until the runtime has exited (one last look then)."""
+    deadline = time.monotonic() + PID_WAIT
+    delay = 0.001
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            with open(path) as f:
+                text = f.read().strip()
+            if text:
+                return int(text)
+        if proc.returncode is not None or time.monotonic() > deadline:
+            return 0
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+async def _accept(listener: socket.socket, proc: asyncio.subprocess.Process) -> socket.socket | None:
+    loop = asyncio.get_running_loop()
+    accept = asyncio.ensure_future(loop.sock_accept(listener))
+    died = asyncio.ensure_future(proc.wait())
+    done, _ = await asyncio.wait({accept, died}, return_when=asyncio.FIRST_COMPLETED)
+    if accept in done:
+        died.cancel()
+        conn, _ = accept.result()
+        conn.setblocking(True)
+        return conn
+    accept.cancel()
+    return None
+
+
+async def _pump_stream(reader: asyncio.StreamReader, stream: int, queue: OutputQueue) -> None:
+    while True:
+        data = await reader.read(CHUNK)
+        if not data:
+            return
+        await queue.put(stream, data)  # pauses while the consumer is behind: the pipe fills, the process waits
+
+
+async def _pump_fd(fd: int, queue: OutputQueue, discard: bool) -> None:
+    """Read a pty master without a thread: non-blocking, woken by the event loop."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    readable = asyncio.Event()
+    loop.add_reader(fd, readable.set)
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO once the last slave closes
+                return
+            if not data:
+                return
+            if not discard:
+                loop.remove_reader(fd)  # no wake-ups while the consumer is behind
+                try:
+                    await queue.put(STDOUT, data)
+                finally:
+                    loop.add_reader(fd, readable.set)
+    finally:
+        loop.remove_reader(fd)
