@@ -8,7 +8,6 @@ bash scripts/setup.sh
 # the API against its backend Protocols, and the wiring that must satisfy them (strict for these files;
 # modules they import are checked by their own lines)
 .venv/bin/mypy --strict --follow-imports=silent berth/api berth/daemon/main.py berth/daemon/system.py \
-    berth/containers/transfer.py berth/containers/execbackend.py berth/threadstream.py
-# archive.py and rwdiff.py are checked once the storage-driver work that moves them lands
-.venv/bin/mypy --follow-imports=silent --warn-unused-ignores --exclude 'berth/containers/(archive|rwdiff)\.py' berth/runtime berth/containers
+    berth/containers/transfer.py berth/threadstream.py
+.venv/bin/mypy --follow-imports=silent --warn-unused-ignores berth/runtime berth/containers
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -9,10 +9,15 @@ session's ExitCode before the client's stream is closed (the docker CLI reads it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth.containers import health
+from berth.containers.store import Container
 from berth.containers.tasks import TaskGroup
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound
 from berth.runtime import spec as ocispec
@@ -56,9 +61,17 @@ class ExecSession:
 
 
 class ExecService:
-    def __init__(self, runtime: Runtime, tasks: TaskGroup) -> None:
+    """The exec backend: sessions of the containers that ``get`` finds, run through ``runtime``."""
+
+    def __init__(self, runtime: Runtime, tasks: TaskGroup, get: Callable[[str], Container],
+                 bundle: Callable[[Container], Bundle], rootfs: Callable[[str], str],
+                 event: Callable[..., None]) -> None:
         self.runtime = runtime
         self.tasks = tasks
+        self._get = get
+        self._bundle = bundle
+        self._rootfs = rootfs  # container id -> its root filesystem on the host (users are looked up there)
+        self._event = event  # (container, action, **attributes)
         self.sessions: dict[str, ExecSession] = {}
 
     def get(self, eid: str) -> ExecSession:
@@ -67,7 +80,49 @@ class ExecService:
             raise ExecNotFound(eid)
         return s
 
-    def create(self, container: Any, body: dict[str, Any]) -> ExecSession:
+    def create(self, name: str, body: dict[str, Any]) -> ExecSession:
+        c = self._get(name)
+        s = self._new(c, body)
+        self._event(c, "exec_create: " + " ".join(s.args), execID=s.id)
+        return s
+
+    async def start(self, eid: str, detach: bool) -> ExecProcess:
+        """Start a created session; with ``detach`` its output is dropped."""
+        s = self.get(eid)
+        c = self._get(s.container_id)
+        if c.state.Status == "paused":
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        if not c.state.running:
+            raise Conflict(f"Container {c.id} is not running")
+        proc = await self._run(s, self._bundle(c), self._rootfs(c.id), c.config["Hostname"], detach)
+        self._event(c, "exec_start: " + " ".join(s.args), execID=s.id)
+
+        async def died() -> None:
+            await s.done.wait()
+            self._event(c, "exec_die", execID=s.id, exitCode=str(s.exit_code))
+
+        self.tasks.spawn(died())
+        return proc
+
+    async def probe(self, c: Container, argv: list[str], timeout: float) -> tuple[int, str]:
+        """A healthcheck probe: an exec session that is not listed in ExecIDs."""
+        session = self._new(c, {"Cmd": argv, "AttachStdout": True, "AttachStderr": True})
+        try:
+            proc = await self.start(session.id, detach=False)
+            out = health.ProbeOutput()  # keeps 4 KiB; reads (and drops) the rest until the pipes close
+            reader = self.tasks.spawn(out.consume(proc.output()))
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(reader, session.done.wait())), timeout)
+                return session.exit_code or 0, out.text()
+            except TimeoutError:
+                proc.kill(signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):  # no pile-up of dying probes
+                    await asyncio.wait_for(session.done.wait(), health.SETTLE)
+                raise
+        finally:
+            self.sessions.pop(session.id, None)
+
+    def _new(self, container: Container, body: dict[str, Any]) -> ExecSession:
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: exec config must be an object")
         if container.state.Status == "paused":
@@ -116,8 +171,7 @@ class ExecService:
                 "args": s.args, "env": env, "cwd": s.workdir,
                 "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}}
 
-    async def start(self, s: ExecSession, b: Bundle, rootfs: str, hostname: str, detach: bool) -> ExecProcess:
-        """Start the session's process in container bundle ``b``; with ``detach`` its output is dropped."""
+    async def _run(self, s: ExecSession, b: Bundle, rootfs: str, hostname: str, detach: bool) -> ExecProcess:
         if s.started:
             raise Conflict(f"Error: Exec command {s.id} has already run")
         process_spec = self._process_spec(s, rootfs, hostname)  # may refuse (unknown user): not started yet
@@ -142,7 +196,8 @@ class ExecService:
             s.pid = proc.pid
             _end_session(s, code)
 
-    def resize(self, s: ExecSession, h: int, w: int) -> None:
+    def resize(self, eid: str, h: int, w: int) -> None:
+        s = self.get(eid)
         if not s.running:
             raise Conflict(f"Exec {s.id} is not running")
         if s.process is not None:

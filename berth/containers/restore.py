@@ -94,7 +94,7 @@ async def _settle(svc: ContainerService, c: Container, rstate: str | None) -> No
         cid = c.id
         if svc.runtime.watch(b, live.monitor_pid, lambda: svc._spawn(svc._exited(cid))):
             log.info("container %s still running (pid %d); watching it again", c.id[:12], c.state.Pid)
-            svc._start_health(c)
+            svc.health.start(c)
             for m in c.mounts:
                 if m["Type"] == "volume":
                     svc.volumes.acquire(m["Name"])  # counts users; mounts are still in place
@@ -105,6 +105,6 @@ async def _settle(svc: ContainerService, c: Container, rstate: str | None) -> No
     if c.state.running:
         await svc._exited(c.id, svc.runtime.exit_status(b).at)
     else:
-        unstage(svc._staging_dir(c))  # mounted for a start that never finished
+        unstage(svc.mounts.staging_dir(c))  # mounted for a start that never finished
         svc.layers.unmount_rw(c.id)
         svc.runtime.clear_exit(b)

@@ -9,57 +9,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import logging
 import os
-import random
-import re
-import secrets
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict
 from typing import Any
 
 from berth import crashpoint
-from berth.containers import health, views
+from berth.containers import create as creation
 from berth.containers import logs as logfile
+from berth.containers import restart, views
 from berth.containers import stats as container_stats
-from berth.containers.config import log_size_max, merge_config, validate_host_config
-from berth.containers.execs import ExecService, ExecSession
-from berth.containers.mounts import MountPoint, copy_up, parse_volumes_from, resolve, stage_subpath, unstage
+from berth.containers.config import log_size_max
+from berth.containers.execs import ExecService
+from berth.containers.healthsup import HealthSupervisor
+from berth.containers.mounts import unstage
+from berth.containers.procs import Processes
+from berth.containers.restart import RestartPolicies
 from berth.containers.restore import reconcile
-from berth.containers.store import Container, ContainerStore, State
+from berth.containers.snapshots import Snapshots
+from berth.containers.store import Container, ContainerNotFound, ContainerStore, State
 from berth.containers.tasks import TaskGroup
+from berth.containers.volumeuse import VolumeUse
 from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
 from berth.filters import Filters
 from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
-from berth.images import reference
-from berth.images.changes import apply_changes
 from berth.images.service import ImageService, rfc3339
 from berth.layers.store import LayerStore
 from berth.runtime import hostconfig
 from berth.runtime import spec as ocispec
-from berth.runtime.interface import Attachment, Bundle, ExecProcess, Runtime, RuntimeFailure
+from berth.runtime.interface import Attachment, Bundle, Runtime, RuntimeFailure
 from berth.runtime.signals import parse_signal
 from berth.volumes.store import VolumeStore
 
 log = logging.getLogger("berth.containers")
 
-_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-_ADJ = ["admiring", "brave", "calm", "eager", "festive", "gallant", "happy", "jolly", "keen", "lucid", "modest",
-        "nifty", "quirky", "serene", "tender", "vibrant", "wizardly", "zealous"]
-_NOUN = ["babbage", "curie", "darwin", "euler", "fermi", "hopper", "lamarr", "lovelace", "noether", "pascal",
-         "ritchie", "shannon", "thompson", "turing", "wozniak", "yonath"]
-ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-class ContainerNotFound(NotFound):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"No such container: {name}")
 
 
 class ContainerService:
@@ -82,16 +68,19 @@ class ContainerService:
         self._remove_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._attachers: dict[str, list[asyncio.Future[Attachment | None]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self.tasks = TaskGroup()
+        self.tasks = TaskGroup()  # background work, cancelled at shutdown
         self._runtime_cleanup: dict[str, asyncio.Task[None]] = {}
-        self.execs = ExecService(runtime, self.tasks)
-        self._restart_timers: dict[str, asyncio.TimerHandle] = {}
-        self._health: dict[str, health.Monitor] = {}
         # (type, action, actor id, attributes) -> None; the daemon plugs in its event bus
         self.publish: Callable[[str, str, str, dict[str, str]], None] = lambda *_a: None
-        self._backoff: dict[str, float] = {}
+        # the concerns around the lifecycle, each behind its own narrow interface
+        self.execs = ExecService(runtime, self.tasks, self.get, self.bundle, layers.driver.rootfs_path, self.event)
+        self.restarts = RestartPolicies(store.save, self._restart_now, self.tasks)
+        self.health = HealthSupervisor(self._image_config, self.execs.probe, self._health_changed)
+        self.mounts = VolumeUse(volumes, self.by_id, self.run_dir)
+        self.snapshots = Snapshots(self)
+        self.processes = Processes(self.get)
 
-    def _event(self, c: Container, action: str, **extra: str) -> None:
+    def event(self, c: Container, action: str, **extra: str) -> None:
         attrs = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
         attrs.update(image=c.image, name=c.name, **extra)
         self.publish("container", action, c.id, attrs)
@@ -117,7 +106,7 @@ class ContainerService:
     def bundle(self, c: Container) -> Bundle:
         return Bundle(id=c.id, dir=os.path.join(self.run_dir, c.id), name=c.name, log=c.log_path)
 
-    def _lock(self, cid: str) -> asyncio.Lock:
+    def lock(self, cid: str) -> asyncio.Lock:
         lock = self._locks.get(cid)
         if lock is None:
             lock = self._locks[cid] = asyncio.Lock()
@@ -126,122 +115,32 @@ class ContainerService:
     def _spawn(self, coro: Any) -> None:
         self.tasks.spawn(coro)
 
-    # -- create -------------------------------------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
-        if not isinstance(body, dict):
-            raise InvalidParameter("invalid JSON: container config must be an object")
-        image_name = body.get("Image") or ""
-        if not image_name:
-            raise InvalidParameter("Config.Image: no image specified")
-        if name:
-            if not _NAME.match(name):
-                raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-            name = name.lstrip("/")
-            if name in self.by_name:
-                other = self.by_name[name]
-                raise Conflict(f'Conflict. The container name "/{name}" is already in use by container "{other}". '
-                               "You have to remove (or rename) that container to be able to reuse that name.")
-        else:
-            name = self._random_name()
-        hc = body.get("HostConfig") or {}
-        if not isinstance(hc, dict):
-            raise InvalidParameter("HostConfig: must be an object")
-        validate_host_config(hc)
-        warnings = hostconfig.validate(hc)
-        image = self.images.get(image_name)
-        icfg = image.config.get("config") or {}
-        cfg = merge_config(body, icfg)
-        volumes_from = []
-        for spec in hc.get("VolumesFrom") or []:
-            src_name, ro = parse_volumes_from(str(spec))
-            volumes_from.append(([MountPoint(**m) for m in self.get(src_name).mounts], ro))
-        mount_points = resolve(body, hc, icfg.get("Volumes"), volumes_from)
-        if not cfg["Entrypoint"] and not cfg["Cmd"]:
-            raise InvalidParameter("No command specified")
-        health.validate(body.get("Healthcheck"))
-        cid = secrets.token_hex(32)
-        if not cfg.get("Hostname"):
-            cfg["Hostname"] = cid[:12]
-        cfg["Image"] = image_name
-        argv = list(cfg["Entrypoint"] or []) + list(cfg["Cmd"] or [])
-        now = time.time()
-        cdir = os.path.join(self.dir, cid)
-        hc = dict(hc)
-        hc.setdefault("NetworkMode", "default")
-        hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-        # conmon writes k8s-file on disk; through the API it reads as json-file does (docker-py checks this)
-        hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
-        c = Container(
-            id=cid, name=name, created=rfc3339(now), created_ts=now, image=image_name, image_id=image.id,
-            path=argv[0], args=argv[1:], config=cfg, host_config=hc, log_path=os.path.join(cdir, "container.log"),
-            hostname_path=os.path.join(cdir, "hostname"), hosts_path=os.path.join(cdir, "hosts"),
-            resolv_conf_path=os.path.join(cdir, "resolv.conf"),
-        )
-        os.makedirs(cdir, mode=0o710)
-        created_volumes: list[str] = []
-        try:
-            for mp in mount_points:
-                if mp.Type == "volume" and (not mp.Name or not self.volumes.exists(mp.Name)):
-                    vol = self.volumes.create(mp.Name or None, anonymous=mp.Anonymous)
-                    mp.Name = vol.name
-                    created_volumes.append(vol.name)
-                elif mp.Type == "bind" and mp.CreateSource and not os.path.exists(mp.Source):
-                    os.makedirs(mp.Source, mode=0o755)  # as ``docker run -v`` does
-            c.mounts = [asdict(mp) for mp in mount_points]
-            self._write_etc(c)
-            self.layers.create_rw(cid, image.top_layer)
-            try:
-                self.store.add(c)
-            except BaseException:
-                self.layers.remove_rw(cid)
-                raise
-        except BaseException:
-            remove_tree(cdir)
-            for name in created_volumes:
-                self.volumes.remove(name, [], force=True)
-            raise
-        self.by_id[cid] = c
-        self.by_name[name] = cid
-        self._event(c, "create")
+        c, warnings = creation.create(self, body, name)
+        self.by_id[c.id] = c
+        self.by_name[c.name] = c.id
+        self.event(c, "create")
         return c, warnings
 
-    def _random_name(self) -> str:
-        while True:
-            n = f"{random.choice(_ADJ)}_{random.choice(_NOUN)}"
-            if n in self.by_name:
-                n += str(random.randint(1, 999))
-            if n not in self.by_name:
-                return n
+    # API entry points that live in their own modules (the API reaches them here until it has
+    # a backend per resource)
+    async def changes(self, name: str) -> list[dict[str, Any]]:
+        return await self.snapshots.changes(name)
 
-    def _write_etc(self, c: Container) -> None:
-        hostname = c.config["Hostname"]
-        write_file(c.hostname_path, (hostname + "\n").encode())
-        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-                 "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
-        if c.host_config.get("NetworkMode") == "host":
-            try:
-                with open("/etc/hosts") as f:
-                    hosts = f.read()
-            except OSError:
-                pass
-        else:
-            hosts += f"127.0.1.1\t{hostname}\n"
-        write_file(c.hosts_path, hosts.encode())
-        try:
-            with open("/etc/resolv.conf") as f:
-                lines = [ln for ln in f.read().splitlines()
-                         if not (ln.startswith("nameserver") and ln.split()[1:2] and
-                                 ln.split()[1].startswith(("127.", "::1")))]
-        except OSError:
-            lines = []
-        if not any(ln.startswith("nameserver") for ln in lines):
-            lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
-        write_file(c.resolv_conf_path, ("\n".join(lines) + "\n").encode())
+    async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
+                     changes: list[str], pause: bool, overrides: dict[str, Any] | None) -> str:
+        return await self.snapshots.commit(name, repo, tag, comment, author, changes, pause, overrides)
+
+    def rootfs_view(self, c: Container, with_mounts: bool = True) -> contextlib.AbstractAsyncContextManager[str]:
+        return self.snapshots.rootfs_view(c, with_mounts)
+
+    async def top(self, name: str, ps_args: str) -> dict[str, Any]:
+        return await self.processes.top(name, ps_args)
 
     # -- start ---------------------------------------------------------------------------------------
     async def start(self, name: str) -> None:
         c = self.get(name)
-        async with self._lock(c.id):
+        async with self.lock(c.id):
             if c.state.running:
                 raise NotModified("container already started")
             if c.state.Status in ("removing", "dead"):
@@ -266,7 +165,7 @@ class ContainerService:
         t_mount = time.perf_counter()
         acquired: list[str] = []
         try:
-            user_mounts = await self._prepare_mounts(c, rootfs, acquired)
+            user_mounts = await self.mounts.prepare(c, rootfs, acquired)
             cfg = c.config
             try:
                 ocispec.workdir_in_rootfs(rootfs, cfg.get("WorkingDir") or "")
@@ -302,7 +201,7 @@ class ContainerService:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
         except BaseException:
-            unstage(self._staging_dir(c))
+            unstage(self.mounts.staging_dir(c))
             for name in acquired:
                 self.volumes.release(name)
             self.layers.unmount_rw(c.id)
@@ -322,7 +221,7 @@ class ContainerService:
             with contextlib.suppress(ProcessLookupError):
                 self.runtime.kill(created.pid, signal.SIGKILL)
             await self.runtime.delete(b)
-            self._release_mounts(c)
+            self.mounts.release(c)
             self.layers.unmount_rw(c.id)
             msg = self._fail_start(c, str(e))
             raise InvalidParameter(f"failed to start container: {msg}") from e
@@ -330,8 +229,8 @@ class ContainerService:
         c.state = State(Status="running", Pid=created.pid, StartedAt=rfc3339(now), StartedTs=now,
                         MonitorPid=created.monitor_pid, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
         self.store.save(c)
-        self._start_health(c)
-        self._event(c, "start")
+        self.health.start(c)
+        self.event(c, "start")
         if not self.runtime.watch(b, created.monitor_pid, lambda: self._spawn(self._exited(c.id))):
             self._spawn(self._exited(c.id))
         t_end = time.perf_counter()
@@ -367,10 +266,8 @@ class ContainerService:
         code, oom = status.code, status.oom_killed
         if finished is None:
             finished = time.time()
-        monitor = self._health.pop(cid, None)
-        if monitor is not None:
-            monitor.stop()
-        self._release_mounts(c)
+        self.health.stop(cid)
+        self.mounts.release(c)
         self.layers.unmount_rw(cid)
         # The runtime's leftover state is cleared in the background: nobody needs to wait for
         # it except a later start of this container, which awaits it.
@@ -380,11 +277,11 @@ class ContainerService:
                         OOMKilled=oom, ManuallyStopped=c.state.ManuallyStopped, Health=c.state.Health)
         self.store.save(c)
         if oom:
-            self._event(c, "oom")
-        self._event(c, "die", exitCode=str(c.state.ExitCode))
+            self.event(c, "oom")
+        self.event(c, "die", exitCode=str(c.state.ExitCode))
         self._notify(self._exit_waiters, cid)
-        if self._should_restart(c):
-            self._schedule_restart(c)
+        if restart.wanted(c):
+            self.restarts.schedule(c)
             return
         if c.host_config.get("AutoRemove"):
             try:
@@ -397,132 +294,16 @@ class ContainerService:
             if not fut.done():
                 fut.set_result(result)
 
-    # -- mounts ----------------------------------------------------------------------------------------------
-    async def _prepare_mounts(self, c: Container, rootfs: str, acquired: list[str]) -> list[dict[str, Any]]:
-        """OCI mount entries for the container's volumes, binds and tmpfs; copies image content
-        into empty volumes first (Docker's copy-up). ``acquired`` collects volumes to release."""
-        out: list[dict[str, Any]] = []
-        for m in c.mounts:
-            mp = MountPoint(**m)
-            if mp.Type == "tmpfs":
-                opts = ["nosuid", "nodev", "noexec"]
-                if mp.TmpfsSize:
-                    opts.append(f"size={mp.TmpfsSize}")
-                if mp.TmpfsMode:
-                    opts.append(f"mode={mp.TmpfsMode:o}")
-                opts += [o for o in mp.Mode.split(",") if o and o not in opts]
-                if not mp.RW:
-                    opts.append("ro")
-                out.append({"destination": mp.Destination, "type": "tmpfs", "source": "tmpfs", "options": opts})
-                continue
-            if mp.Type == "volume":
-                src = self.volumes.acquire(mp.Name)
-                acquired.append(mp.Name)
-                if mp.Subpath:
-                    staging = os.path.join(self._staging_dir(c), str(len(out)))
-                    src = await asyncio.to_thread(stage_subpath, src, mp.Subpath, staging)
-                elif not mp.NoCopy:
-                    await asyncio.to_thread(copy_up, rootfs, mp.Destination, src)
-            else:
-                src = mp.Source
-                if not os.path.exists(src):
-                    raise InvalidParameter(f"invalid mount config for type \"bind\": bind source path does not "
-                                           f"exist: {src}")
-            opts = ["rbind", mp.Propagation if mp.Type == "bind" and mp.Propagation else "rprivate"]
-            if not mp.RW:
-                opts.append("ro")
-            out.append({"destination": mp.Destination, "type": "bind", "source": src, "options": opts})
-        return out
-
-    def _staging_dir(self, c: Container) -> str:
-        """Where a container's volume subpaths are bind-mounted for the runtime (daemon-only)."""
-        return os.path.join(self.bundle(c).dir, "subpaths")
-
-    def _release_mounts(self, c: Container) -> None:
-        unstage(self._staging_dir(c))
-        for m in c.mounts:
-            if m["Type"] == "volume":
-                self.volumes.release(m["Name"])
-
-    def volume_users(self, name: str) -> list[str]:
-        return [c.id for c in self.by_id.values() if any(m["Type"] == "volume" and m["Name"] == name
-                                                         for m in c.mounts)]
-
-    def running_volume_users(self, name: str) -> list[str]:
-        return [cid for cid in self.volume_users(name) if self.by_id[cid].state.running]
-
-    # -- healthchecks --------------------------------------------------------------------------------------
-    def _start_health(self, c: Container) -> None:
-        try:
-            image_cfg = self.images.images.get(c.image_id).config.get("config") or {}
-        except BerthError:
-            image_cfg = {}
-        cfg = health.effective(c.config, image_cfg)
-        if cfg is None:
-            return
-        old = self._health.pop(c.id, None)
-        if old is not None:
-            old.stop()
-        c.state.Health = {}
-
-        def changed(status: str) -> None:
-            if c.id in self.by_id:
-                self.store.save(c)
-                self._event(c, f"health_status: {status}")
-
-        mon = health.Monitor(cfg, lambda argv, timeout: self._probe(c, argv, timeout), c.state.Health, changed,
-                             c.state.StartedTs)
-        self._health[c.id] = mon
-        mon.start()
-
-    async def _probe(self, c: Container, argv: list[str], timeout: float) -> tuple[int, str]:
-        session = self.execs.create(c, {"Cmd": argv, "AttachStdout": True, "AttachStderr": True})
-        try:
-            io = await self.exec_start(session.id, detach=False)
-            out = health.ProbeOutput()  # keeps 4 KiB; reads (and drops) the rest until the pipes close
-            reader = asyncio.ensure_future(out.consume(io.output()))
-            try:
-                await asyncio.wait_for(asyncio.shield(asyncio.gather(reader, session.done.wait())), timeout)
-                return session.exit_code or 0, out.text()
-            except TimeoutError:
-                io.kill(signal.SIGKILL)
-                with contextlib.suppress(TimeoutError):  # no pile-up of dying probes
-                    await asyncio.wait_for(session.done.wait(), health.SETTLE)
-                raise
-        finally:
-            self.execs.sessions.pop(session.id, None)  # probes are not listed in ExecIDs
-
-    # -- restart policies ------------------------------------------------------------------------------------
-    def _should_restart(self, c: Container) -> bool:
-        policy = c.host_config.get("RestartPolicy") or {}
-        name = policy.get("Name") or "no"
-        if c.state.ManuallyStopped or name == "no":
-            return False
-        if name == "on-failure":
-            limit = policy.get("MaximumRetryCount") or 0
-            return c.state.ExitCode != 0 and (limit <= 0 or c.restart_count < limit)
-        return name in ("always", "unless-stopped")
-
-    def _schedule_restart(self, c: Container) -> None:
-        """Docker's back-off: 100 ms, doubling up to a minute; back to 100 ms after a run of 10 s or more."""
-        ran = c.state.FinishedTs - c.state.StartedTs
-        delay = 0.1 if ran >= 10 else min(self._backoff.get(c.id, 0.05) * 2, 60.0)
-        self._backoff[c.id] = delay
-        c.state.Status = "restarting"
-        self.store.save(c)
-        loop = asyncio.get_running_loop()
-        self._restart_timers[c.id] = loop.call_later(delay, lambda: self._spawn(self._restart_now(c.id)))
-
     async def _restart_now(self, cid: str) -> None:
-        self._restart_timers.pop(cid, None)
+        """A restart policy's timer fired (berth/containers/restart.py)."""
         c = self.by_id.get(cid)
         if c is None or c.state.Status != "restarting":
             return
-        async with self._lock(cid):
+        async with self.lock(cid):
             if c.state.Status != "restarting":
                 return
             if c.state.ManuallyStopped:
-                self._cancel_restart(c)
+                self.restarts.cancel(c)
                 return
             c.restart_count += 1
             try:
@@ -530,37 +311,32 @@ class ContainerService:
             except BerthError as e:
                 log.warning("restart of %s failed: %s", cid[:12], e)
 
-    def _cancel_restart(self, c: Container) -> bool:
-        timer = self._restart_timers.pop(c.id, None)
-        if timer is not None:
-            timer.cancel()
-        if c.state.Status == "restarting":
-            c.state.Status = "exited"
+    def _image_config(self, c: Container) -> dict[str, Any]:
+        try:
+            return self.images.images.get(c.image_id).config.get("config") or {}
+        except BerthError:
+            return {}
+
+    def _health_changed(self, c: Container, status: str) -> None:
+        if c.id in self.by_id:
             self.store.save(c)
-            return True
-        return False
+            self.event(c, f"health_status: {status}")
 
     async def close(self) -> None:
         """Daemon shutdown: stop timers and probes, cancel and await background work. The containers
         keep running; a pending policy restart stays recorded and resumes at the next start."""
-        for timer in self._restart_timers.values():
-            timer.cancel()
-        self._restart_timers.clear()
-        for mon in self._health.values():
-            mon.stop()
+        self.restarts.close()
+        self.health.close()
         await self.tasks.close()
 
     # -- restore after a daemon restart ------------------------------------------------------------------
     async def restore(self) -> None:
         await reconcile(self)  # records agree with the runtime: berth/containers/restore.py
-        # restart policies at daemon start: "always" restarts even after a manual stop,
-        # "unless-stopped" unless stopped by hand; interrupted back-offs resume
+        # restart policies at daemon start; interrupted back-offs resume
         for c in list(self.by_id.values()):
-            policy = (c.host_config.get("RestartPolicy") or {}).get("Name") or "no"
-            if c.state.Status == "restarting" and c.id not in self._restart_timers:
-                self._schedule_restart(c)
-            elif c.state.Status == "exited" and c.state.StartedTs and (
-                    policy == "always" or (policy == "unless-stopped" and not c.state.ManuallyStopped)):
+            if c.state.Status == "restarting" and not self.restarts.pending(c.id):
+                self.restarts.schedule(c)
+            elif restart.start_with_daemon(c):
                 try:
                     await self.start(c.id)
                 except BerthError as e:
@@ -612,8 +388,8 @@ class ContainerService:
             raise InvalidParameter(str(e)) from e
         if timeout is None:
             timeout = c.config.get("StopTimeout") or 10
-        async with self._lock(c.id):  # not while a policy restart is half-way through _start
-            if self._cancel_restart(c):
+        async with self.lock(c.id):  # not while a policy restart is half-way through _start
+            if self.restarts.cancel(c):
                 c.state.ManuallyStopped = True
                 self.store.save(c)
                 return
@@ -629,8 +405,8 @@ class ContainerService:
         else:
             self._signal(c, signal.SIGKILL)
             await self._wait_exit(c, None)
-        self._cancel_restart(c)  # it may have exited on its own just before, and been scheduled
-        self._event(c, "stop")
+        self.restarts.cancel(c)  # it may have exited on its own just before, and been scheduled
+        self.event(c, "stop")
 
     async def restart(self, name: str, timeout: int | None, sig: str | None) -> None:
         """Stop (when running), then start: ``docker restart``."""
@@ -647,7 +423,7 @@ class ContainerService:
 
     async def pause(self, name: str) -> None:
         c = self.get(name)
-        async with self._lock(c.id):
+        async with self.lock(c.id):
             if c.state.Status == "paused":
                 raise Conflict(f"Container {c.id} is already paused")
             if not c.state.running:
@@ -655,17 +431,17 @@ class ContainerService:
             await self.runtime.pause(self.bundle(c))
             c.state.Status = "paused"
             self.store.save(c)
-        self._event(c, "pause")
+        self.event(c, "pause")
 
     async def unpause(self, name: str) -> None:
         c = self.get(name)
-        async with self._lock(c.id):
+        async with self.lock(c.id):
             if c.state.Status != "paused":
                 raise Conflict(f"Container {c.id} is not paused")
             await self.runtime.resume(self.bundle(c))
             c.state.Status = "running"
             self.store.save(c)
-        self._event(c, "unpause")
+        self.event(c, "unpause")
 
     async def _thaw(self, c: Container) -> None:
         """A frozen process cannot act on signals: thaw it before stop/kill, as Docker does."""
@@ -678,8 +454,8 @@ class ContainerService:
             s = parse_signal(sig or "SIGKILL")
         except ValueError as e:
             raise InvalidParameter(str(e)) from e
-        async with self._lock(c.id):
-            if self._cancel_restart(c):
+        async with self.lock(c.id):
+            if self.restarts.cancel(c):
                 c.state.ManuallyStopped = True
                 self.store.save(c)
                 return
@@ -688,7 +464,7 @@ class ContainerService:
             c.state.ManuallyStopped = True
             self.store.save(c)
         await self._thaw(c)
-        self._event(c, "kill", signal=str(s))
+        self.event(c, "kill", signal=str(s))
         self._signal(c, s)
         if s == signal.SIGKILL:
             await self._wait_exit(c, None)
@@ -699,42 +475,42 @@ class ContainerService:
             if not force:
                 raise Conflict(f"You cannot remove a restarting container {c.id}. "
                                "Stop the container before attempting removal or force remove")
-            self._cancel_restart(c)
+            self.restarts.cancel(c)
         if c.state.running:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. "
                                "Stop the container before attempting removal or force remove")
             await self._thaw(c)
-            self._event(c, "kill", signal=str(int(signal.SIGKILL)))
+            self.event(c, "kill", signal=str(int(signal.SIGKILL)))
             self._signal(c, signal.SIGKILL)
             await self._wait_exit(c, None)
         if c.state.Status == "removing" and c.id not in self.by_id:
             return
-        async with self._lock(c.id):
+        async with self.lock(c.id):
             if c.id not in self.by_id:
                 return
             c.state.Status = "removing"
             self.store.save(c)
             self.layers.remove_rw(c.id)
-            unstage(self._staging_dir(c))  # never let a tree removal reach into a mounted volume
+            unstage(self.mounts.staging_dir(c))  # never let a tree removal reach into a mounted volume
             remove_tree(self.bundle(c).dir)
             discard_tree(os.path.join(self.dir, c.id), self.trash)
             self.runtime.clear_exit(self.bundle(c))
             self.store.delete(c.id)
             self._runtime_cleanup.pop(c.id, None)
             self.execs.forget_container(c.id)
-            self._backoff.pop(c.id, None)
+            self.restarts.forget(c.id)
             del self.by_id[c.id]
             self.by_name.pop(c.name, None)
             self._locks.pop(c.id, None)
         if volumes:
             for m in c.mounts:
-                if m["Type"] == "volume" and m.get("Anonymous") and not self.volume_users(m["Name"]):
+                if m["Type"] == "volume" and m.get("Anonymous") and not self.mounts.users(m["Name"]):
                     try:
                         self.volumes.remove(m["Name"], [], force=True)
                     except BerthError as e:
                         log.warning("removing volume %s of %s: %s", m["Name"], c.id[:12], e)
-        self._event(c, "destroy")
+        self.event(c, "destroy")
         self._notify(self._exit_waiters, c.id)
         self._notify(self._remove_waiters, c.id)
 
@@ -765,71 +541,15 @@ class ContainerService:
         return container_stats.read_stats(f"/berth/{c.id}" if running else "/berth/nonexistent",
                                           c.state.Pid if running else 0, c.name, c.id, previous)
 
-    # -- diff / commit / export / archive -----------------------------------------------------------------
-    async def changes(self, name: str) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.layers.changes, self.get(name).id)
-
-    def write_rw_tar(self, cid: str, out: Any) -> None:
-        """The container layer as an image layer tar, whiteouts as ``.wh.`` entries (blocking)."""
-        self.layers.write_diff(cid, out)
-
-    async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
-                     changes: list[str], pause: bool, overrides: dict[str, Any] | None) -> str:
-        c = self.get(name)
-        # everything the request says is checked before any work: a bad --change or tag leaves nothing
-        if repo:
-            reference.parse_repo_tag(repo, tag)
-        section = {k: v for k, v in copy.deepcopy(c.config).items() if k not in ("Hostname", "Domainname")}
-        section.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        apply_changes(section, changes)
-        paused_here = False
-        if pause and c.state.Status == "running":
-            await self.pause(c.id)
-            paused_here = True
-        try:
-            tmp = self.images.scratch_path(".tar")
-            with open(tmp, "wb") as f:
-                await asyncio.to_thread(self.write_rw_tar, c.id, f)
-        finally:
-            if paused_here and c.id in self.by_id and c.state.Status == "paused":
-                await self.unpause(c.id)
-        try:
-            cmd = " ".join([c.path, *c.args])
-            iid = await self.images.commit_layer(tmp, c.image_id, c.id, c.config, overrides or {}, changes, repo, tag,
-                                                 comment, author, created_by=cmd)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        self._event(c, "commit", comment=comment)
-        return iid
-
-    @contextlib.asynccontextmanager
-    async def rootfs_view(self, c: Container, with_mounts: bool = True) -> AsyncIterator[str]:
-        """A host path showing the container's filesystem: while it runs, /proc/<pid>/root (its
-        volumes and binds included) or, ``with_mounts=False``, the rootfs alone; when stopped, the
-        rootfs mounted for the duration under the container's lock."""
-        if c.state.running and c.state.Pid:
-            yield f"/proc/{c.state.Pid}/root" if with_mounts else self.layers.driver.rootfs_path(c.id)
-            return
-        async with self._lock(c.id):
-            if c.id not in self.by_id:
-                raise ContainerNotFound(c.id)
-            path = self.layers.mount_rw(c.id)
-            try:
-                yield path
-            finally:
-                if not c.state.running:
-                    self.layers.unmount_rw(c.id)
-
     # -- rename / top --------------------------------------------------------------------------------------
     async def rename(self, name: str, new_name: str) -> None:
         c = self.get(name)
-        if not new_name or not _NAME.match(new_name):
+        if not new_name or not creation.NAME.match(new_name):
             raise InvalidParameter(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         new_name = new_name.lstrip("/")
         if new_name == c.name:
             raise InvalidParameter("Renaming a container with the same name as its current name")
-        async with self._lock(c.id):
+        async with self.lock(c.id):
             if new_name in self.by_name:
                 raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
                                f'"{self.by_name[new_name]}". You have to remove (or rename) that container to be '
@@ -843,69 +563,7 @@ class ContainerService:
                 raise
             del self.by_name[old]
             self.by_name[new_name] = c.id
-        self._event(c, "rename", oldName="/" + old)
-
-    def container_pids(self, c: Container) -> list[int]:
-        """Every process in the container, from its cgroup (v1 pids hierarchy, or v2)."""
-        for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup"):
-            path = os.path.join(base, "berth", c.id, "cgroup.procs")
-            try:
-                with open(path) as f:
-                    return [int(x) for x in f.read().split()]
-            except FileNotFoundError:
-                continue
-        return [c.state.Pid] if c.state.Pid else []
-
-    async def top(self, name: str, ps_args: str) -> dict[str, Any]:
-        """``ps`` on the host, keeping only the container's processes, as Docker does."""
-        c = self.get(name)
-        if not c.state.running:
-            raise Conflict(f"Container {c.id} is not running")
-        args = ps_args.split() if ps_args else ["-ef"]
-        proc = await asyncio.create_subprocess_exec(shutil.which("ps") or "ps", *args, stdout=subprocess.PIPE,
-                                                    stderr=subprocess.PIPE)
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise InvalidParameter(f"ps: {err.decode(errors='replace').strip()}")
-        lines = out.decode(errors="replace").splitlines()
-        if not lines:
-            raise InvalidParameter("ps: no output")
-        titles = lines[0].split()
-        if "PID" not in titles:
-            raise InvalidParameter("Couldn't find PID field in ps output")
-        pid_col = titles.index("PID")
-        pids = set(self.container_pids(c))
-        procs = []
-        for line in lines[1:]:
-            fields = line.split(None, len(titles) - 1)
-            if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
-                procs.append(fields)
-        return {"Titles": titles, "Processes": procs}
-
-    # -- exec ------------------------------------------------------------------------------------------------
-    def exec_create(self, name: str, body: dict[str, Any]) -> ExecSession:
-        c = self.get(name)
-        s = self.execs.create(c, body)
-        self._event(c, "exec_create: " + " ".join(s.args), execID=s.id)
-        return s
-
-    async def exec_start(self, eid: str, detach: bool) -> ExecProcess:
-        s = self.execs.get(eid)
-        c = self.get(s.container_id)
-        if c.state.Status == "paused":
-            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
-        if not c.state.running:
-            raise Conflict(f"Container {c.id} is not running")
-        io = await self.execs.start(s, self.bundle(c), self.layers.driver.rootfs_path(c.id), c.config["Hostname"],
-                                    detach)
-        self._event(c, "exec_start: " + " ".join(s.args), execID=s.id)
-
-        async def died() -> None:
-            await s.done.wait()
-            self._event(c, "exec_die", execID=s.id, exitCode=str(s.exit_code))
-
-        self._spawn(died())
-        return io
+        self.event(c, "rename", oldName="/" + old)
 
     # -- attach / logs / resize -------------------------------------------------------------------------------
     async def attach(self, name: str) -> Attachment | None:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from berth.db import Step, migrate, schema_problem, transaction
+from berth.errors import NotFound
 from berth.storecheck import ORPHAN, TEMP, Findings, Leftover, column, is_temp, ls, trash_contents
 
 SCHEMA = """
@@ -19,6 +20,11 @@ CREATE TABLE IF NOT EXISTS containers (
 );
 """
 MIGRATIONS: list[Step] = [SCHEMA]
+
+
+class ContainerNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such container: {name}")
 
 
 @dataclass

@@ -128,7 +128,6 @@ class Daemon:
     def build(self) -> web.Application:
         from berth.api.backends import Backends
         from berth.api.server import build_app
-        from berth.containers.execbackend import ExecByID
         from berth.containers.service import ContainerService
         from berth.containers.store import ContainerStore
         from berth.containers.transfer import ArchiveService
@@ -170,7 +169,7 @@ class Daemon:
                                       cfg.data_root, cfg.exec_root)
         holder["c"] = containers
         self.containers = containers
-        volumes = VolumeService(volume_store, containers.volume_users, containers.running_volume_users,
+        volumes = VolumeService(volume_store, containers.mounts.users, containers.mounts.running_users,
                                 containers.pause, containers.unpause)
         registries = RegistryConfig(insecure=cfg.insecure_registries, mirrors=cfg.registry_mirrors)
         distribution = DistributionService(conn, os.path.join(cfg.data_root, "distribution"), image_service,
@@ -178,7 +177,7 @@ class Daemon:
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
         system = SystemService(cfg, containers, image_service, lambda: len(images.list()), volumes, driver)
-        return build_app(Backends(containers=containers, execs=ExecByID(containers),
+        return build_app(Backends(containers=containers, execs=containers.execs,
                                   archives=ArchiveService(containers, image_service.scratch_path),
                                   images=image_service, distribution=distribution, volumes=volumes, system=system,
                                   events=bus, scratch=image_service))
