@@ -5,8 +5,9 @@ the named points; ``hit(name)`` then kills the daemon on the spot, as a power cu
 OOM kill would, so the crash tests can stop it exactly between two steps instead of
 racing a timer. Unset (always, outside the tests) every ``hit`` is a set lookup.
 
-Points: ``after-runtime-create`` (conmon and the container's init exist, ``runtime start``
-not yet run), ``commit-after-extract`` (a commit's layer is unpacked, not yet recorded),
+Points: ``after-runtime-create`` (the monitor exists, with conmon the container's init too,
+``runtime start`` not yet run), ``after-runtime-start`` (the container runs, not yet recorded),
+``commit-after-extract`` (a commit's layer is unpacked, not yet recorded),
 ``volume-rm-after-db`` (a volume's record is gone, its directory not yet).
 """
 

@@ -128,7 +128,7 @@ def kill_leftover_containers(d: Daemon) -> None:
     if not os.path.isdir(run_dir):
         return
     for cid in os.listdir(run_dir):
-        for name in ("pidfile", "conmon.pid"):
+        for name in ("pidfile", "conmon.pid", "monitor.pid"):
             try:
                 with open(os.path.join(run_dir, cid, name)) as f:
                     os.kill(int(f.read().strip()), signal.SIGKILL)
@@ -175,8 +175,8 @@ def busybox_id(busybox_tar: str) -> str:
     return "sha256:" + manifest[0]["Config"].rsplit("/", 1)[1]
 
 
-def _daemon_fixture(driver: str, busybox_tar: str) -> Iterator[Daemon]:
-    d = new_daemon(driver)
+def _daemon_fixture(driver: str, busybox_tar: str, monitor: str = "auto") -> Iterator[Daemon]:
+    d = new_daemon(driver, extra=["--monitor", monitor])
     try:
         d.start()
         with open(busybox_tar, "rb") as f:
@@ -187,9 +187,21 @@ def _daemon_fixture(driver: str, busybox_tar: str) -> Iterator[Daemon]:
 
 
 @pytest.fixture(scope="module")
-def daemon(busybox_tar: str) -> Iterator[Daemon]:
+def monitor() -> str:
+    """The daemons' ``--monitor``. Modules about the monitor override it with ``each_monitor``
+    (``def monitor(each_monitor: str) -> str``) to run against berth-monitor and conmon both."""
+    return os.environ.get("BERTH_TEST_MONITOR", "auto")
+
+
+@pytest.fixture(scope="module", params=["berth", "conmon"])
+def each_monitor(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def daemon(busybox_tar: str, monitor: str) -> Iterator[Daemon]:
     """A berthd (overlay driver, crun) with busybox:latest loaded; shared by a test module."""
-    yield from _daemon_fixture("overlay", busybox_tar)
+    yield from _daemon_fixture("overlay", busybox_tar, monitor)
 
 
 @pytest.fixture(scope="module")
@@ -198,9 +210,9 @@ def client(daemon: Daemon) -> docker.DockerClient:
 
 
 @pytest.fixture
-def fresh_daemon(busybox_tar: str) -> Iterator[Daemon]:
+def fresh_daemon(busybox_tar: str, monitor: str) -> Iterator[Daemon]:
     """A daemon of the test's own, for tests that restart or break it."""
-    yield from _daemon_fixture("overlay", busybox_tar)
+    yield from _daemon_fixture("overlay", busybox_tar, monitor)
 
 
 def store_snapshot(d: Daemon) -> dict[str, object]:

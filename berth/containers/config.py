@@ -89,8 +89,18 @@ def validate_host_config(hc: dict[str, Any]) -> None:
     for key in (log_cfg.get("Config") or {}):
         if key not in ("max-size", "max-file", "compress", "labels", "env", "tag"):
             raise InvalidParameter(f"HostConfig.LogConfig: unknown log opt '{key}' for json-file log driver")
-    if (log_cfg.get("Config") or {}).get("max-size"):
-        parse_size(str(log_cfg["Config"]["max-size"]))
+    opts = log_cfg.get("Config") or {}
+    if opts.get("max-size"):
+        if parse_size(str(opts["max-size"]), "max-size") <= 0:
+            raise InvalidParameter(f"invalid value for max-size: '{opts['max-size']}': must be a positive size")
+    if opts.get("max-file") not in (None, ""):
+        raw = str(opts["max-file"])
+        if not raw.isdigit():
+            raise InvalidParameter(f"invalid value for max-file: '{raw}': must be a whole number")
+        if int(raw) < 1:
+            raise InvalidParameter("max-file cannot be less than 1")
+        if int(raw) > 1 and not opts.get("max-size"):
+            raise InvalidParameter("max-file can only be set with max-size")
     shm = hc.get("ShmSize")
     if shm is not None and (not isinstance(shm, int) or shm < 0):
         raise InvalidParameter("HostConfig.ShmSize: SHM size can not be less than 0")
@@ -102,9 +112,15 @@ def log_size_max(host_config: dict[str, Any]) -> int:
     return parse_size(raw) if raw else -1
 
 
-def parse_size(raw: str) -> int:
+def log_max_file(host_config: dict[str, Any]) -> int:
+    """LogConfig max-file: how many log files (the current one and rotated ones) to keep."""
+    raw = str(((host_config.get("LogConfig") or {}).get("Config") or {}).get("max-file") or "1")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+
+
+def parse_size(raw: str, what: str = "") -> int:
     units = {"k": 1000, "m": 1000**2, "g": 1000**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "b": 1}
     m = re.match(r"^([0-9.]+)\s*([a-zA-Z]*)$", raw.strip())
     if not m or (m.group(2) and m.group(2).lower() not in units):
-        raise InvalidParameter(f"invalid size: '{raw}'")
+        raise InvalidParameter(f"invalid value for {what}: invalid size: '{raw}'" if what else f"invalid size: '{raw}'")
     return int(float(m.group(1)) * units.get(m.group(2).lower(), 1))

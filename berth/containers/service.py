@@ -22,7 +22,7 @@ from berth.containers import create as creation
 from berth.containers import logs as logfile
 from berth.containers import restart, views
 from berth.containers import stats as container_stats
-from berth.containers.config import log_size_max
+from berth.containers.config import log_max_file, log_size_max
 from berth.containers.execs import ExecService
 from berth.containers.healthsup import HealthSupervisor
 from berth.containers.mounts import unstage
@@ -196,7 +196,8 @@ class ContainerService:
             t_spec = time.perf_counter()
             try:
                 created = await self.runtime.create(b, terminal=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
-                                                    log_size_max=log_size_max(c.host_config))
+                                                    log_size_max=log_size_max(c.host_config),
+                                                    log_max_file=log_max_file(c.host_config))
             except RuntimeFailure as e:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
@@ -216,17 +217,19 @@ class ContainerService:
         t_create = time.perf_counter()
         crashpoint.hit("after-runtime-create")
         try:
-            await self.runtime.start(b)
+            pid = await self.runtime.start(b) or created.pid
         except RuntimeFailure as e:
-            with contextlib.suppress(ProcessLookupError):
-                self.runtime.kill(created.pid, signal.SIGKILL)
+            if created.pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    self.runtime.kill(created.pid, signal.SIGKILL)
             await self.runtime.delete(b)
             self.mounts.release(c)
             self.layers.unmount_rw(c.id)
             msg = self._fail_start(c, str(e))
             raise InvalidParameter(f"failed to start container: {msg}") from e
+        crashpoint.hit("after-runtime-start")
         now = time.time()
-        c.state = State(Status="running", Pid=created.pid, StartedAt=rfc3339(now), StartedTs=now,
+        c.state = State(Status="running", Pid=pid, StartedAt=rfc3339(now), StartedTs=now,
                         MonitorPid=created.monitor_pid, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
         self.store.save(c)
         self.health.start(c)

@@ -13,6 +13,7 @@ class Config:
     pidfile: str = ""
     storage_driver: str = "overlay"
     runtime: str = "crun"
+    monitor: str = "auto"  # berth (berth-monitor), conmon, or auto: berth when it builds, else conmon
     log_level: str = "info"
     tls: bool = False
     tlsverify: bool = False

@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("-p", "--pidfile", default="")
     p.add_argument("-s", "--storage-driver", default="overlay", choices=["overlay", "overlay2", "vfs"])
     p.add_argument("--default-runtime", default="crun", choices=["crun", "runc"])
+    p.add_argument("--monitor", default="auto", choices=["auto", "berth", "conmon"],
+                   help="per-container monitor: berth-monitor (built from the source on first use) or conmon; "
+                        "auto: berth when it builds and passes its self-check, else conmon")
     p.add_argument("-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
     p.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
                    help="registry (host[:port] or CIDR) to reach over plain HTTP; loopback always is")
@@ -50,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     driver = "overlay" if a.storage_driver == "overlay2" else a.storage_driver
     return Config(hosts=a.hosts or ["unix:///var/run/berth.sock"], data_root=os.path.abspath(a.data_root),
                   exec_root=os.path.abspath(a.exec_root), pidfile=a.pidfile, storage_driver=driver,
-                  runtime=a.default_runtime, log_level=a.log_level, tls=bool(a.tls or a.tlsverify),
+                  runtime=a.default_runtime, monitor=a.monitor, log_level=a.log_level, tls=bool(a.tls or a.tlsverify),
                   tlsverify=bool(a.tlsverify), tls_explicit=a.tls is not None or a.tlsverify is not None,
                   tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
                   insecure_registries=a.insecure_registries, registry_mirrors=a.registry_mirrors)
@@ -160,7 +163,8 @@ class Daemon:
         driver = make_driver(cfg.storage_driver, cfg.data_root)
         layers = LayerStore(conn, os.path.join(cfg.data_root, "layers"), driver)
         images = ImageStore(conn, ContentStore(os.path.join(cfg.data_root, "image")))
-        runtime = make_runtime(cfg.exec_root, cfg.runtime)
+        runtime = make_runtime(cfg.exec_root, cfg.runtime, cfg.monitor)
+        log.info("containers run under %s", type(runtime).__name__)
         holder: dict[str, ContainerService] = {}
         image_service = ImageService(images, layers, scratch, lambda iid: holder["c"].using_image(iid),
                                      driver.name)

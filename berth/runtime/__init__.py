@@ -14,10 +14,20 @@ def _conmon(exec_root: str, oci_runtime: str) -> Runtime:
     return ConmonRuntime(exec_root, oci_runtime)
 
 
+def _berth(exec_root: str, oci_runtime: str) -> Runtime:
+    from berth.runtime.berthmon import BerthRuntime
+
+    return BerthRuntime(exec_root, oci_runtime)
+
+
 # name -> factory(exec root, OCI runtime binary name); the runtime conformance tests run against each
-IMPLEMENTATIONS: dict[str, Callable[[str, str], Runtime]] = {"conmon": _conmon}
-DEFAULT = "conmon"
+IMPLEMENTATIONS: dict[str, Callable[[str, str], Runtime]] = {"conmon": _conmon, "berth": _berth}
+DEFAULT = "auto"  # berth when berth-monitor builds and passes its self-check, else conmon
 
 
 def make_runtime(exec_root: str, oci_runtime: str, kind: str = DEFAULT) -> Runtime:
+    if kind == "auto":
+        from berth.runtime.berthmon import usable
+
+        kind = "berth" if usable() else "conmon"
     return IMPLEMENTATIONS[kind](exec_root, oci_runtime)

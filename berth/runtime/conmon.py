@@ -94,8 +94,10 @@ class ConmonRuntime:
         return os.path.join(self.exit_dir, cid)
 
     # -- lifecycle -----------------------------------------------------------------------------
-    async def create(self, b: Bundle, *, terminal: bool, stdin: bool, log_size_max: int = -1) -> Created:
-        """Launch conmon, which runs ``runtime create``."""
+    async def create(self, b: Bundle, *, terminal: bool, stdin: bool, log_size_max: int = -1,
+                     log_max_file: int = 1) -> Created:
+        """Launch conmon, which runs ``runtime create``. conmon keeps one log file (it starts the
+        file afresh at ``log_size_max``), so ``log_max_file`` is not honoured here."""
         paths = Paths(b.dir, b.log)
         self.clear_exit(b)
         for stale in (paths.oom_file, paths.attach, paths.ctl, os.path.join(paths.bundle, "winsz"),
@@ -143,8 +145,9 @@ class ConmonRuntime:
             conmon_pid = int(f.read().strip())
         return Created(pid=pid, monitor_pid=conmon_pid)
 
-    async def start(self, b: Bundle) -> None:
+    async def start(self, b: Bundle) -> int | None:
         await self._run("start", b.id)
+        return None  # create reported the pid
 
     @staticmethod
     def kill(pid: int, sig: int) -> None:

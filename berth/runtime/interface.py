@@ -96,11 +96,16 @@ class Runtime(Protocol):
     name: str  # the OCI runtime's name (crun, runc), for /info
 
     # -- lifecycle -------------------------------------------------------------------------
-    async def create(self, b: Bundle, *, terminal: bool, stdin: bool, log_size_max: int = -1) -> Created:
-        """Create the container from ``b.dir/config.json`` under a new monitor; not started yet."""
+    async def create(self, b: Bundle, *, terminal: bool, stdin: bool, log_size_max: int = -1,
+                     log_max_file: int = 1) -> Created:
+        """Create the container from ``b.dir/config.json`` under a new monitor; not started yet.
+        The log is cut at ``log_size_max`` bytes, keeping ``log_max_file`` files (LOG, LOG.1, ...)
+        where the implementation rotates; ``Created.pid`` is 0 if the pid is known only at start."""
         ...
 
-    async def start(self, b: Bundle) -> None: ...
+    async def start(self, b: Bundle) -> int | None:
+        """Start the created container; return its pid when ``create`` could not tell it."""
+        ...
 
     def kill(self, pid: int, sig: int) -> None:
         """Signal the container's init; ProcessLookupError if it is gone."""
