@@ -30,3 +30,8 @@ if ! .venv/bin/python -c 'import berth' 2>/dev/null || [ "$(cat "$stamp" 2>/dev/
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
   echo "$want" > "$stamp"
 fi
+
+# berth-monitor, the per-container monitor (C): built now into its cache directory, keyed by the
+# source's hash; berthd builds it on first use when missing (an editable install) and falls back to
+# conmon when it cannot
+.venv/bin/python -c 'from berth.runtime.berthmon import build, self_check; self_check(build())'

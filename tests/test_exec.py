@@ -11,6 +11,12 @@ import pytest
 from tests.conftest import DOCKER_CLI, Daemon
 
 
+@pytest.fixture(scope="module")
+def monitor(each_monitor: str) -> str:
+    """This module's daemon runs once with berth-monitor and once with conmon."""
+    return each_monitor
+
+
 @pytest.fixture
 def sleeper(client: docker.DockerClient):  # type: ignore[no-untyped-def]
     ct = client.containers.run("busybox", ["sleep", "300"], detach=True)

@@ -11,6 +11,12 @@ import pytest
 from tests.conftest import Daemon
 
 
+@pytest.fixture(scope="module")
+def monitor(each_monitor: str) -> str:
+    """This module's daemon runs once with berth-monitor and once with conmon."""
+    return each_monitor
+
+
 def test_rename(daemon: Daemon, client: docker.DockerClient) -> None:
     daemon.cli("create", "--name", "before", "busybox", "true")
     daemon.cli("create", "--name", "taken", "busybox", "true")

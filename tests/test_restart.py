@@ -10,6 +10,12 @@ import pytest
 from tests.conftest import Daemon
 
 
+@pytest.fixture(scope="module")
+def monitor(each_monitor: str) -> str:
+    """This module's daemon runs once with berth-monitor and once with conmon."""
+    return each_monitor
+
+
 def _wait_for(pred, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

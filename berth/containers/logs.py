@@ -1,4 +1,4 @@
-"""Read the k8s-file logs conmon writes and turn them into Docker's log stream.
+"""Read the k8s-file logs the container monitor writes (rotated files too) as Docker's log stream.
 
 A k8s-file line is ``<RFC3339Nano> <stdout|stderr> <P|F> <text>``: ``F`` ends a line,
 ``P`` is a partial line continued by the next record.
@@ -96,24 +96,55 @@ async def offload(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
 
 
+def chain(path: str) -> list[str]:
+    """The log's files, oldest first: the rotated ``LOG.N`` ... ``LOG.1`` (berth-monitor's
+    ``max-file``), then ``LOG`` itself."""
+    d, base = os.path.split(path)
+    try:
+        names = os.listdir(d or ".")
+    except FileNotFoundError:
+        return [path]
+    rotated = sorted((int(n[len(base) + 1:]) for n in names
+                      if n.startswith(base + ".") and n[len(base) + 1:].isdigit()), reverse=True)
+    return [f"{path}.{k}" for k in rotated] + [path]
+
+
 class LogReader:
-    """Reads whole records from an open log file; keeps working if the file is unlinked."""
+    """Reads whole records from a log and its rotated files, in order; keeps working if the files
+    are unlinked, and follows the log into a new file when the monitor rotates it. Offsets are
+    counted across the files (a rotated file's size, then the next one's)."""
 
     def __init__(self, path: str) -> None:
-        try:
-            self.f: BinaryIO | None = open(path, "rb")  # noqa: SIM115 - closed in close()
-        except FileNotFoundError:
-            self.f = None
+        self.path = path
+        self.files: list[BinaryIO] = []
+        for p in chain(path):
+            try:
+                self.files.append(open(p, "rb"))  # noqa: SIM115 - closed in close()
+            except FileNotFoundError:
+                pass
+        self.base = [0]
+        for f in self.files[:-1]:
+            self.base.append(self.base[-1] + os.fstat(f.fileno()).st_size)
+        self.idx = 0
         self.pending = b""
         self.eof = False
 
+    @property
+    def f(self) -> BinaryIO | None:
+        return self.files[self.idx] if self.files else None
+
     def read(self, limit: int = CHUNK) -> list[Record]:
-        """The complete records in the next ``limit`` bytes; ``eof`` tells whether the file ran out."""
-        if self.f is None:
+        """The complete records in the next ``limit`` bytes; ``eof`` tells whether the log ran out."""
+        f = self.f
+        if f is None:
             self.eof = True
             return []
-        chunk = self.f.read(limit)
+        chunk = f.read(limit)
         self.eof = len(chunk) < limit
+        if self.eof and (self.idx < len(self.files) - 1 or self._rotated()):
+            self.idx += 1  # that file is complete (records never span files): on to the next one
+            self.files[self.idx].seek(0)
+            self.eof = False
         data = self.pending + chunk
         end = data.rfind(b"\n")
         if end < 0:
@@ -122,37 +153,62 @@ class LogReader:
         self.pending = data[end + 1:]
         return [r for r in (parse_line(line) for line in data[:end].split(b"\n")) if r is not None]
 
+    def _rotated(self) -> bool:
+        """Whether the log's path now names a newer file than the one read last; if so it is opened."""
+        last = self.files[-1]
+        try:
+            new = open(self.path, "rb")  # noqa: SIM115 - kept in self.files, closed in close()
+        except FileNotFoundError:
+            return False
+        if os.fstat(new.fileno()).st_ino == os.fstat(last.fileno()).st_ino:
+            new.close()
+            return False
+        self.base.append(self.base[-1] + os.fstat(last.fileno()).st_size)
+        self.files.append(new)
+        return True
+
     def offset(self) -> int:
-        """How far the file has been read (complete records, plus ``pending``)."""
-        return self.f.tell() if self.f is not None else 0
+        """How far the log has been read (complete records, plus ``pending``)."""
+        f = self.f
+        return self.base[self.idx] + f.tell() if f is not None else 0
 
     def seek_tail(self, n: int) -> int:
         """Position the reader at the first record of the last ``n`` lines (all when negative), reading
-        the file backwards from its end (a partial record belongs to the line it starts); returns the
+        the files backwards from the end (a partial record belongs to the line it starts); returns the
         offset where the records present now end."""
-        if self.f is None:
+        if not self.files:
             return 0
-        stop = _after_last_newline(self.f)
-        start, finals = 0, 0
+        last = len(self.files) - 1
+        stop = self.base[last] + _after_last_newline(self.files[last])
+        idx, start = 0, 0
         if n == 0:
-            start = stop
+            idx, start = last, stop - self.base[last]
         elif n > 0:
-            after = stop  # where the line after the current one starts
-            for line_start, line in _lines_backwards(self.f, stop):
-                if _is_final(line):
-                    finals += 1
-                    if finals > n:
-                        start = after
-                        break
-                after = line_start
-        self.f.seek(start)
+            finals, found = 0, False
+            for i in range(last, -1, -1):
+                f = self.files[i]
+                end = _after_last_newline(f)
+                after = end
+                for line_start, line in _lines_backwards(f, end):
+                    if _is_final(line):
+                        finals += 1
+                        if finals > n:
+                            found = True
+                            break
+                    after = line_start
+                idx, start = i, after
+                if found:
+                    break
+        for j, f in enumerate(self.files):
+            f.seek(start if j == idx else 0)
+        self.idx = idx
         self.pending = b""
         return stop
 
     def close(self) -> None:
-        if self.f is not None:
-            self.f.close()
-            self.f = None
+        for f in self.files:
+            f.close()
+        self.files = []
 
 
 def _after_last_newline(f: BinaryIO) -> int:
