@@ -31,6 +31,11 @@ from typing import Any
 
 import docker
 
+try:
+    from bench import monitor_pairs
+except ImportError:  # run as a script: bench/ is on sys.path
+    import monitor_pairs  # type: ignore[no-redef]
+
 WARMUP = 2
 BERTH_IMAGE = "busybox"
 # Shared engines (dockerd, podman) get the same image under a tag of our own, so that a busybox:latest
@@ -159,8 +164,9 @@ def tool_version(cmd: Sequence[str]) -> str:
 class Berthd:
     """A private berthd in a fresh root under /var/tmp."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, monitor: str = "auto") -> None:
         self.root = root
+        self.monitor = monitor
         self.sock = os.path.join(root, "berthd.sock")
         self.host = "unix://" + self.sock
         self.log_path = os.path.join(root, "berthd.log")
@@ -173,7 +179,7 @@ class Berthd:
     def start(self, timeout: float = 60) -> None:
         cmd = [sys.executable, "-m", "berth.daemon.main", "-H", self.host,
                "--data-root", os.path.join(self.root, "data"), "--exec-root", self.exec_root,
-               "--storage-driver", "overlay", "--default-runtime", "crun"]
+               "--storage-driver", "overlay", "--default-runtime", "crun", "--monitor", self.monitor]
         with open(self.log_path, "wb") as log:
             # own session: a Ctrl-C on the terminal reaches only us, and we stop the daemon in order
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -338,7 +344,7 @@ class Engine:
             rss = monitor_rss_mb(ids)
             if rss:
                 res.singles[f"{self.label} monitor RSS per container (MB)"] = rss / len(ids)
-                print(f"  conmon RSS for {len(ids)} containers:      {rss:9.1f} MB ({rss / len(ids):.2f} MB each)",
+                print(f"  monitor RSS for {len(ids)} containers:      {rss:9.1f} MB ({rss / len(ids):.2f} MB each)",
                       flush=True)
         try:
             t_rm, _ = timed(self.cmd("rm", "-f", *ids), self.env)
@@ -367,7 +373,8 @@ def monitor_rss_mb(ids: list[str]) -> float:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
-            if not argv or os.path.basename(argv[0]) != b"conmon" or not want & set(argv):
+            exe = os.path.basename(argv[0]) if argv else b""
+            if not (exe == b"conmon" or exe.startswith(b"berth-monitor")) or not want & set(argv):
                 continue
             with open(f"/proc/{pid}/status") as f:
                 total_kb += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
@@ -425,15 +432,16 @@ class Floor:
         with open(path, "w") as f:
             json.dump(spec, f, indent=2)
 
-    def measure(self, res: Results, runtime: str, n: int) -> None:
-        prefix = f"berth-bench-{os.getpid()}-{os.path.basename(runtime)}"
+    def once(self, runtime: str, i: int) -> float:
+        cid = f"berth-bench-{os.getpid()}-{os.path.basename(runtime)}-{i + WARMUP}"
+        self.in_flight[cid] = runtime
+        ms, _ = timed([runtime, "run", "--bundle", self.bundle, cid])
+        del self.in_flight[cid]
+        return ms
 
+    def measure(self, res: Results, runtime: str, n: int) -> None:
         def once(i: int) -> float:
-            cid = f"{prefix}-{i + WARMUP}"
-            self.in_flight[cid] = runtime
-            ms, _ = timed([runtime, "run", "--bundle", self.bundle, cid])
-            del self.in_flight[cid]
-            return ms
+            return self.once(runtime, i)
 
         name = f"{os.path.basename(runtime)} run (floor)"
         try:
@@ -494,6 +502,10 @@ def report(res: Results) -> None:
 def ratio_table(res: Results) -> dict[str, float]:
     out: dict[str, float] = {}
     pairs = [("berth run --rm", "crun run (floor)", "berth run / crun floor"),
+             (monitor_pairs.figure_name("berth"), monitor_pairs.FLOOR, "berth-monitor run / crun floor (paired)"),
+             (monitor_pairs.figure_name("conmon"), monitor_pairs.FLOOR, "conmon run / crun floor (paired)"),
+             (monitor_pairs.figure_name("berth"), monitor_pairs.figure_name("conmon"),
+              "berth-monitor run / conmon run (paired)"),
              ("berth docker version", "crun run (floor)", "docker CLI alone / crun floor"),
              ("berth run --rm", "runc run (floor)", "berth run / runc floor")]
     for other in ("dockerd", "podman"):
@@ -587,6 +599,27 @@ def bench(args: argparse.Namespace, res: Results, root: str, cleanups: list[Call
         berth_eng.lifecycle_series(res, n)
     else:
         res.note("docker CLI: not installed; berth run/create/start/rm, concurrency and ps figures skipped")
+
+    print("\n== start path per monitor: berth-monitor and conmon, alternating with the crun floor")
+    if docker_cli and crun:
+        hosts: dict[str, str] = {}
+        try:
+            for kind in ("berth", "conmon"):
+                os.makedirs(os.path.join(root, f"m-{kind}"))
+                d = Berthd(os.path.join(root, f"m-{kind}"), kind)
+                cleanups.append(d.stop)
+                d.start()
+                assert d.client is not None
+                for _ in d.client.api.load_image(image_tar):
+                    pass
+                hosts[kind] = d.host
+            for name, samples in monitor_pairs.measure(n, docker_cli, hosts,
+                                                       lambda i: floor.once(crun, i)).items():
+                res.add(Figure(name, samples))
+        except (BenchError, OSError, subprocess.SubprocessError) as e:
+            res.error("monitor pairs", e)
+    else:
+        res.note("monitor pairs: need the docker CLI and crun")
 
     shared_tar = mkbusybox.build("/bin/busybox", SHARED_IMAGE)
     shared_tar_path = os.path.join(root, "busybox-shared.tar")
