@@ -160,3 +160,20 @@ def test_an_older_data_root_keeps_its_blobs(conn: sqlite3.Connection, tmp_path: 
     store.drop_legacy()
     assert not (tmp_path / "image").exists()
     assert store.check(verify_data=True).problems == []
+
+
+def test_the_registry_reads_blobs_through_the_content_store(store: ContentStore) -> None:
+    from berth.content.registryview import ContentBlobs
+    from berth.registry.model.digests import parse_digest
+
+    data = b"a layer pushed by berthd"
+    d = parse_digest(store.put(data, ["layer.gzip/sha256:" + "a" * 64]))
+    view = ContentBlobs(store, lambda name, _d: name == "library/app")
+    assert view.stored_blob_size(d) == len(data)
+    assert view.blob_size("library/app", d) == len(data) and view.blob_size("other", d) is None
+    with view.open_blob(d, 2) as f:
+        assert f.read() == data[2:]
+    missing = parse_digest(sha(b"not stored"))
+    assert view.stored_blob_size(missing) is None and view.blob_size("library/app", missing) is None
+    with pytest.raises(FileNotFoundError):
+        view.open_blob(missing)
