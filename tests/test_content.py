@@ -177,3 +177,14 @@ def test_the_registry_reads_blobs_through_the_content_store(store: ContentStore)
     assert view.stored_blob_size(missing) is None and view.blob_size("library/app", missing) is None
     with pytest.raises(FileNotFoundError):
         view.open_blob(missing)
+
+
+def test_a_lease_does_not_outlive_its_run(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    """A pull keeps its download by a lease until it is extracted; if berthd dies in between, the blob
+    is a leftover, and the lease goes when the store next opens."""
+    store = at(conn, str(tmp_path))
+    leased = store.put(b"a download", ["lease/pull-0123"])
+    kept = store.put(b"a config", ["image.config/x"])
+    assert [(x.path, x.kind) for x in store.leftovers()] == [(store.path(leased), ORPHAN)]
+    again = at(conn, str(tmp_path))
+    assert again.refs() == {"image.config/x": kept} and list(again.walk()) == [kept]

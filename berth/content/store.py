@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS content_refs (
 CREATE INDEX IF NOT EXISTS content_refs_digest ON content_refs(digest);
 """
 MIGRATIONS: list[Step] = [SCHEMA]
+CONFIG_REF = "image.config/"  # + image ID: the image store's config blobs
+GZIP_REF = "layer.gzip/"  # + diff ID: a layer's gzip form, kept for pushes
+LEASE_REF = "lease/"  # + a token: a blob in use for one operation (a pull's download), never past a restart
 HEX = frozenset("0123456789abcdef")
 
 
@@ -95,6 +98,7 @@ class ContentStore:
             os.makedirs(self.blobs, exist_ok=True)
             os.makedirs(self.ingest_dir, exist_ok=True)
             migrate(conn, "content", MIGRATIONS)
+            self.release(*self.refs(LEASE_REF))  # operations of an earlier run: none is still going
 
     # -- provider --------------------------------------------------------------------------------
     def path(self, digest: str) -> str:
@@ -279,7 +283,8 @@ class ContentStore:
         out = [Leftover(os.path.join(self.ingest_dir, n), TEMP, "blob being written") for n in ls(self.ingest_dir)]
         for d in (self.blobs, *self.legacy):
             out += [Leftover(os.path.join(d, n), TEMP, "interrupted blob write") for n in ls(d) if is_temp(n)]
-        kept = column(self.conn, "SELECT digest FROM content_refs")
+        # a lease dies with the run that took it (berthd drops what is left of them when the store opens)
+        kept = column(self.conn, f"SELECT digest FROM content_refs WHERE ref NOT LIKE '{LEASE_REF}%'")
         if kept is not None:
             out += [Leftover(os.path.join(self.blobs, d.removeprefix("sha256:")), ORPHAN, "blob no reference keeps")
                     for d in self.walk() if d not in kept]

@@ -12,11 +12,11 @@ skipped when the registry has them, and the manifest goes last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import hashlib
 import json
 import os
+import secrets
 import sqlite3
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from berth.content import GZIP_REF, ContentStore, Writer
+from berth.content import GZIP_REF, LEASE_REF, ContentStore, DigestMismatch, Writer
 from berth.db import Step, migrate, schema_version, transaction
 from berth.distribution.client import (
         MT_DOCKER_CONFIG,
@@ -215,32 +215,33 @@ class DistributionService:
             # extraction in chain order, as each download completes
             parent = None
             for i, (desc, cid, fut) in enumerate(zip(layers, chains, downloaded, strict=True)):
-                tar = await fut
-                if tar is not None:
+                lease = await fut
+                if lease is not None:
                     short = _short(desc["digest"])
+                    tar = self.images.scratch_path(".tar")
                     try:
                         queue.put_nowait({"status": "Extracting", "progressDetail": {}, "id": short})
-                        got = await asyncio.to_thread(_decompress_and_hash, tar, tar + ".tar")
+                        blob = self.content.path(self.content.ref(lease) or "")
+                        got = await asyncio.to_thread(_decompress_and_hash, blob, tar)
                         if got != diff_ids[i]:
                             raise InvalidParameter(f"layer {desc['digest']}: diff ID mismatch: config says "
                                                    f"{diff_ids[i]}, content is {got}")
-                        ex = await asyncio.to_thread(lstore.extract, tar + ".tar", diff_ids[i], parent, pending)
+                        ex = await asyncio.to_thread(lstore.extract, tar, diff_ids[i], parent, pending)
                         if ex is not None:
                             pending[cid] = ex
                     finally:
-                        for p in (tar, tar + ".tar"):
-                            if os.path.exists(p):
-                                os.unlink(p)
+                        self.content.release(lease)
+                        if os.path.exists(tar):
+                            os.unlink(tar)
                     queue.put_nowait({"status": "Pull complete", "progressDetail": {}, "id": short})
                 parent = cid
         except BaseException:
             for f in downloaded:
                 f.cancel()
             await asyncio.gather(*downloaded, return_exceptions=True)
-            for f in downloaded:  # finished downloads not yet extracted: their files are ours to remove
+            for f in downloaded:  # finished downloads not yet extracted: their blobs are ours to release
                 if f.done() and not f.cancelled() and f.exception() is None and f.result():
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(f.result())  # type: ignore[arg-type]
+                    self.content.release(f.result())  # type: ignore[arg-type]
             for ex in pending.values():
                 lstore.discard(ex)
             raise
@@ -250,43 +251,46 @@ class DistributionService:
 
     async def _download(self, reg: Registry, desc: dict[str, Any], sem: asyncio.Semaphore,
                         queue: asyncio.Queue[Progress | None]) -> str:
+        """Download a blob into the content store, verified against the descriptor's digest and size;
+        returns the lease (a reference) that keeps it until the caller releases it."""
         digest, total = desc["digest"], int(desc.get("size") or 0)
-        algo, _, hexd = digest.partition(":")
-        if algo not in ("sha256", "sha512"):
+        if digest.partition(":")[0] not in ("sha256", "sha512"):
             raise InvalidParameter(f"unsupported digest {digest}")
         short = _short(digest)
         if sem.locked():
             queue.put_nowait({"status": "Waiting", "progressDetail": {}, "id": short})
         async with sem:
-            path = self.images.scratch_path(".blob")
-            h = hashlib.new(algo)
+            w = self.content.writer(digest, total or None)
             done = 0
             resp = await reg.request("GET", f"/v2/{reg.repo}/blobs/{digest}")
             try:
-                with open(path, "wb") as f:
-                    last = 0
-                    async for chunk in resp.content.iter_chunked(1 << 20):
-                        h.update(chunk)
-                        f.write(chunk)
-                        done += len(chunk)
-                        if done - last >= 1 << 20 or done == total:
-                            last = done
-                            queue.put_nowait({"status": "Downloading", "id": short,
-                                              "progressDetail": {"current": done, "total": total},
-                                              "progress": _bar(done, total)})
+                last = 0
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    w.write(chunk)
+                    done += len(chunk)
+                    if done - last >= 1 << 20 or done == total:
+                        last = done
+                        queue.put_nowait({"status": "Downloading", "id": short,
+                                          "progressDetail": {"current": done, "total": total},
+                                          "progress": _bar(done, total)})
             except BaseException:
-                if os.path.exists(path):
-                    os.unlink(path)
+                w.abort()
                 raise
             finally:
                 resp.release()
         queue.put_nowait({"status": "Verifying Checksum", "progressDetail": {}, "id": short})
-        if h.hexdigest() != hexd or (total and done != total):
-            os.unlink(path)
-            raise InvalidParameter(f"filesystem layer verification failed for digest {digest}")
+        lease = LEASE_REF + "pull-" + secrets.token_hex(8)
+        try:
+            await asyncio.to_thread(w.finish)  # fsync and verify off the loop; a mismatch keeps nothing
+            w.commit([lease])
+        except DigestMismatch as e:
+            raise InvalidParameter(f"filesystem layer verification failed for digest {digest}") from e
+        except BaseException:
+            w.abort()  # cancelled while the temporary was being flushed: it is not kept
+            raise
         queue.put_nowait({"status": "Download complete", "progressDetail": {}, "id": short})
         self._seen(digest, reg)
-        return path
+        return lease
 
     # -- push --------------------------------------------------------------------------------------------------
     async def push(self, name: str, tag: str, creds: Credentials) -> AsyncIterator[Progress]:
