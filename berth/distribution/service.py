@@ -260,9 +260,13 @@ class DistributionService:
         if sem.locked():
             queue.put_nowait({"status": "Waiting", "progressDetail": {}, "id": short})
         async with sem:
-            w = self.content.writer(digest, total or None)
             done = 0
             resp = await reg.request("GET", f"/v2/{reg.repo}/blobs/{digest}")
+            try:  # the writer after the request: a refusal leaves no temporary
+                w = self.content.writer(digest, total or None)
+            except BaseException:
+                resp.release()
+                raise
             try:
                 last = 0
                 async for chunk in resp.content.iter_chunked(1 << 20):
