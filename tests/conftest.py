@@ -224,5 +224,7 @@ def store_snapshot(d: Daemon) -> dict[str, object]:
         p = os.path.join(d.data_root, sub)
         if os.path.isdir(p):
             layer_dirs += sorted(x for x in os.listdir(p) if x not in ("l", "empty", ".trash"))
+    ingest = os.path.join(d.data_root, "content", "ingest")  # blobs being written: none once a request ends
     return {"images": images, "layers": layer_dirs,
-            "tmp": sorted(os.listdir(os.path.join(d.data_root, "tmp")))}
+            "tmp": sorted(os.listdir(os.path.join(d.data_root, "tmp"))),
+            "ingest": sorted(os.listdir(ingest)) if os.path.isdir(ingest) else []}

@@ -107,8 +107,10 @@ def test_temporaries_are_reported_then_removed_at_start(fresh_daemon: Daemon) ->
     planted = [j(d.data_root, "tmp", "0123.tar"), j(d.data_root, ".tmp-0011223344556677"),
                j(d.data_root, "layers", "tarsplit", "ab" * 32 + ".gz.tmp"),
                j(d.data_root, "layers", "tarsplit", "cd" * 32 + ".gz"),
-               j(d.data_root, "distribution", "blobs", ".tmp-x1y2z3"),
-               j(d.data_root, "distribution", "blobs", "ef" * 32),
+               j(d.data_root, "content", "ingest", ".tmp-x1y2z3"),
+               j(d.data_root, "content", "blobs", "sha256", "ef" * 32),
+               j(d.data_root, "content", "blobs", "sha256", ".tmp-a1b2c3d4"),
+               j(d.data_root, "distribution", "blobs", ".tmp-x1y2z3"),  # an older root's blob directories
                j(d.data_root, "image", "blobs", "sha256", ".tmp-a1b2c3d4"),
                j(d.data_root, "containers", cid, "hosts.tmp-a1b2c3d4")]
     for p in planted:

@@ -140,7 +140,7 @@ def test_berth_check_finds_damage(fresh_daemon: Daemon) -> None:
         f.write(original + b"intruder:x:0:0::/:/bin/sh\n")  # longer than recorded
     r = subprocess.run(check, capture_output=True, timeout=60)
     assert r.returncode == 1 and b"longer than recorded" in r.stdout
-    blob = glob.glob(os.path.join(d.data_root, "image", "blobs", "sha256", "*"))[0]
+    blob = glob.glob(os.path.join(d.data_root, "content", "blobs", "sha256", "*"))[0]
     os.unlink(blob)
     r = subprocess.run(check, capture_output=True, timeout=60)
     assert b"config blob" in r.stdout and b"is missing" in r.stdout

@@ -3,9 +3,11 @@ implementation, distribution 2.8) on loopback."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -57,6 +59,17 @@ def test_push_rmi_pull_keeps_the_image_id(daemon: Daemon, reference_registry: st
     assert f"The push refers to repository [{reference_registry}/team/bb]" in out
     assert "Pushed" in out and "v1: digest: sha256:" in out
     digest = out.split("digest: ")[1].split()[0]
+    # the gzip layer is kept in berthd's content store, named after the layer's diff ID
+    diff_id = daemon.client().api.inspect_image(ref)["RootFS"]["Layers"][0]
+    conn = sqlite3.connect(f"file:{os.path.join(daemon.data_root, 'berth.db')}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT digest FROM content_refs WHERE ref=?", (f"layer.gzip/{diff_id}",)).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    gz = os.path.join(daemon.data_root, "content", "blobs", "sha256", row[0].split(":")[1])
+    with open(gz, "rb") as f:
+        assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == row[0]
     again = daemon.cli("push", ref).stdout.decode()
     assert "Layer already exists" in again and digest in again  # same content, same digest
     daemon.cli("rmi", ref)

@@ -19,8 +19,8 @@ from tests.conftest import BERTHD, DOCKER_CLI, Daemon, cleanup_daemon, new_daemo
 
 NOBODY = 65534
 # Docker's modes for the same trees (root:root everywhere)
-GATES = {"": 0o710, "overlay": 0o710, "overlay/l": 0o700, "containers": 0o710, "image": 0o700, "layers": 0o700,
-         "distribution": 0o700, "volumes": 0o701, "tmp": 0o700}
+GATES = {"": 0o710, "overlay": 0o710, "overlay/l": 0o700, "containers": 0o710, "content": 0o700, "layers": 0o700,
+         "volumes": 0o701, "tmp": 0o700}
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess:

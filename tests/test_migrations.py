@@ -4,6 +4,8 @@ and advances its versions; tables newer than this berth are refused, not run on.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import sqlite3
@@ -31,8 +33,7 @@ CREATE TABLE compressed_layers (diff_id TEXT PRIMARY KEY, digest TEXT NOT NULL, 
 CREATE TABLE blob_repos (digest TEXT NOT NULL, registry TEXT NOT NULL, repo TEXT NOT NULL,
     PRIMARY KEY (digest, registry, repo));
 """
-TABLES = ["layers", "rw_layers", "images", "refs", "repo_digests", "containers", "volumes", "compressed_layers",
-          "blob_repos"]
+TABLES = ["layers", "rw_layers", "images", "refs", "repo_digests", "containers", "volumes", "blob_repos"]
 
 
 def berth_check(d: Daemon) -> subprocess.CompletedProcess[bytes]:
@@ -98,7 +99,7 @@ def test_first_schema_data_root_opens_and_migrates(fresh_daemon: Daemon) -> None
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     finally:
         conn.close()
-    assert versions == {"layers": 2, "images": 2, "containers": 1, "volumes": 1, "distribution": 1}
+    assert versions == {"layers": 2, "images": 2, "containers": 1, "volumes": 1, "distribution": 2, "content": 1}
     assert {"layers_parent", "rw_layers_parent", "refs_image", "repo_digests_image", "images_parent"} <= indexes
     r = berth_check(d)
     assert r.returncode == 0 and b"checked 2 images" in r.stdout, r.stdout + r.stderr
@@ -150,3 +151,57 @@ def test_a_failed_step_leaves_the_previous_version(tmp_path) -> None:  # type: i
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     finally:
         conn.close()
+
+
+def test_blobs_of_an_older_layout_move_into_the_content_store(fresh_daemon: Daemon) -> None:
+    """Before the content store, image configs lived in image/blobs/sha256 and push's gzip layers in
+    distribution/blobs with a compressed_layers table: such a root checks clean, and berthd moves its
+    blobs into content/, each kept by a reference, and drops the old directories and table."""
+    d = fresh_daemon
+    d.cli("tag", "busybox", "old:1")
+    d.stop()
+    j = os.path.join
+    content = j(d.data_root, "content", "blobs", "sha256")
+    configs = sorted(os.listdir(content))
+    assert len(configs) == 1
+    legacy = j(d.data_root, "image", "blobs", "sha256")
+    os.makedirs(legacy)
+    os.rename(j(content, configs[0]), j(legacy, configs[0]))
+    gz = gzip.compress(b"a layer pushed before", mtime=0)
+    gz_hex = hashlib.sha256(gz).hexdigest()
+    os.makedirs(j(d.data_root, "distribution", "blobs"))
+    with open(j(d.data_root, "distribution", "blobs", gz_hex), "wb") as f:
+        f.write(gz)
+    diff_id = "sha256:" + "d" * 64
+    db = j(d.data_root, "berth.db")
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("DROP TABLE content_refs")
+        conn.execute("DELETE FROM schema_versions WHERE store='content'")
+        conn.execute("CREATE TABLE compressed_layers (diff_id TEXT PRIMARY KEY, digest TEXT NOT NULL, "
+                     "size INTEGER NOT NULL)")
+        conn.execute("INSERT INTO compressed_layers VALUES (?,?,?)", (diff_id, "sha256:" + gz_hex, len(gz)))
+        conn.execute("UPDATE schema_versions SET version=1 WHERE store='distribution'")
+        conn.commit()
+    finally:
+        conn.close()
+    r = berth_check(d)
+    assert r.returncode == 0 and b"checked 1 images" in r.stdout and b"leftover" not in r.stdout, r.stdout
+
+    d.start()
+    assert d.cli("run", "--rm", "old:1", "true").returncode == 0
+    d.stop()
+    assert sorted(os.listdir(content)) == sorted([configs[0], gz_hex])
+    assert not os.path.exists(j(d.data_root, "image")) and not os.path.exists(j(d.data_root, "distribution"))
+    conn = sqlite3.connect(db)
+    try:
+        refs = dict(conn.execute("SELECT ref, digest FROM content_refs").fetchall())
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    iid = "sha256:" + configs[0]
+    assert refs == {f"image.config/{iid}": iid, f"layer.gzip/{diff_id}": "sha256:" + gz_hex}
+    assert "compressed_layers" not in tables
+    r = berth_check(d)
+    assert r.returncode == 0 and b"checked 2 blobs" in r.stdout, r.stdout
+    d.start()

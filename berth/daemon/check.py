@@ -4,7 +4,8 @@ It takes berthd's lock (so it never races a running daemon), checks the SQLite d
 integrity, then asks each store to check itself, changing nothing (``check()`` in each store's
 module): layers (directories, tar-split records and, with ``--verify-data``, that every layer
 still reassembles to the exact tar its diff ID names), images (config blobs against their IDs,
-top layers, tags), containers, volumes and the content store. What a crash left on disk,
+top layers, tags), containers, volumes and the content store (references
+whose blob is gone; with ``--verify-data``, every blob against its digest). What a crash left on disk,
 temporary files and files without a record (berth/daemon/leftovers.py), is reported as
 leftovers, not problems: berthd removes them when it next starts.
 """
@@ -32,9 +33,9 @@ class Report:
 
 def check(data_root: str, verify_data: bool = False) -> Report:
     from berth.containers import store as containers
+    from berth.content.store import at as content_at
     from berth.daemon import leftovers
     from berth.images import store as images
-    from berth.images.content import ContentStore
     from berth.layers import drivers
     from berth.layers import store as layers
     from berth.volumes import store as volumes
@@ -52,15 +53,16 @@ def check(data_root: str, verify_data: bool = False) -> Report:
             r.problems.append(Problem("database integrity", result))
         # the same directories as berthd's wiring gives each store (berth/daemon/main.py)
         j = os.path.join
-        content = ContentStore(j(data_root, "image"), create=False)
+        content = content_at(conn, data_root, create=False)
         found = {
             "layers": layers.check(conn, j(data_root, "layers"), drivers.for_check(data_root), verify_data),
             "images": images.check(conn, content, layers.exists_in(conn)),
             "containers": containers.check(conn),
+            "blobs": content.check(verify_data),
         }
         for name, f in found.items():
             r.checked[name] = f.checked
-        for f in (*found.values(), volumes.check(conn, j(data_root, "volumes")), content.check()):
+        for f in (*found.values(), volumes.check(conn, j(data_root, "volumes"))):
             r.problems += f.problems
         # on disk without a record, and temporaries: left by a crash between a write and its record
         r.leftovers = leftovers.find(data_root, conn)

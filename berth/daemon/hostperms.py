@@ -33,8 +33,9 @@ EXEC_ROOT_MODE = 0o700  # bundles hold config.json with the container's environm
 # Docker's overlay2 does (group x is for a remapped root, which berth does not have); its "l" 0700.
 DATA_DIRS: dict[str, int] = {
     "containers": 0o710,
-    "image": 0o700,
+    "content": 0o700,  # blobs: image configs, compressed layers
     "layers": 0o700,
+    "image": 0o700,  # older data roots' blob directories (moved into content/): tightened if still there
     "distribution": 0o700,
     "volumes": 0o701,  # as Docker's local volume driver; unreachable anyway through the data root
     "tmp": 0o700,
@@ -43,6 +44,7 @@ DATA_DIRS: dict[str, int] = {
     "vfs": 0o710,
     "vfs/dir": 0o710,
 }
+LEGACY_DIRS = frozenset({"image", "distribution"})
 DRIVER_DIRS: dict[str, tuple[str, ...]] = {"overlay": ("overlay", "overlay/l"), "vfs": ("vfs", "vfs/dir")}
 SECRET_FILES: dict[str, int] = {
     "berth.db": 0o600, "berth.db-wal": 0o600, "berth.db-shm": 0o600, "berthd.lock": 0o600,
@@ -99,7 +101,7 @@ def secure_layout(data_root: str, exec_root: str, driver: str) -> None:
     wanted = set(DRIVER_DIRS.get(driver, ()))
     other = {d for dirs in DRIVER_DIRS.values() for d in dirs} - wanted
     for rel, mode in DATA_DIRS.items():
-        secure_dir(os.path.join(data_root, rel), mode, create=rel not in other)
+        secure_dir(os.path.join(data_root, rel), mode, create=rel not in other and rel not in LEGACY_DIRS)
     for name, mode in SECRET_FILES.items():
         secure_file(os.path.join(data_root, name), mode)
     secure_dir(exec_root, EXEC_ROOT_MODE)

@@ -26,9 +26,7 @@ __all__ = ["ORPHAN", "TEMP", "Leftover", "find", "mounts_under", "remove"]
 
 def find(data_root: str, conn: sqlite3.Connection) -> list[Leftover]:
     from berth.containers import store as containers
-    from berth.distribution import service as distribution
-    from berth.images import store as images
-    from berth.images.content import ContentStore
+    from berth.content.store import at as content_at
     from berth.layers import drivers
     from berth.layers import store as layers
     from berth.volumes import store as volumes
@@ -42,8 +40,7 @@ def find(data_root: str, conn: sqlite3.Connection) -> list[Leftover]:
     out += layers.leftovers(conn, j(data_root, "layers"), drivers.existing(data_root), containers.ids(conn))
     out += containers.leftovers(conn, j(data_root, "containers"))
     out += volumes.leftovers(conn, j(data_root, "volumes"))
-    out += images.leftovers(conn, ContentStore(j(data_root, "image"), create=False))
-    out += distribution.leftovers(conn, j(data_root, "distribution"))
+    out += content_at(conn, data_root, create=False).leftovers()
     return out
 
 

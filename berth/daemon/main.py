@@ -134,6 +134,7 @@ class Daemon:
         from berth.containers.service import ContainerService
         from berth.containers.store import ContainerStore
         from berth.containers.transfer import ArchiveService
+        from berth.content.store import at as content_at
         from berth.daemon import leftovers
         from berth.daemon.system import SystemService
         from berth.db import open_db
@@ -141,7 +142,6 @@ class Daemon:
         from berth.distribution.service import DistributionService
         from berth.events import EventBus
         from berth.fsutil import remove_tree
-        from berth.images.content import ContentStore
         from berth.images.service import ImageService
         from berth.images.store import ImageStore
         from berth.layers.drivers import make_driver
@@ -162,7 +162,8 @@ class Daemon:
         os.makedirs(scratch, mode=0o700)
         driver = make_driver(cfg.storage_driver, cfg.data_root)
         layers = LayerStore(conn, os.path.join(cfg.data_root, "layers"), driver)
-        images = ImageStore(conn, ContentStore(os.path.join(cfg.data_root, "image")))
+        content = content_at(conn, cfg.data_root)
+        images = ImageStore(conn, content)
         runtime = make_runtime(cfg.exec_root, cfg.runtime, cfg.monitor)
         log.info("containers run under %s", type(runtime).__name__)
         holder: dict[str, ContainerService] = {}
@@ -176,8 +177,8 @@ class Daemon:
         volumes = VolumeService(volume_store, containers.mounts.users, containers.mounts.running_users,
                                 containers.pause, containers.unpause)
         registries = RegistryConfig(insecure=cfg.insecure_registries, mirrors=cfg.registry_mirrors)
-        distribution = DistributionService(conn, os.path.join(cfg.data_root, "distribution"), image_service,
-                                           registries)
+        distribution = DistributionService(conn, content, image_service, registries)
+        content.drop_legacy()  # every store has moved its blobs in
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
         system = SystemService(cfg, containers, image_service, lambda: len(images.list()), volumes, driver)

@@ -12,13 +12,12 @@ skipped when the registry has them, and the manifest goes last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import hashlib
 import json
 import os
+import secrets
 import sqlite3
-import tempfile
 import zlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from berth.db import migrate, transaction
+from berth.content import GZIP_REF, LEASE_REF, ContentStore, DigestMismatch, Writer
+from berth.db import Step, migrate, schema_version, transaction
 from berth.distribution.client import (
         MT_DOCKER_CONFIG,
     MT_DOCKER_LAYER_GZIP,
@@ -45,7 +45,6 @@ from berth.images import reference
 from berth.images.archive import spool_uncompressed
 from berth.images.service import ImageService
 from berth.layers.store import Extracted, chain_id
-from berth.storecheck import ORPHAN, TEMP, Leftover, column, is_temp, ls
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS compressed_layers (
@@ -60,6 +59,9 @@ CREATE TABLE IF NOT EXISTS blob_repos (
     PRIMARY KEY (digest, registry, repo)
 );
 """
+# Version 2: push's compressed layers live in the content store, kept by ``layer.gzip/<diff ID>``
+# references (moved there by ``_adopt_compressed`` before this step runs); their table goes.
+MIGRATIONS: list[Step] = [SCHEMA, "DROP TABLE IF EXISTS compressed_layers;"]
 CHUNK = 4 << 20
 PARALLEL_LAYERS = 3
 Progress = dict[str, Any]
@@ -79,14 +81,24 @@ def _bar(current: int, total: int) -> str:
 
 
 class DistributionService:
-    def __init__(self, conn: sqlite3.Connection, root: str, images: ImageService, config: RegistryConfig) -> None:
+    def __init__(self, conn: sqlite3.Connection, content: ContentStore, images: ImageService,
+                 config: RegistryConfig) -> None:
         self.conn = conn
-        self.blobs = os.path.join(root, "blobs")
-        os.makedirs(self.blobs, exist_ok=True)
-        migrate(conn, "distribution", [SCHEMA])
+        self.content = content
+        if schema_version(conn, "distribution") < len(MIGRATIONS):
+            migrate(conn, "distribution", MIGRATIONS[:1])
+            self._adopt_compressed()
+        migrate(conn, "distribution", MIGRATIONS)
         self.images = images
         self.config = config
         self.pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="gzip")
+
+    def _adopt_compressed(self) -> None:
+        """An older data root's compressed layers (rows, and files in distribution/blobs): into the
+        content store, references first, so a crash half-way repeats this on the next start."""
+        for diff_id, digest in self.conn.execute("SELECT diff_id, digest FROM compressed_layers").fetchall():
+            if not self.content.adopt(digest, [GZIP_REF + diff_id]) and self.content.exists(digest):
+                self.content.keep(GZIP_REF + diff_id, digest)
 
     def _session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300))
@@ -203,32 +215,33 @@ class DistributionService:
             # extraction in chain order, as each download completes
             parent = None
             for i, (desc, cid, fut) in enumerate(zip(layers, chains, downloaded, strict=True)):
-                tar = await fut
-                if tar is not None:
+                lease = await fut
+                if lease is not None:
                     short = _short(desc["digest"])
+                    tar = self.images.scratch_path(".tar")
                     try:
                         queue.put_nowait({"status": "Extracting", "progressDetail": {}, "id": short})
-                        got = await asyncio.to_thread(_decompress_and_hash, tar, tar + ".tar")
+                        blob = self.content.path(self.content.ref(lease) or "")
+                        got = await asyncio.to_thread(_decompress_and_hash, blob, tar)
                         if got != diff_ids[i]:
                             raise InvalidParameter(f"layer {desc['digest']}: diff ID mismatch: config says "
                                                    f"{diff_ids[i]}, content is {got}")
-                        ex = await asyncio.to_thread(lstore.extract, tar + ".tar", diff_ids[i], parent, pending)
+                        ex = await asyncio.to_thread(lstore.extract, tar, diff_ids[i], parent, pending)
                         if ex is not None:
                             pending[cid] = ex
                     finally:
-                        for p in (tar, tar + ".tar"):
-                            if os.path.exists(p):
-                                os.unlink(p)
+                        self.content.release(lease)
+                        if os.path.exists(tar):
+                            os.unlink(tar)
                     queue.put_nowait({"status": "Pull complete", "progressDetail": {}, "id": short})
                 parent = cid
         except BaseException:
             for f in downloaded:
                 f.cancel()
             await asyncio.gather(*downloaded, return_exceptions=True)
-            for f in downloaded:  # finished downloads not yet extracted: their files are ours to remove
+            for f in downloaded:  # finished downloads not yet extracted: their blobs are ours to release
                 if f.done() and not f.cancelled() and f.exception() is None and f.result():
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(f.result())  # type: ignore[arg-type]
+                    self.content.release(f.result())  # type: ignore[arg-type]
             for ex in pending.values():
                 lstore.discard(ex)
             raise
@@ -238,43 +251,50 @@ class DistributionService:
 
     async def _download(self, reg: Registry, desc: dict[str, Any], sem: asyncio.Semaphore,
                         queue: asyncio.Queue[Progress | None]) -> str:
+        """Download a blob into the content store, verified against the descriptor's digest and size;
+        returns the lease (a reference) that keeps it until the caller releases it."""
         digest, total = desc["digest"], int(desc.get("size") or 0)
-        algo, _, hexd = digest.partition(":")
-        if algo not in ("sha256", "sha512"):
+        if digest.partition(":")[0] not in ("sha256", "sha512"):
             raise InvalidParameter(f"unsupported digest {digest}")
         short = _short(digest)
         if sem.locked():
             queue.put_nowait({"status": "Waiting", "progressDetail": {}, "id": short})
         async with sem:
-            path = self.images.scratch_path(".blob")
-            h = hashlib.new(algo)
             done = 0
             resp = await reg.request("GET", f"/v2/{reg.repo}/blobs/{digest}")
-            try:
-                with open(path, "wb") as f:
-                    last = 0
-                    async for chunk in resp.content.iter_chunked(1 << 20):
-                        h.update(chunk)
-                        f.write(chunk)
-                        done += len(chunk)
-                        if done - last >= 1 << 20 or done == total:
-                            last = done
-                            queue.put_nowait({"status": "Downloading", "id": short,
-                                              "progressDetail": {"current": done, "total": total},
-                                              "progress": _bar(done, total)})
+            try:  # the writer after the request: a refusal leaves no temporary
+                w = self.content.writer(digest, total or None)
             except BaseException:
-                if os.path.exists(path):
-                    os.unlink(path)
+                resp.release()
+                raise
+            try:
+                last = 0
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    w.write(chunk)
+                    done += len(chunk)
+                    if done - last >= 1 << 20 or done == total:
+                        last = done
+                        queue.put_nowait({"status": "Downloading", "id": short,
+                                          "progressDetail": {"current": done, "total": total},
+                                          "progress": _bar(done, total)})
+            except BaseException:
+                w.abort()
                 raise
             finally:
                 resp.release()
         queue.put_nowait({"status": "Verifying Checksum", "progressDetail": {}, "id": short})
-        if h.hexdigest() != hexd or (total and done != total):
-            os.unlink(path)
-            raise InvalidParameter(f"filesystem layer verification failed for digest {digest}")
+        lease = LEASE_REF + "pull-" + secrets.token_hex(8)
+        try:
+            await asyncio.to_thread(w.finish)  # fsync and verify off the loop; a mismatch keeps nothing
+            w.commit([lease])
+        except DigestMismatch as e:
+            raise InvalidParameter(f"filesystem layer verification failed for digest {digest}") from e
+        except BaseException:
+            w.abort()  # cancelled while the temporary was being flushed: it is not kept
+            raise
         queue.put_nowait({"status": "Download complete", "progressDetail": {}, "id": short})
         self._seen(digest, reg)
-        return path
+        return lease
 
     # -- push --------------------------------------------------------------------------------------------------
     async def push(self, name: str, tag: str, creds: Credentials) -> AsyncIterator[Progress]:
@@ -381,30 +401,24 @@ class DistributionService:
         return [r[0] for r in rows]
 
     async def _compressed(self, layer: Any) -> tuple[str, int, str]:
-        """The layer's gzip blob: (digest, size, path), made once and kept."""
-        row = self.conn.execute("SELECT digest, size FROM compressed_layers WHERE diff_id=?",
-                                (layer.diff_id,)).fetchone()
-        if row is not None:
-            path = os.path.join(self.blobs, row[0].split(":", 1)[1])
-            if os.path.exists(path):
-                return row[0], row[1], path
+        """The layer's gzip blob: (digest, size, path), made once and kept in the content store."""
+        ref = GZIP_REF + layer.diff_id
+        digest = self.content.ref(ref)
+        if digest is not None and (size := self.content.size(digest)) is not None:
+            return digest, size, self.content.path(digest)
         tar = self.images.scratch_path(".tar")
-        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".tmp-")  # unique: two pushes may share a layer
-        os.close(fd)
+        w = self.content.writer()  # its own temporary: two pushes may compress the same layer at once
         try:
             with open(tar, "wb") as f:
                 await asyncio.to_thread(self.images.layers.tar_stream, layer.chain_id, f)
-            digest, size = await asyncio.get_running_loop().run_in_executor(None, _parallel_gzip, tar, tmp,
-                                                                             self.pool)
-            path = os.path.join(self.blobs, digest.split(":", 1)[1])
-            os.rename(tmp, path)
+            await asyncio.get_running_loop().run_in_executor(None, _parallel_gzip, tar, w, self.pool)
+            await asyncio.to_thread(w.finish)
+            digest = w.commit([ref])
         finally:
-            for p in (tar, tmp):
-                if os.path.exists(p):
-                    os.unlink(p)
-        with transaction(self.conn):
-            self.conn.execute("INSERT OR REPLACE INTO compressed_layers VALUES (?,?,?)", (layer.diff_id, digest, size))
-        return digest, size, path
+            w.abort()
+            if os.path.exists(tar):
+                os.unlink(tar)
+        return digest, w.offset, self.content.path(digest)
 
     # -- distribution inspect -----------------------------------------------------------------------------------
     async def inspect(self, name: str, creds: Credentials) -> dict[str, Any]:
@@ -461,12 +475,12 @@ def _gzip_member(data: bytes) -> bytes:
     return co.compress(data) + co.flush()
 
 
-def _parallel_gzip(src: str, dst: str, pool: ThreadPoolExecutor) -> tuple[str, int]:
-    """gzip ``src`` in CHUNK-sized members on every core (zlib releases the GIL); hash as we write."""
-    h = hashlib.sha256()
+def _parallel_gzip(src: str, out: Writer, pool: ThreadPoolExecutor) -> None:
+    """gzip ``src`` in CHUNK-sized members on every core (zlib releases the GIL) into ``out``, which
+    hashes as it writes."""
     size = 0
     window = 2 * (os.cpu_count() or 2)
-    with open(src, "rb") as f, open(dst, "wb") as out:
+    with open(src, "rb") as f:
         futures: list[Any] = []
         eof = False
         while not eof or futures:
@@ -477,18 +491,9 @@ def _parallel_gzip(src: str, dst: str, pool: ThreadPoolExecutor) -> tuple[str, i
                     break
                 futures.append(pool.submit(_gzip_member, chunk))
             if futures:
-                data = futures.pop(0).result()
-                h.update(data)
-                out.write(data)
-                size += len(data)
+                size += out.write(futures.pop(0).result())
         if size == 0:  # an empty layer is still one valid gzip member
-            data = gzip.compress(b"", mtime=0)
-            h.update(data)
-            out.write(data)
-            size = len(data)
-        out.flush()
-        os.fsync(out.fileno())
-    return "sha256:" + h.hexdigest(), size
+            out.write(gzip.compress(b"", mtime=0))
 
 
 async def _file_sender(path: str, progress: Callable[[int], None]) -> AsyncIterator[bytes]:
@@ -505,16 +510,3 @@ async def _file_sender(path: str, progress: Callable[[int], None]) -> AsyncItera
                 progress(sent)
             yield chunk
 
-
-def leftovers(conn: sqlite3.Connection, root: str) -> list[Leftover]:
-    """Push's compressed layers: those being written, and those no record names (``root`` as given
-    to the service)."""
-    out: list[Leftover] = []
-    blobs = os.path.join(root, "blobs")
-    compressed = column(conn, "SELECT digest FROM compressed_layers")
-    for name in ls(blobs):
-        if is_temp(name):
-            out.append(Leftover(os.path.join(blobs, name), TEMP, "layer being compressed for a push"))
-        elif compressed is not None and "sha256:" + name not in compressed:
-            out.append(Leftover(os.path.join(blobs, name), ORPHAN, "compressed layer of no record"))
-    return out

@@ -6,19 +6,19 @@ ID for the same image.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth.content import CONFIG_REF, BlobNotFound, ContentStore
 from berth.db import Step, migrate, schema_problem, transaction
 from berth.errors import InvalidParameter, NotFound
 from berth.images import reference
-from berth.images.content import ContentStore
 from berth.layers.store import chain_id
-from berth.storecheck import ORPHAN, Findings, Leftover, column
+from berth.storecheck import Findings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -88,11 +88,25 @@ class ImageStore:
         self.content = content
         migrate(conn, "images", MIGRATIONS)
         self._configs: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Each image keeps its config blob by a reference: make those of a data root from before the
+        content store (and move its blobs in), drop those whose image a crash never recorded."""
+        ids = {r[0] for r in self.conn.execute("SELECT id FROM images")}
+        refs = self.content.refs(CONFIG_REF)
+        for iid in sorted(ids - {r.removeprefix(CONFIG_REF) for r in refs}):
+            if not self.content.adopt(iid, [CONFIG_REF + iid]):
+                self.content.keep(CONFIG_REF + iid, iid)  # already in the store (or missing: check says so)
+        stale = [r for r in refs if r.removeprefix(CONFIG_REF) not in ids]
+        if stale:
+            self.content.release(*stale)
 
     # -- records ---------------------------------------------------------------------
     def add(self, raw_config: bytes, size: int, parent: str = "") -> str:
         """Store a config blob and its image record; layers must already be in the layer store."""
-        digest = self.content.put(raw_config)
+        digest = "sha256:" + hashlib.sha256(raw_config).hexdigest()
+        self.content.put(raw_config, [CONFIG_REF + digest])
         config = json.loads(raw_config)
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         top = None
@@ -109,7 +123,7 @@ class ImageStore:
         iid = row["id"]
         cached = self._configs.get(iid)
         if cached is None:
-            raw = self.content.get(iid)
+            raw = self.content.read(iid)
             cached = (json.loads(raw), raw)
             self._configs[iid] = cached
         tags = [reference.familiar(r[0]) for r in
@@ -137,7 +151,7 @@ class ImageStore:
             self.conn.execute("DELETE FROM repo_digests WHERE image_id=?", (image_id,))
             self.conn.execute("DELETE FROM images WHERE id=?", (image_id,))
         self._configs.pop(image_id, None)
-        self.content.delete(image_id)
+        self.content.release(CONFIG_REF + image_id)
 
     def top_layers(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT top_layer FROM images") if r[0]}
@@ -207,7 +221,7 @@ def check(conn: sqlite3.Connection, content: ContentStore, layers: set[str]) -> 
         try:
             if not content.verify(iid):
                 f.problem(f"image {iid}", "config blob does not match the image ID")
-        except FileNotFoundError:
+        except BlobNotFound:
             f.problem(f"image {iid}", f"config blob {content.path(iid)} is missing")
         if top and top not in layers:
             f.problem(f"image {iid}", f"top layer {top} is missing")
@@ -218,12 +232,3 @@ def check(conn: sqlite3.Connection, content: ContentStore, layers: set[str]) -> 
     f.checked = len(images)
     return f
 
-
-def leftovers(conn: sqlite3.Connection, content: ContentStore) -> list[Leftover]:
-    """Config blobs of no image, and the content store's temporaries."""
-    out = content.leftovers()
-    images = column(conn, "SELECT id FROM images")
-    if images is not None:
-        out += [Leftover(os.path.join(content.root, d.removeprefix("sha256:")), ORPHAN, "config blob of no image")
-                for d in content.walk() if d not in images]
-    return out
