@@ -201,6 +201,11 @@ class ContentStore:
         return dict(self.conn.execute("SELECT ref, digest FROM content_refs WHERE ref LIKE ? ESCAPE '\\'",
                                       (like,)).fetchall())
 
+    def refs_of(self, digest: str) -> list[str]:
+        """The references that keep ``digest``."""
+        return [r[0] for r in self.conn.execute("SELECT ref FROM content_refs WHERE digest=? ORDER BY ref",
+                                                (digest,))]
+
     def release(self, *refs: str) -> list[str]:
         """Drop references; blobs nothing else keeps are removed. Returns the removed digests."""
         digests = {d for r in refs if (d := self.ref(r)) is not None}

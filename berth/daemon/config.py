@@ -23,5 +23,8 @@ class Config:
     tlskey: str = ""
     insecure_registries: list[str] = field(default_factory=list)
     registry_mirrors: list[str] = field(default_factory=list)
+    registry_addr: str = ""  # HOST:PORT: serve the registry API from the engine's content store
+    registry_tlscert: str = ""
+    registry_tlskey: str = ""
     engine_id: str = ""
     warnings: list[str] = field(default_factory=list)

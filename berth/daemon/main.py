@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--tlscacert", default="")
     p.add_argument("--tlscert", default="")
     p.add_argument("--tlskey", default="")
+    p.add_argument("--registry-addr", default="", help="HOST:PORT: serve the registry API from this engine's store")
+    p.add_argument("--registry-tlscert", default="")
+    p.add_argument("--registry-tlskey", default="")
     a = p.parse_args(argv)
     driver = "overlay" if a.storage_driver == "overlay2" else a.storage_driver
     return Config(hosts=a.hosts or ["unix:///var/run/berth.sock"], data_root=os.path.abspath(a.data_root),
@@ -56,7 +59,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   runtime=a.default_runtime, monitor=a.monitor, log_level=a.log_level, tls=bool(a.tls or a.tlsverify),
                   tlsverify=bool(a.tlsverify), tls_explicit=a.tls is not None or a.tlsverify is not None,
                   tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
-                  insecure_registries=a.insecure_registries, registry_mirrors=a.registry_mirrors)
+                  insecure_registries=a.insecure_registries, registry_mirrors=a.registry_mirrors,
+                  registry_addr=a.registry_addr, registry_tlscert=a.registry_tlscert,
+                  registry_tlskey=a.registry_tlskey)
 
 
 def _bool(v: str) -> bool:
@@ -179,6 +184,7 @@ class Daemon:
         registries = RegistryConfig(insecure=cfg.insecure_registries, mirrors=cfg.registry_mirrors)
         distribution = DistributionService(conn, content, image_service, registries)
         content.drop_legacy()  # every store has moved its blobs in
+        self.content = content  # --registry-addr serves from it
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
         system = SystemService(cfg, containers, image_service, lambda: len(images.list()), volumes, driver)
@@ -206,6 +212,10 @@ class Daemon:
             else:
                 raise SystemExit(f"berthd: unsupported host {host!r} (unix:// or tcp://)")
             log.info("API listening on %s", host)
+        if self.cfg.registry_addr:
+            from berth.daemon import registry
+
+            self.runners.append(await registry.start(self.cfg, self.content))
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if not self.cfg.tls:
@@ -265,6 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(cfg.log_level, cfg.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     listeners.check_hosts(cfg)  # a refused TCP listener changes nothing on disk
+    from berth.daemon import registry
+
+    registry.check(cfg)
     if os.geteuid() != 0:
         sys.exit("berthd: must run as root")
     try:
