@@ -9,8 +9,10 @@ anyone on the network could push to is refused without TLS: loopback is served a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -52,6 +54,17 @@ async def start(cfg: Config, content: ContentStore) -> web.AppRunner:
     root = os.path.join(cfg.data_root, "registry")
     model = EngineRegistry(root, content, asyncio.get_running_loop())
     app = build_app(root, model=model)
+
+    async def housekeeping(_app: web.Application) -> AsyncIterator[None]:
+        from berth.registry.server import DEFAULT_UPLOAD_MAX_AGE, _housekeeping
+
+        task = asyncio.get_running_loop().create_task(_housekeeping(model, DEFAULT_UPLOAD_MAX_AGE))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(housekeeping)  # abandoned upload sessions are removed, as by `registry serve`
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, access_log_class=access_logger("text"),
                            access_log=logging.getLogger("berth.registry.access"))
     await runner.setup()

@@ -105,6 +105,11 @@ class EngineStorage(FilesystemStorage):
         if ref is not None:
             digest = ref.rpartition("/")[2]
             self.on_loop(self.content.keep, ref, digest)  # the reference first: never a link without one
+            if not self.content.exists(digest):
+                # released and collected (an rmi, a manifest deleted elsewhere) between the caller's
+                # check and this link: fail the write rather than link a hole
+                self.on_loop(self.content.release, ref)
+                raise FileNotFoundError(f"blob {digest} is gone")
         super().put(path, data)
 
     def delete(self, path: str) -> bool:
