@@ -66,6 +66,25 @@ class ArchiveReader:
         self.tf.close()
 
     def open(self, name: str) -> IO[bytes]:
+        f = self.tf.extractfile(self._member(name))
+        assert f is not None
+        return f
+
+    def plain_range(self, name: str) -> tuple[str, int, int] | None:
+        """(archive path, offset, size) of member ``name`` when its bytes lie in the archive file
+        as they are (an uncompressed archive, an uncompressed, non-sparse member): a layer can then
+        be hashed and extracted in place instead of copied out first. ``None`` otherwise."""
+        m = self._member(name)
+        raw = self.tf.fileobj
+        if not isinstance(raw, io.BufferedReader) or m.sparse is not None or not self.tf.name:
+            return None
+        raw.seek(m.offset_data)
+        head = raw.read(6)
+        if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
+            return None
+        return os.fspath(self.tf.name), m.offset_data, m.size
+
+    def _member(self, name: str) -> tarfile.TarInfo:
         m = self.members.get(self._norm(name))
         if m is None:
             raise ArchiveError(f"invalid image archive: {name} not found")
@@ -81,9 +100,7 @@ class ArchiveReader:
                 raise ArchiveError(f"invalid image archive: {name} links to a missing entry")
         if not m.isreg():
             raise ArchiveError(f"invalid image archive: {name} is not a file")
-        f = self.tf.extractfile(m)
-        assert f is not None
-        return f
+        return m
 
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         data = self.open(name).read(limit + 1)
@@ -230,6 +247,20 @@ def decompressing(f: IO[bytes]) -> IO[bytes]:
 
         return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)  # type: ignore[return-value]
     return buffered  # type: ignore[return-value]
+
+
+def hash_range(path: str, offset: int, size: int) -> str:
+    """``sha256:<hex>`` of ``size`` bytes of ``path`` from ``offset`` (a layer in place)."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        f.seek(offset)
+        while size:
+            chunk = f.read(min(_BUF, size))
+            if not chunk:
+                raise ArchiveError("invalid layer data: archive is truncated")
+            h.update(chunk)
+            size -= len(chunk)
+    return "sha256:" + h.hexdigest()
 
 
 def spool_uncompressed(src: IO[bytes], dst_path: str) -> str:
