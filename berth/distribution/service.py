@@ -19,13 +19,13 @@ import json
 import os
 import secrets
 import sqlite3
-import zlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
 
+from berth import gz
 from berth.content import GZIP_REF, LEASE_REF, ContentStore, DigestMismatch, Writer
 from berth.db import Step, migrate, schema_version, transaction
 from berth.distribution.client import (
@@ -489,8 +489,7 @@ def _decompress_and_hash(src: str, dst: str) -> str:
 
 
 def _gzip_member(data: bytes) -> bytes:
-    co = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip member with mtime 0, so output is stable
-    return co.compress(data) + co.flush()
+    return gz.member(data)  # level 1, mtime 0: the same blob for the same layer
 
 
 def _parallel_gzip(src: str, out: Writer, pool: ThreadPoolExecutor) -> None:

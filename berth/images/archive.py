@@ -9,7 +9,6 @@ checked against its digest before anything is committed.
 from __future__ import annotations
 
 import bz2
-import gzip
 import hashlib
 import io
 import json
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
+from berth import gz
 from berth.errors import InvalidParameter
 from berth.layers.tarapply import UnsafeTarError
 
@@ -237,7 +237,7 @@ def decompressing(f: IO[bytes]) -> IO[bytes]:
     buffered = io.BufferedReader(f, _BUF)  # type: ignore[arg-type]
     head = buffered.peek(6)[:6]
     if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
+        return gz.open_reader(buffered)  # type: ignore[arg-type]
     if head.startswith(b"BZh"):
         return bz2.BZ2File(buffered)  # type: ignore[return-value]
     if head.startswith(b"\xfd7zXZ\x00"):
@@ -274,7 +274,7 @@ def spool_uncompressed(src: IO[bytes], dst_path: str) -> str:
                     break
                 h.update(chunk)
                 out.write(chunk)
-    except (OSError, EOFError, lzma.LZMAError, zlib_error(), _zstd_error()) as e:
+    except (OSError, EOFError, lzma.LZMAError, *gz.ERRORS, _zstd_error()) as e:
         raise ArchiveError(f"invalid layer data: {e}") from e
     return "sha256:" + h.hexdigest()
 
