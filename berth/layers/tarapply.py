@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import errno
 import gzip
-import io
 import os
 import posixpath
 import stat
 import struct
 import tarfile
 from collections.abc import Iterator
-from typing import Any, BinaryIO, Literal
+from typing import BinaryIO, Literal
 
 from berth import safepath
 from berth.errors import InvalidParameter
+from berth.gz import open_reader as gzip_reader
+from berth.layers.tarwindow import open_range
 
 WhiteoutMode = Literal["overlay", "vfs", "plain"]  # plain: .wh. names are ordinary files
 WH_PREFIX = ".wh."
@@ -131,45 +132,6 @@ class _Split:
             gz.write(buf)
 
 
-class _Window(io.RawIOBase):
-    """``size`` bytes of a file from ``offset``, as a file of their own: a layer inside an archive."""
-
-    def __init__(self, path: str, offset: int, size: int) -> None:
-        self.f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the window
-        self.base = offset
-        self.size = size
-        self.pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        self.pos = pos if whence == 0 else self.pos + pos if whence == 1 else self.size + pos
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def readinto(self, b: Any) -> int:
-        n = max(0, min(len(b), self.size - self.pos))
-        got = os.preadv(self.f.fileno(), [memoryview(b)[:n]], self.base + self.pos) if n else 0
-        self.pos += got
-        return got
-
-    def close(self) -> None:
-        self.f.close()
-        super().close()
-
-
-def _open_tar(tar_path: str, offset: int, size: int | None) -> BinaryIO:
-    if size is None:
-        return open(tar_path, "rb")  # noqa: SIM115 - the caller closes it
-    return io.BufferedReader(_Window(tar_path, offset, size), _COPY_BUF)  # type: ignore[return-value]
-
-
 def apply_tar(tar_path: str, root: str, mode: WhiteoutMode, split_out: BinaryIO | None = None,
               offset: int = 0, size: int | None = None) -> int:
     """Extract the uncompressed tar at ``tar_path`` into directory ``root``; return bytes of file data.
@@ -187,7 +149,7 @@ def apply_tar(tar_path: str, root: str, mode: WhiteoutMode, split_out: BinaryIO 
 def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: BinaryIO | None = None,
                  offset: int = 0, size: int | None = None) -> int:
     """``apply_tar`` into the directory open as ``root_fd``; safe while others change the tree."""
-    with _open_tar(tar_path, offset, size) as raw, _open_tar(tar_path, offset, size) as split_src:
+    with open_range(tar_path, offset, size) as raw, open_range(tar_path, offset, size) as split_src:
         try:
             tf = tarfile.open(fileobj=raw, mode="r:")
         except tarfile.TarError as e:
@@ -584,7 +546,7 @@ def assemble(root: str, split_in: BinaryIO, out: BinaryIO) -> None:
 
 
 def _assemble(root_fd: int, split_in: BinaryIO, out: BinaryIO) -> None:
-    with gzip.GzipFile(fileobj=split_in, mode="rb") as gz:
+    with gzip_reader(split_in) as gz:
         while True:
             head = gz.read(9)
             if not head:
@@ -597,10 +559,10 @@ def _assemble(root_fd: int, split_in: BinaryIO, out: BinaryIO) -> None:
                 rel = gz.read(length).decode("utf-8", "surrogateescape")
                 # resolved inside root: even a layer whose dirs are links cannot make us read the host
                 fd = safepath.open_in_root(root_fd, rel, os.O_RDONLY, follow=False)
-                with os.fdopen(fd, "rb") as f:
-                    _copy_exact(f, out, size)
-                    if f.read(1):
-                        raise ValueError(f"{rel}: layer content is longer than recorded; the layer store is damaged")
+                try:
+                    _copy_fd_exact(fd, out, size, rel)
+                finally:
+                    os.close(fd)
             else:
                 raise ValueError("corrupt tar-split metadata")
 
@@ -612,3 +574,15 @@ def _copy_exact(src: BinaryIO, dst: BinaryIO, n: int) -> None:
             raise ValueError("layer content is shorter than recorded; the layer store is damaged")
         dst.write(chunk)
         n -= len(chunk)
+
+
+def _copy_fd_exact(fd: int, dst: BinaryIO, n: int, rel: str) -> None:
+    """``n`` bytes of file ``fd`` to ``dst``, plain reads (a small file: one read, one more for EOF)."""
+    while n:
+        chunk = os.read(fd, min(_COPY_BUF, n))
+        if not chunk:
+            raise ValueError(f"{rel}: layer content is shorter than recorded; the layer store is damaged")
+        dst.write(chunk)
+        n -= len(chunk)
+    if os.read(fd, 1):
+        raise ValueError(f"{rel}: layer content is longer than recorded; the layer store is damaged")
