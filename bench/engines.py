@@ -49,6 +49,14 @@ class Engine:
         for ref in refs:
             subprocess.run(self.cmd("rmi", "-f", ref), capture_output=True, timeout=600)
 
+    def rmi_image(self, ref: str) -> None:
+        """Remove the image ``ref`` names with every reference to it: after a push, dockerd and
+        podman keep an image (and its layers) alive through its ``repo@digest`` names."""
+        p = subprocess.run(self.cmd("image", "inspect", "--format", "{{.Id}}", ref), capture_output=True,
+                           text=True, timeout=120)
+        if p.returncode == 0 and p.stdout.strip():
+            self.rmi(p.stdout.strip())
+
     def push(self, ref: str) -> float:
         return self.timed("push", *self.tls_flag, ref)
 

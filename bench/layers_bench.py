@@ -14,7 +14,6 @@ a cold push (the daemon compresses the layers for the first time) is one sample 
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import json
 import os
@@ -51,16 +50,24 @@ class Results:
         s = self.samples.get((op, engine))
         return statistics.median(s) if s else None
 
-    def sample(self, op: str, engine: str, runs: int, once: Callable[[], float]) -> None:
-        try:
-            for _ in range(runs):
-                self.add(op, engine, once())
-            s = self.samples[(op, engine)]
-            print(f"  {engine:8} {op:30} {statistics.median(s):8.2f} s  ({min(s):.2f}–{max(s):.2f}, n={len(s)})",
-                  flush=True)
-        except Exception as e:  # one failed figure must not lose the others
-            self.errors.append(f"{engine} {op}: {e}")
-            print(f"  {engine:8} {op:30} FAILED: {str(e)[-300:]}", flush=True)
+    def rounds(self, op: str, engines: list[Engine], runs: int, once: Callable[[Engine], float]) -> None:
+        """``runs`` rounds of ``once`` on every engine in turn; an engine that fails drops out of ``op``."""
+        failed: set[str] = set()
+        for _ in range(runs):
+            for eng in engines:
+                if eng.label in failed:
+                    continue
+                try:
+                    self.add(op, eng.label, once(eng))
+                except Exception as e:  # one failed figure must not lose the others
+                    failed.add(eng.label)
+                    self.errors.append(f"{eng.label} {op}: {e}")
+                    print(f"  {eng.label:8} {op:30} FAILED: {str(e)[-300:]}", flush=True)
+        for eng in engines:
+            s = self.samples.get((op, eng.label))
+            if s and eng.label not in failed:
+                print(f"  {eng.label:8} {op:30} {statistics.median(s):8.2f} s  ({min(s):.2f}–{max(s):.2f}, "
+                      f"n={len(s)})", flush=True)
 
 
 def extraction_rates(images: dict[str, BenchImage], res: Results, runs: int, root: str) -> None:
@@ -85,21 +92,25 @@ def extraction_rates(images: dict[str, BenchImage], res: Results, runs: int, roo
               f"  {layer.entries / med:8.0f} entries/s  {layer.size / med / 1e6:6.1f} MB/s", flush=True)
 
 
-def per_image(eng: Engine, key: str, img: BenchImage, res: Results, runs: int,
-              registry: Callable[[], Registry]) -> None:
-    def load() -> float:
-        eng.rmi(img.ref)
+def per_image(engines: list[Engine], key: str, img: BenchImage, res: Results, runs: int,
+              registry: Callable[[str], Registry]) -> None:
+    """Each operation on every engine in turn, run after run: the machine's load drifts, and
+    interleaving gives every engine the same share of it."""
+    def load(eng: Engine) -> float:
+        eng.rmi_image(img.ref)
         return eng.timed("load", "-i", img.save_path)
-    res.sample(f"load {key}", eng.label, runs, load)
-    res.sample(f"save {key}", eng.label, runs, lambda: eng.timed("save", img.ref, devnull=True))
-    cold = registry()
-    ref = f"{cold.addr}/bench/{key}:1"
+    res.rounds(f"load {key}", engines, runs, load)
+    res.rounds(f"save {key}", engines, runs, lambda eng: eng.timed("save", img.ref, devnull=True))
+    colds = {eng.label: registry(eng.label) for eng in engines}
+    refs = {eng.label: f"{colds[eng.label].addr}/bench/{key}:1" for eng in engines}
     try:
-        eng.run("tag", img.ref, ref)
-        res.sample(f"push {key} (cold)", eng.label, 1, lambda: eng.push(ref))
+        def cold(eng: Engine) -> float:
+            eng.run("tag", img.ref, refs[eng.label])
+            return eng.push(refs[eng.label])
+        res.rounds(f"push {key} (cold)", engines, 1, cold)
 
-        def warm() -> float:
-            reg = registry()
+        def warm(eng: Engine) -> float:
+            reg = registry(eng.label)
             wref = f"{reg.addr}/bench/{key}:1"
             try:
                 eng.run("tag", img.ref, wref)
@@ -107,42 +118,35 @@ def per_image(eng: Engine, key: str, img: BenchImage, res: Results, runs: int,
             finally:
                 eng.rmi(wref)
                 reg.stop()
-        res.sample(f"push {key} (warm)", eng.label, runs, warm)
-        eng.rmi(img.ref, ref)
+        res.rounds(f"push {key} (warm)", engines, runs, warm)
+        for eng in engines:
+            eng.rmi(img.ref)
 
-        def pull() -> float:
-            eng.rmi(ref)
+        def pull(eng: Engine) -> float:
+            ref = refs[eng.label]
+            eng.rmi_image(ref)  # every layer of the image leaves (those shared with debian stay)
             if eng.pid is not None and key == "five":
                 with RssPeak(eng.pid) as rss:
                     t = eng.pull(ref)
                 res.add("peak RSS MB, pull five", eng.label, rss.peak_mb)
                 return t
             return eng.pull(ref)
-        res.sample(f"pull {key}", eng.label, runs, pull)
-        eng.run("tag", ref, img.ref)
-        eng.rmi(ref)
+        res.rounds(f"pull {key}", engines, runs, pull)
+        for eng in engines:
+            try:
+                eng.run("tag", refs[eng.label], img.ref)
+                eng.rmi(refs[eng.label])
+            except BenchError as e:
+                res.errors.append(f"{eng.label}: re-tag after pull: {e}")
     finally:
-        cold.stop()
+        for reg in colds.values():
+            reg.stop()
 
 
-def per_engine(eng: Engine, images: dict[str, BenchImage], res: Results, runs: int, root: str,
-               reg_kind: str) -> None:
-    n = 0
-
-    def registry() -> Registry:
-        nonlocal n
-        n += 1
-        return Registry(os.path.join(root, f"reg-{eng.label}-{n}"), reg_kind)
-
-    for key, img in images.items():
-        per_image(eng, key, img, res, runs, registry)
-    if "five" not in images:
-        return
-    five = images["five"].ref
-
-    def commit() -> float:
+def commit_rounds(engines: list[Engine], ref: str, res: Results, runs: int) -> None:
+    def commit(eng: Engine) -> float:
         name = f"bench-commit-{time.monotonic_ns()}"
-        eng.run("run", "--name", name, "--network", "none", five, "sh", "-c", COMMIT_CMD)
+        eng.run("run", "--name", name, "--network", "none", ref, "sh", "-c", COMMIT_CMD)
         try:
             t0 = time.perf_counter()
             iid = eng.run("commit", name, f"bench/committed:{name}")
@@ -151,7 +155,7 @@ def per_engine(eng: Engine, images: dict[str, BenchImage], res: Results, runs: i
             return dt
         finally:
             subprocess.run(eng.cmd("rm", "-f", name), capture_output=True)
-    res.sample("commit (10,000 files)", eng.label, runs, commit)
+    res.rounds("commit (10,000 files)", engines, runs, commit)
 
 
 def report(res: Results, engines: list[str]) -> None:
@@ -195,34 +199,46 @@ def main() -> int:
     res = Results()
     labels: list[str] = []
     print(f"registry: {args.registry}; runs: {args.runs}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    engines: list[Engine] = []
     try:
         if "berth" in args.engines and {"debian", "fiftyk"} <= set(images):
             extraction_rates(images, res, args.runs, root)
+        makers = {"berth": BerthEngine, "dockerd": DockerdEngine, "podman": PodmanEngine}
         for label in args.engines.split(","):
-            makers = {"berth": BerthEngine, "dockerd": DockerdEngine, "podman": PodmanEngine}
             if label == "dockerd" and not os.path.exists("/usr/sbin/dockerd") or \
                     label == "podman" and not shutil.which("podman"):
                 print(f"{label}: not installed, skipped")
                 continue
-            print(f"-- {label}", flush=True)
-            eroot = os.path.join(root, label)
-            os.makedirs(eroot)
+            os.makedirs(os.path.join(root, label))
             try:
-                eng = makers[label](eroot)
+                engines.append(makers[label](os.path.join(root, label)))
             except (BenchError, OSError) as e:
                 res.errors.append(f"{label}: could not start: {e}")
-                continue
-            labels.append(label)
-            try:
-                per_engine(eng, images, res, args.runs, eroot, args.registry)
-            except Exception as e:
-                traceback.print_exc()
-                res.errors.append(f"{label}: {e}")
-            finally:
-                eng.stop()
+        labels.extend(e.label for e in engines)
+        n = 0
+
+        def registry(label: str) -> Registry:
+            nonlocal n
+            n += 1
+            return Registry(os.path.join(root, f"reg-{label}-{n}"), args.registry)
+
+        for key, img in images.items():
+            print(f"-- {key}", flush=True)
+            per_image(engines, key, img, res, args.runs, registry)
+        if "five" in images:
+            commit_rounds(engines, images["five"].ref, res, args.runs)
+        for eng in list(engines):
+            eng.stop()
+            engines.remove(eng)
             if isinstance(eng, BerthEngine):  # offline, with every image of the run still stored
-                res.sample("check --verify-data", "berth", args.runs, functools.partial(_timed_check, eng.data_root))
+                res.rounds("check --verify-data", [eng], args.runs,
+                           lambda e: _timed_check(e.data_root))  # type: ignore[attr-defined]
+    except Exception as e:
+        traceback.print_exc()
+        res.errors.append(str(e))
     finally:
+        for eng in engines:
+            eng.stop()
         report(res, labels)
         if args.json:
             with open(args.json, "w") as f:

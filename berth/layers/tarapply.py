@@ -76,9 +76,10 @@ class _Split:
         self._kids: dict[str, set[str]] = {}  # dir rel -> child rels on the way to recorded files
 
     def raw_until(self, end: int) -> None:
+        # raw records are (start, end) ranges of the tar, read when the split is written: a big
+        # layer's headers are tens of MB, not worth holding in memory meanwhile
         if end > self.pos:
-            self.tar.seek(self.pos)
-            self.records.append((_RAW, self.tar.read(end - self.pos)))
+            self.records.append((_RAW, (self.pos, end)))
             self.pos = end
 
     def file(self, rel: str, offset: int, size: int) -> None:
@@ -102,7 +103,7 @@ class _Split:
         if i is not None:
             _kind, (_r, size, offset) = self.records[i]  # type: ignore[misc]
             self.tar.seek(offset)
-            self.records[i] = (_RAW, self.tar.read(size))
+            self.records[i] = (_RAW, self.tar.read(size))  # the file on disk is about to change
 
     def inline_under(self, rel: str) -> None:
         self.inline(rel)
@@ -118,9 +119,16 @@ class _Split:
         with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
             for kind, val in self.records:
                 if kind == _RAW:
-                    data = val  # type: ignore[assignment]
-                    buf += struct.pack(">BQ", _RAW, len(data))  # type: ignore[arg-type]
-                    buf += data  # type: ignore[operator]
+                    if isinstance(val, tuple):
+                        start, stop = val
+                        self.tar.seek(start)
+                        data = self.tar.read(stop - start)
+                        if len(data) != stop - start:
+                            raise tarfile.ReadError("unexpected end of data")
+                    else:
+                        data = val  # type: ignore[assignment]
+                    buf += struct.pack(">BQ", _RAW, len(data))
+                    buf += data
                 else:
                     rel, size, _off = val  # type: ignore[misc]
                     enc = rel.encode("utf-8", "surrogateescape")
@@ -238,6 +246,7 @@ class _Extractor:
             if m is None:
                 break
             self.entry(m)
+            self.tf.members.clear()  # tarfile keeps every header it read: 31,000 TarInfos for a big layer
         if self.mode == "vfs":
             for d in self.opaque_dirs:
                 self._clear_unwritten(d)
