@@ -12,19 +12,20 @@ skipped when the registry has them, and the manifest goes last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
 import os
 import secrets
 import sqlite3
-import zlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
 
+from berth import gz
 from berth.content import GZIP_REF, LEASE_REF, ContentStore, DigestMismatch, Writer
 from berth.db import Step, migrate, schema_version, transaction
 from berth.distribution.client import (
@@ -202,7 +203,7 @@ class DistributionService:
             chains.append(parent)
         downloaded: list[asyncio.Future[str | None]] = []
         try:
-            for desc, cid in zip(layers, chains, strict=True):
+            for i, (desc, cid) in enumerate(zip(layers, chains, strict=True)):
                 short = _short(desc["digest"])
                 if lstore.exists(cid):
                     queue.put_nowait({"status": "Already exists", "progressDetail": {}, "id": short})
@@ -211,43 +212,60 @@ class DistributionService:
                     downloaded.append(fut)
                 else:
                     queue.put_nowait({"status": "Pulling fs layer", "progressDetail": {}, "id": short})
-                    downloaded.append(asyncio.ensure_future(self._download(reg, desc, sem, queue)))
-            # extraction in chain order, as each download completes
+                    downloaded.append(asyncio.ensure_future(self._download_tar(reg, desc, diff_ids[i], sem, queue)))
+            # extraction in chain order, as each layer is downloaded and decompressed (those overlap it)
             parent = None
             for i, (desc, cid, fut) in enumerate(zip(layers, chains, downloaded, strict=True)):
-                lease = await fut
-                if lease is not None:
+                tar = await fut
+                if tar is not None:
                     short = _short(desc["digest"])
-                    tar = self.images.scratch_path(".tar")
                     try:
                         queue.put_nowait({"status": "Extracting", "progressDetail": {}, "id": short})
-                        blob = self.content.path(self.content.ref(lease) or "")
-                        got = await asyncio.to_thread(_decompress_and_hash, blob, tar)
-                        if got != diff_ids[i]:
-                            raise InvalidParameter(f"layer {desc['digest']}: diff ID mismatch: config says "
-                                                   f"{diff_ids[i]}, content is {got}")
-                        ex = await asyncio.to_thread(lstore.extract, tar, diff_ids[i], parent, pending)
+                        ex = await asyncio.to_thread(lstore.extract, tar, diff_ids[i], parent,
+                                                     pending, sync=False)
                         if ex is not None:
                             pending[cid] = ex
                     finally:
-                        self.content.release(lease)
                         if os.path.exists(tar):
                             os.unlink(tar)
                     queue.put_nowait({"status": "Pull complete", "progressDetail": {}, "id": short})
                 parent = cid
+            # one flush for every layer, now that the downloaded and decompressed files are gone
+            await asyncio.to_thread(lstore.sync, list(pending.values()))
         except BaseException:
             for f in downloaded:
                 f.cancel()
             await asyncio.gather(*downloaded, return_exceptions=True)
-            for f in downloaded:  # finished downloads not yet extracted: their blobs are ours to release
+            for f in downloaded:  # decompressed layers not yet extracted: their tars are ours to remove
                 if f.done() and not f.cancelled() and f.exception() is None and f.result():
-                    self.content.release(f.result())  # type: ignore[arg-type]
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f.result())  # type: ignore[arg-type]
             for ex in pending.values():
                 lstore.discard(ex)
             raise
         finally:
             queue.put_nowait(None)
         return pending
+
+    async def _download_tar(self, reg: Registry, desc: dict[str, Any], diff_id: str, sem: asyncio.Semaphore,
+                            queue: asyncio.Queue[Progress | None]) -> str:
+        """Download a layer, then decompress it into a verified tar (path returned) while earlier
+        layers extract; the compressed blob is deleted as soon as it is decompressed."""
+        lease = await self._download(reg, desc, sem, queue)
+        tar = self.images.scratch_path(".tar")
+        try:
+            blob = self.content.path(self.content.ref(lease) or "")
+            got = await asyncio.to_thread(_decompress_and_hash, blob, tar)
+            if got != diff_id:
+                raise InvalidParameter(f"layer {desc['digest']}: diff ID mismatch: config says "
+                                       f"{diff_id}, content is {got}")
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tar)
+            raise
+        finally:
+            self.content.release(lease)
+        return tar
 
     async def _download(self, reg: Registry, desc: dict[str, Any], sem: asyncio.Semaphore,
                         queue: asyncio.Queue[Progress | None]) -> str:
@@ -471,8 +489,7 @@ def _decompress_and_hash(src: str, dst: str) -> str:
 
 
 def _gzip_member(data: bytes) -> bytes:
-    co = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip member with mtime 0, so output is stable
-    return co.compress(data) + co.flush()
+    return gz.member(data)  # level 1, mtime 0: the same blob for the same layer
 
 
 def _parallel_gzip(src: str, out: Writer, pool: ThreadPoolExecutor) -> None:

@@ -9,7 +9,6 @@ checked against its digest before anything is committed.
 from __future__ import annotations
 
 import bz2
-import gzip
 import hashlib
 import io
 import json
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
+from berth import gz
 from berth.errors import InvalidParameter
 from berth.layers.tarapply import UnsafeTarError
 
@@ -66,6 +66,25 @@ class ArchiveReader:
         self.tf.close()
 
     def open(self, name: str) -> IO[bytes]:
+        f = self.tf.extractfile(self._member(name))
+        assert f is not None
+        return f
+
+    def plain_range(self, name: str) -> tuple[str, int, int] | None:
+        """(archive path, offset, size) of member ``name`` when its bytes lie in the archive file
+        as they are (an uncompressed archive, an uncompressed, non-sparse member): a layer can then
+        be hashed and extracted in place instead of copied out first. ``None`` otherwise."""
+        m = self._member(name)
+        raw = self.tf.fileobj
+        if not isinstance(raw, io.BufferedReader) or m.sparse is not None or not self.tf.name:
+            return None
+        raw.seek(m.offset_data)
+        head = raw.read(6)
+        if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
+            return None
+        return os.fspath(self.tf.name), m.offset_data, m.size
+
+    def _member(self, name: str) -> tarfile.TarInfo:
         m = self.members.get(self._norm(name))
         if m is None:
             raise ArchiveError(f"invalid image archive: {name} not found")
@@ -81,9 +100,7 @@ class ArchiveReader:
                 raise ArchiveError(f"invalid image archive: {name} links to a missing entry")
         if not m.isreg():
             raise ArchiveError(f"invalid image archive: {name} is not a file")
-        f = self.tf.extractfile(m)
-        assert f is not None
-        return f
+        return m
 
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         data = self.open(name).read(limit + 1)
@@ -220,7 +237,7 @@ def decompressing(f: IO[bytes]) -> IO[bytes]:
     buffered = io.BufferedReader(f, _BUF)  # type: ignore[arg-type]
     head = buffered.peek(6)[:6]
     if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
+        return gz.open_reader(buffered)  # type: ignore[arg-type]
     if head.startswith(b"BZh"):
         return bz2.BZ2File(buffered)  # type: ignore[return-value]
     if head.startswith(b"\xfd7zXZ\x00"):
@@ -230,6 +247,20 @@ def decompressing(f: IO[bytes]) -> IO[bytes]:
 
         return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)  # type: ignore[return-value]
     return buffered  # type: ignore[return-value]
+
+
+def hash_range(path: str, offset: int, size: int) -> str:
+    """``sha256:<hex>`` of ``size`` bytes of ``path`` from ``offset`` (a layer in place)."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        f.seek(offset)
+        while size:
+            chunk = f.read(min(_BUF, size))
+            if not chunk:
+                raise ArchiveError("invalid layer data: archive is truncated")
+            h.update(chunk)
+            size -= len(chunk)
+    return "sha256:" + h.hexdigest()
 
 
 def spool_uncompressed(src: IO[bytes], dst_path: str) -> str:
@@ -243,7 +274,7 @@ def spool_uncompressed(src: IO[bytes], dst_path: str) -> str:
                     break
                 h.update(chunk)
                 out.write(chunk)
-    except (OSError, EOFError, lzma.LZMAError, zlib_error(), _zstd_error()) as e:
+    except (OSError, EOFError, lzma.LZMAError, *gz.ERRORS, _zstd_error()) as e:
         raise ArchiveError(f"invalid layer data: {e}") from e
     return "sha256:" + h.hexdigest()
 

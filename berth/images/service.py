@@ -8,6 +8,7 @@ request leaves the store as it was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ from berth import crashpoint
 from berth.errors import Conflict
 from berth.filters import Filters, familiar_match, glob, timestamp
 from berth.images import reference
-from berth.images.archive import ArchiveError, ArchiveReader, SaveImage, spool_uncompressed, write_save
+from berth.images.archive import ArchiveError, ArchiveReader, SaveImage, hash_range, spool_uncompressed, write_save
 from berth.images.changes import apply_changes
 from berth.images.store import Image, ImageNotFound, ImageStore
 from berth.layers.store import Extracted, LayerStore, chain_id
@@ -88,37 +89,57 @@ class ImageService:
         for i, (member, diff_id) in enumerate(zip(members, diff_ids, strict=True)):
             cid = chain_id(parent, diff_id)
             if cid not in pending and not self.layers.exists(cid):
-                tmp = self.scratch_path(".tar")
-                try:
-                    got = await asyncio.to_thread(spool_uncompressed, reader.open(member), tmp)
-                    if got != diff_id:
-                        raise ArchiveError(f"invalid diffID for layer {i}: expected {diff_id!r}, got {got!r}")
-                    ex = await asyncio.to_thread(self.layers.extract, tmp, diff_id, parent, pending)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
+                ex = await asyncio.to_thread(self._extract_layer, reader, member, i, diff_id, parent, pending)
                 if ex is not None:
                     pending[cid] = ex
             parent = cid
 
+    def _extract_layer(self, reader: ArchiveReader, member: str, i: int, diff_id: str, parent: str | None,
+                       pending: dict[str, Extracted]) -> Extracted | None:
+        """One layer of a loaded archive, verified before it is extracted. An uncompressed layer in an
+        uncompressed archive (what ``docker save`` writes) is hashed and extracted where it lies;
+        others are decompressed into a scratch file first. Not synced: ``load`` syncs once."""
+        where = reader.plain_range(member)
+        tmp = None
+        try:
+            if where is None:
+                tmp = self.scratch_path(".tar")
+                got = spool_uncompressed(reader.open(member), tmp)
+                where = (tmp, 0, os.path.getsize(tmp))
+            else:
+                got = hash_range(*where)
+            if got != diff_id:
+                raise ArchiveError(f"invalid diffID for layer {i}: expected {diff_id!r}, got {got!r}")
+            return self.layers.extract(where[0], diff_id, parent, pending, where[1], where[2], sync=False)
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
+
     async def load(self, path: str) -> list[str]:
-        """Load a save tarball; return the lines Docker prints (``Loaded image: …``)."""
+        """Load a save tarball; return the lines Docker prints (``Loaded image: …``).
+
+        Consumes ``path``: it is deleted once the layers are extracted, before they are flushed to
+        disk, so that the flush does not write out the archive too."""
         reader = await asyncio.to_thread(ArchiveReader, path)
         pending: dict[str, Extracted] = {}
         try:
-            items = await asyncio.to_thread(reader.items)
-            if not items:
-                raise ArchiveError("invalid image archive: no images found")
-            tags: list[list[reference.Reference]] = []
-            for item in items:
-                tags.append([reference.parse(t) for t in item.repo_tags])
-                await self._extract_image(reader, item.raw_config, item.layer_members, pending)
+            try:
+                items = await asyncio.to_thread(reader.items)
+                if not items:
+                    raise ArchiveError("invalid image archive: no images found")
+                tags: list[list[reference.Reference]] = []
+                for item in items:
+                    tags.append([reference.parse(t) for t in item.repo_tags])
+                    await self._extract_image(reader, item.raw_config, item.layer_members, pending)
+            finally:
+                reader.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            await asyncio.to_thread(self.layers.sync, list(pending.values()))
         except BaseException:
             for ex in pending.values():
                 self.layers.discard(ex)
             raise
-        finally:
-            reader.close()
         lines = []
         async with self._lock:
             for ex in pending.values():  # insertion order: parents before children

@@ -12,6 +12,7 @@ import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -120,11 +121,14 @@ class LayerStore:
 
     # -- write: register a layer from an uncompressed, digest-verified tar -------------
     def extract(self, tar_path: str, diff_id: str, parent: str | None,
-                pending: dict[str, Extracted] | None = None) -> Extracted | None:
+                pending: dict[str, Extracted] | None = None, offset: int = 0, size: int | None = None,
+                sync: bool = True) -> Extracted | None:
         """Unpack into scratch space (blocking; run in a thread). ``None`` if already stored.
 
         ``pending`` holds layers extracted earlier in the same load, not yet committed,
-        so a parent may be one of them.
+        so a parent may be one of them. ``offset``/``size``: the tar is that range of ``tar_path``.
+        ``sync=False``: the caller calls ``sync()`` before committing (one flush for several
+        layers, once its temporary files are gone and need not be written out).
         """
         cid = chain_id(parent, diff_id)
         if self.exists(cid):
@@ -137,18 +141,31 @@ class LayerStore:
         split_path = os.path.join(self.split_dir, cache_id + ".gz")
         try:
             with open(split_path + ".tmp", "wb") as split:
-                size = apply_tar(tar_path, path, self.driver.whiteouts, split)
+                data_size = apply_tar(tar_path, path, self.driver.whiteouts, split, offset, size)
                 split.flush()
-                os.fsync(split.fileno())
+                if sync:
+                    os.fsync(split.fileno())
             os.rename(split_path + ".tmp", split_path)
-            syncfs(path)  # the layer's files must be durable before the row that names them
+            if sync:
+                syncfs(path)  # the layer's files must be durable before the row that names them
         except BaseException:
             self.driver.remove(cache_id)
             for p in (split_path, split_path + ".tmp"):
                 if os.path.exists(p):
                     os.unlink(p)
             raise
-        return Extracted(cid, diff_id, parent, cache_id, size, os.path.getsize(tar_path))
+        return Extracted(cid, diff_id, parent, cache_id, data_size,
+                         os.path.getsize(tar_path) if size is None else size)
+
+    def sync(self, extracted: Iterable[Extracted]) -> None:
+        """Make layers extracted with ``sync=False`` durable, with their tar-split records: one
+        ``syncfs`` per filesystem involved."""
+        devices: set[int] = set()
+        for path in [self.split_dir] + [self.driver.layer_path(ex.cache_id) for ex in extracted]:
+            dev = os.stat(path).st_dev
+            if dev not in devices:
+                devices.add(dev)
+                syncfs(path)
 
     def commit(self, ex: Extracted | None) -> None:
         """Make an extracted layer part of the store (loop thread; one transaction)."""

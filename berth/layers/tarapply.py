@@ -30,6 +30,8 @@ from typing import BinaryIO, Literal
 
 from berth import safepath
 from berth.errors import InvalidParameter
+from berth.gz import open_reader as gzip_reader
+from berth.layers.tarwindow import open_range
 
 WhiteoutMode = Literal["overlay", "vfs", "plain"]  # plain: .wh. names are ordinary files
 WH_PREFIX = ".wh."
@@ -74,9 +76,10 @@ class _Split:
         self._kids: dict[str, set[str]] = {}  # dir rel -> child rels on the way to recorded files
 
     def raw_until(self, end: int) -> None:
+        # raw records are (start, end) ranges of the tar, read when the split is written: a big
+        # layer's headers are tens of MB, not worth holding in memory meanwhile
         if end > self.pos:
-            self.tar.seek(self.pos)
-            self.records.append((_RAW, self.tar.read(end - self.pos)))
+            self.records.append((_RAW, (self.pos, end)))
             self.pos = end
 
     def file(self, rel: str, offset: int, size: int) -> None:
@@ -100,7 +103,7 @@ class _Split:
         if i is not None:
             _kind, (_r, size, offset) = self.records[i]  # type: ignore[misc]
             self.tar.seek(offset)
-            self.records[i] = (_RAW, self.tar.read(size))
+            self.records[i] = (_RAW, self.tar.read(size))  # the file on disk is about to change
 
     def inline_under(self, rel: str) -> None:
         self.inline(rel)
@@ -112,34 +115,49 @@ class _Split:
 
     def write(self, out: BinaryIO, end: int) -> None:
         self.raw_until(end)
+        buf = bytearray()  # records are small: one gzip write per MB, not three per record
         with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
             for kind, val in self.records:
                 if kind == _RAW:
-                    data = val  # type: ignore[assignment]
-                    gz.write(struct.pack(">BQ", _RAW, len(data)))  # type: ignore[arg-type]
-                    gz.write(data)  # type: ignore[arg-type]
+                    if isinstance(val, tuple):
+                        start, stop = val
+                        self.tar.seek(start)
+                        data = self.tar.read(stop - start)
+                        if len(data) != stop - start:
+                            raise tarfile.ReadError("unexpected end of data")
+                    else:
+                        data = val  # type: ignore[assignment]
+                    buf += struct.pack(">BQ", _RAW, len(data))
+                    buf += data
                 else:
                     rel, size, _off = val  # type: ignore[misc]
                     enc = rel.encode("utf-8", "surrogateescape")
-                    gz.write(struct.pack(">BQQ", _FILE, len(enc), size))
-                    gz.write(enc)
+                    buf += struct.pack(">BQQ", _FILE, len(enc), size)
+                    buf += enc
+                if len(buf) >= _COPY_BUF:
+                    gz.write(buf)
+                    buf.clear()
+            gz.write(buf)
 
 
-def apply_tar(tar_path: str, root: str, mode: WhiteoutMode, split_out: BinaryIO | None = None) -> int:
+def apply_tar(tar_path: str, root: str, mode: WhiteoutMode, split_out: BinaryIO | None = None,
+              offset: int = 0, size: int | None = None) -> int:
     """Extract the uncompressed tar at ``tar_path`` into directory ``root``; return bytes of file data.
+    ``offset``/``size``: the tar is that range of ``tar_path`` (a layer inside an image archive).
 
     Raises ``UnsafeTarError`` for hostile or malformed archives; the caller discards ``root``.
     """
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return apply_tar_fd(tar_path, root_fd, mode, split_out)
+        return apply_tar_fd(tar_path, root_fd, mode, split_out, offset, size)
     finally:
         os.close(root_fd)
 
 
-def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: BinaryIO | None = None) -> int:
+def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: BinaryIO | None = None,
+                 offset: int = 0, size: int | None = None) -> int:
     """``apply_tar`` into the directory open as ``root_fd``; safe while others change the tree."""
-    with open(tar_path, "rb") as raw, open(tar_path, "rb") as split_src:
+    with open_range(tar_path, offset, size) as raw, open_range(tar_path, offset, size) as split_src:
         try:
             tf = tarfile.open(fileobj=raw, mode="r:")
         except tarfile.TarError as e:
@@ -159,7 +177,7 @@ def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: Bin
                 raise UnsafeTarError(f"invalid tar archive: {e.strerror}: {e.filename}") from e
             raise
         if ex.split is not None and split_out is not None:
-            ex.split.write(split_out, os.fstat(raw.fileno()).st_size)
+            ex.split.write(split_out, os.fstat(raw.fileno()).st_size if size is None else size)
     return ex.total
 
 
@@ -184,6 +202,9 @@ class _Extractor:
         self.opaque_dirs: list[str] = []
         self.written: set[str] = set()  # resolved rels (vfs opaque dirs keep these)
         self.written_dirs: set[str] = set()  # every ancestor of a written rel
+        self.umask = _umask()
+        self.ids = (os.geteuid(), os.getegid())  # owner of what we create (fsuid follows euid here)
+        self.parent_setgid = False  # the cached parent passes its group to new entries
 
     def close(self) -> None:
         self._drop_parent()
@@ -201,6 +222,7 @@ class _Extractor:
         fd = safepath.mkdirs_in_root(self.root_fd, rel, 0o755, replace_nondirs=True)
         resolved = self._resolved(fd) if rel else ""
         self._parent = (rel, fd, resolved)
+        self.parent_setgid = bool(os.fstat(fd).st_mode & stat.S_ISGID)
         return fd, resolved
 
     def _resolved(self, fd: int) -> str:
@@ -224,6 +246,7 @@ class _Extractor:
             if m is None:
                 break
             self.entry(m)
+            self.tf.members.clear()  # tarfile keeps every header it read: 31,000 TarInfos for a big layer
         if self.mode == "vfs":
             for d in self.opaque_dirs:
                 self._clear_unwritten(d)
@@ -253,6 +276,20 @@ class _Extractor:
         pfd, presolved = self.parent(parent_rel)
         res_rel = posixpath.join(presolved, base) if presolved else base
         self._mark_written(res_rel)
+        try:
+            # optimistic: in a fresh layer the name is free, and every create below fails with
+            # EEXIST (before writing anything) when it is not; only then look at what is there
+            self.total += self.create(m, rel, pfd, base, fresh=True)
+        except FileExistsError:
+            self._replace(m, res_rel, pfd, base)
+            self.total += self.create(m, rel, pfd, base, fresh=False)
+        if m.isreg() and self.split:
+            self.split.file(res_rel, m.offset_data, m.size)
+        if m.isdir():
+            self.dir_times.append((res_rel, m))
+
+    def _replace(self, m: tarfile.TarInfo, res_rel: str, pfd: int, base: str) -> None:
+        """``base`` exists in ``pfd``: remove it unless a directory meets a directory (tar merges those)."""
         existing = safepath.lstat_at(pfd, base)
         if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
             if self.split:
@@ -262,11 +299,6 @@ class _Extractor:
             safepath.remove_at(pfd, base)
         elif self.split and m.isdir():
             self.split.inline(res_rel)
-        self.total += self.create(m, rel, pfd, base)
-        if m.isreg() and self.split:
-            self.split.file(res_rel, m.offset_data, m.size)
-        if m.isdir():
-            self.dir_times.append((res_rel, m))
 
     def _drop_parent_if_under(self, res_rel: str, pfd: int) -> None:
         """A directory is being removed: the cached parent must not be it or below it."""
@@ -298,15 +330,21 @@ class _Extractor:
         if self.mode == "overlay":
             os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
 
-    def create(self, m: tarfile.TarInfo, rel: str, pfd: int, base: str) -> int:
+    def create(self, m: tarfile.TarInfo, rel: str, pfd: int, base: str, fresh: bool) -> int:
+        """Make entry ``m`` as ``base`` in ``pfd``. ``fresh``: raise ``FileExistsError`` (having
+        changed nothing) if the name is taken; otherwise the caller cleared it (or it is a directory
+        that a directory entry merges with)."""
         if m.isdir():
+            made = True
             try:
                 os.mkdir(base, 0o700, dir_fd=pfd)
             except FileExistsError:
-                pass
+                if fresh:
+                    raise
+                made = False
             fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
             try:
-                _set_meta_fd(fd, m, times=False)
+                self._meta(fd, m, times=False, made=made, created_mode=0o700)
             finally:
                 os.close(fd)
             return 0
@@ -342,23 +380,36 @@ class _Extractor:
         raise UnsafeTarError(f"invalid tar entry {m.name!r}: unsupported type {m.type!r}")
 
     def _regular(self, m: tarfile.TarInfo, pfd: int, base: str) -> int:
-        src = self.tf.extractfile(m)
-        assert src is not None
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+        # created with its final permission bits when the umask leaves them as they are and there
+        # are no set-id/sticky bits (those wait for the owner to be set); else 0600 until fchmod
+        want = m.mode & 0o7777
+        mode = want if want == want & ~self.umask & 0o777 else 0o600
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=pfd)
         try:
             remaining = m.size
-            while remaining:
-                chunk = src.read(min(_COPY_BUF, remaining))
-                if not chunk:
-                    raise UnsafeTarError("invalid tar archive: unexpected end of data")
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
-                remaining -= len(chunk)
-            _set_meta_fd(fd, m, times=True)
+            if remaining:
+                src = self.tf.fileobj
+                src.seek(m.offset_data)
+                while remaining:
+                    chunk = src.read(min(_COPY_BUF, remaining))
+                    if not chunk:
+                        raise UnsafeTarError("invalid tar archive: unexpected end of data")
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    remaining -= len(chunk)
+            self._meta(fd, m, times=True, made=True, created_mode=mode)
         finally:
             os.close(fd)
         return m.size
+
+    def _meta(self, fd: int, m: tarfile.TarInfo, times: bool, made: bool, created_mode: int) -> None:
+        """``_set_meta_fd``, minus the calls that would change nothing on an inode we just made:
+        its owner is already our fsuid/fsgid (unless the parent is set-group-ID) and its mode the one
+        it was created with."""
+        skip_owner = made and (m.uid, m.gid) == self.ids and not self.parent_setgid
+        skip_mode = made and created_mode == m.mode & 0o7777 and not self.parent_setgid
+        _set_meta_fd(fd, m, times, owner=not skip_owner, mode=not skip_mode)
 
     def _hardlink(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         link_rel = clean_name(m.linkname)
@@ -396,6 +447,18 @@ class _Extractor:
             os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read without setting it (``os.umask`` would race other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o777  # unknown: never rely on it (every entry gets its fchmod)
+
+
 def _xattrs(m: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
     for key, val in m.pax_headers.items():
         if key.startswith("SCHILY.xattr."):
@@ -409,19 +472,21 @@ def _chown_ok(e: OSError) -> bool:
     return e.errno in (errno.EPERM, errno.EINVAL)
 
 
-def _set_meta_fd(fd: int, m: tarfile.TarInfo, times: bool) -> None:
+def _set_meta_fd(fd: int, m: tarfile.TarInfo, times: bool, owner: bool = True, mode: bool = True) -> None:
     """Owner, xattrs, mode (and times) of a file or directory we hold open."""
-    try:
-        os.fchown(fd, m.uid, m.gid)
-    except OSError as e:
-        if not _chown_ok(e):
-            raise
+    if owner:
+        try:
+            os.fchown(fd, m.uid, m.gid)
+        except OSError as e:
+            if not _chown_ok(e):
+                raise
     for name, val in _xattrs(m):
         try:
             os.setxattr(fd, name, val)
         except OSError:
             pass
-    os.fchmod(fd, m.mode & 0o7777)
+    if mode:
+        os.fchmod(fd, m.mode & 0o7777)
     if times:
         _set_times_fd(fd, m)
 
@@ -490,7 +555,7 @@ def assemble(root: str, split_in: BinaryIO, out: BinaryIO) -> None:
 
 
 def _assemble(root_fd: int, split_in: BinaryIO, out: BinaryIO) -> None:
-    with gzip.GzipFile(fileobj=split_in, mode="rb") as gz:
+    with gzip_reader(split_in) as gz:
         while True:
             head = gz.read(9)
             if not head:
@@ -503,10 +568,10 @@ def _assemble(root_fd: int, split_in: BinaryIO, out: BinaryIO) -> None:
                 rel = gz.read(length).decode("utf-8", "surrogateescape")
                 # resolved inside root: even a layer whose dirs are links cannot make us read the host
                 fd = safepath.open_in_root(root_fd, rel, os.O_RDONLY, follow=False)
-                with os.fdopen(fd, "rb") as f:
-                    _copy_exact(f, out, size)
-                    if f.read(1):
-                        raise ValueError(f"{rel}: layer content is longer than recorded; the layer store is damaged")
+                try:
+                    _copy_fd_exact(fd, out, size, rel)
+                finally:
+                    os.close(fd)
             else:
                 raise ValueError("corrupt tar-split metadata")
 
@@ -518,3 +583,15 @@ def _copy_exact(src: BinaryIO, dst: BinaryIO, n: int) -> None:
             raise ValueError("layer content is shorter than recorded; the layer store is damaged")
         dst.write(chunk)
         n -= len(chunk)
+
+
+def _copy_fd_exact(fd: int, dst: BinaryIO, n: int, rel: str) -> None:
+    """``n`` bytes of file ``fd`` to ``dst``, plain reads (a small file: one read, one more for EOF)."""
+    while n:
+        chunk = os.read(fd, min(_COPY_BUF, n))
+        if not chunk:
+            raise ValueError(f"{rel}: layer content is shorter than recorded; the layer store is damaged")
+        dst.write(chunk)
+        n -= len(chunk)
+    if os.read(fd, 1):
+        raise ValueError(f"{rel}: layer content is longer than recorded; the layer store is damaged")
