@@ -186,7 +186,10 @@ def _make_child(root_fd: int, parent_fd: int, part: str, mode: int, replace_nond
             raise OSError(errno.ELOOP, "too many levels of symbolic links", part)
         # follow it inside the tree: where does the link point, relative to the root?
         base = resolve_rel(root_fd, _rel_of(root_fd, parent_fd))
-        target = os.readlink(part, dir_fd=parent_fd)
+        try:
+            target = os.readlink(part, dir_fd=parent_fd)
+        except OSError as e:  # swapped for a non-link (EINVAL) or removed since the lstat
+            raise OSError(errno.EAGAIN, "tree changed while it was being created", part) from e
         dest = clean_rel(target) if target.startswith("/") else clean_rel(posixpath.join(base, target))
         dest = posixpath.normpath("/" + dest).lstrip("/")
         existing = lstat_at(parent_fd, part)

@@ -56,9 +56,9 @@ async def start(cfg: Config, content: ContentStore) -> web.AppRunner:
     app = build_app(root, model=model)
 
     async def housekeeping(_app: web.Application) -> AsyncIterator[None]:
-        from berth.registry.server import DEFAULT_UPLOAD_MAX_AGE, _housekeeping
+        from berth.registry.server import DEFAULT_UPLOAD_MAX_AGE, housekeeping
 
-        task = asyncio.get_running_loop().create_task(_housekeeping(model, DEFAULT_UPLOAD_MAX_AGE))
+        task = asyncio.get_running_loop().create_task(housekeeping(model, DEFAULT_UPLOAD_MAX_AGE))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -173,7 +173,9 @@ def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: Bin
         except EOFError as e:
             raise UnsafeTarError("invalid tar archive: unexpected end of data") from e
         except OSError as e:
-            if e.errno in (errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EXDEV):
+            # ELOOP, EXDEV, EAGAIN: the tree changed under us or links go round (a hostile
+            # container racing docker cp, or a hostile layer): refused, nothing outside touched
+            if e.errno in (errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EXDEV, errno.EAGAIN):
                 raise UnsafeTarError(f"invalid tar archive: {e.strerror}: {e.filename}") from e
             raise
         if ex.split is not None and split_out is not None:

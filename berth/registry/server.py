@@ -48,7 +48,7 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-async def _housekeeping(model: FilesystemRegistry, max_age: float) -> None:
+async def housekeeping(model: FilesystemRegistry, max_age: float) -> None:
     """Expire idle upload sessions now and then (every quarter of the age, between 1 s and 10 min)."""
     interval = min(600.0, max(1.0, max_age / 4))
     while True:
@@ -82,7 +82,7 @@ async def serve(addr: str, root: str, tls_cert: str | None = None, tls_key: str 
     runner = web.AppRunner(app, access_log_class=logger_class,
                            access_log=logging.getLogger("berth.registry.access"))
     await runner.setup()
-    keeper = asyncio.get_running_loop().create_task(_housekeeping(model, upload_max_age))
+    keeper = asyncio.get_running_loop().create_task(housekeeping(model, upload_max_age))
     try:
         ssl_ctx = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
         site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
