@@ -32,13 +32,10 @@ Deleted = list[dict[str, str]]
 
 
 class ContainerBackend(Protocol):
-    """Lifecycle, inspection and stdio of containers (``/containers/...``, ``/commit``)."""
+    """The lifecycle of containers: create, start, stop, kill, pause, wait, rename, remove, prune."""
 
     def get(self, name: str) -> Container: ...
-    def create(self, body: JSON, name: str | None) -> tuple[Container, Strings]: ...
-    def list(self, all_: bool, limit: int, filters: FilterMap) -> JSONList: ...
-    async def list_sized(self, all_: bool, limit: int, filters: FilterMap) -> JSONList: ...
-    async def inspect(self, name: str, size: bool = False) -> JSON: ...
+    async def create(self, body: JSON, name: str | None) -> tuple[Container, Strings]: ...
     async def start(self, name: str) -> None: ...
     async def stop(self, name: str, timeout: int | None, sig: str | None) -> None: ...
     async def restart(self, name: str, timeout: int | None, sig: str | None) -> None: ...
@@ -49,16 +46,39 @@ class ContainerBackend(Protocol):
     async def remove(self, name: str, force: bool, volumes: bool) -> None: ...
     async def rename(self, name: str, new_name: str) -> None: ...
     async def prune(self, filters: FilterMap) -> JSON: ...
+
+
+class ContainerQueryBackend(Protocol):
+    """What containers look like, changing nothing: list, inspect, logs, stats."""
+
+    def list(self, all_: bool, limit: int, filters: FilterMap) -> JSONList: ...
+    async def list_sized(self, all_: bool, limit: int, filters: FilterMap) -> JSONList: ...
+    async def inspect(self, name: str, size: bool = False) -> JSON: ...
     def stats(self, name: str, previous: JSON | None) -> JSON: ...
-    async def changes(self, name: str) -> JSONList: ...
-    async def top(self, name: str, ps_args: str) -> JSON: ...
-    async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
-                     changes: Strings, pause: bool, overrides: JSON | None) -> str: ...
-    def resize(self, name: str, h: int, w: int) -> None: ...
     def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
              until: float) -> AsyncIterator[Records]: ...
+
+
+class StdioBackend(Protocol):
+    """A container's stdio: attach (waits for a created container's start), resize, settle."""
+
     async def attach(self, name: str) -> Attachment | None: ...
+    def resize(self, name: str, h: int, w: int) -> None: ...
     async def settle(self, name: str, timeout: float = 5.0) -> None: ...
+
+
+class SnapshotBackend(Protocol):
+    """A container's filesystem as a layer: ``docker diff`` and ``docker commit``."""
+
+    async def changes(self, name: str) -> JSONList: ...
+    async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
+                     changes: Strings, pause: bool, overrides: JSON | None) -> str: ...
+
+
+class ProcessBackend(Protocol):
+    """The processes of a running container (``docker top``)."""
+
+    async def top(self, name: str, ps_args: str) -> JSON: ...
 
 
 class ExecBackend(Protocol):
@@ -143,6 +163,10 @@ class Scratch(Protocol):
 
 
 CONTAINERS = web.AppKey[ContainerBackend]("containers")
+CONTAINER_QUERIES = web.AppKey[ContainerQueryBackend]("container_queries")
+STDIO = web.AppKey[StdioBackend]("stdio")
+SNAPSHOTS = web.AppKey[SnapshotBackend]("snapshots")
+PROCESSES = web.AppKey[ProcessBackend]("processes")
 EXECS = web.AppKey[ExecBackend]("execs")
 ARCHIVES = web.AppKey[ArchiveBackend]("archives")
 IMAGES = web.AppKey[ImageBackend]("images")
@@ -158,6 +182,10 @@ class Backends:
     """Everything the API is built on; ``build_app`` puts each under its key."""
 
     containers: ContainerBackend
+    container_queries: ContainerQueryBackend
+    stdio: StdioBackend
+    snapshots: SnapshotBackend
+    processes: ProcessBackend
     execs: ExecBackend
     archives: ArchiveBackend
     images: ImageBackend
@@ -169,6 +197,10 @@ class Backends:
 
     def install(self, app: web.Application) -> None:
         app[CONTAINERS] = self.containers
+        app[CONTAINER_QUERIES] = self.container_queries
+        app[STDIO] = self.stdio
+        app[SNAPSHOTS] = self.snapshots
+        app[PROCESSES] = self.processes
         app[EXECS] = self.execs
         app[ARCHIVES] = self.archives
         app[IMAGES] = self.images

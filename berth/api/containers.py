@@ -10,7 +10,16 @@ import re
 from aiohttp import web
 
 from berth.api import bodies
-from berth.api.backends import ARCHIVES, CONTAINERS, ContainerBackend
+from berth.api.backends import (
+    ARCHIVES,
+    CONTAINER_QUERIES,
+    CONTAINERS,
+    PROCESSES,
+    SNAPSHOTS,
+    STDIO,
+    ContainerBackend,
+    ContainerQueryBackend,
+)
 from berth.api.common import (
     MULTIPLEXED,
     RAW_STREAM,
@@ -37,6 +46,10 @@ def svc(request: web.Request) -> ContainerBackend:
     return request.app[CONTAINERS]
 
 
+def queries(request: web.Request) -> ContainerQueryBackend:
+    return request.app[CONTAINER_QUERIES]
+
+
 # Docker's name rule; fullmatch, because Python's ``$`` also matches before a final newline
 _NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
@@ -52,20 +65,21 @@ async def create(request: web.Request) -> web.Response:
     if name:
         _check_name(name)
     body = await json_body(request, schema=bodies.CREATE_REQUEST)
-    c, warnings = svc(request).create(body, name)
+    c, warnings = await svc(request).create(body, name)
     return json_response({"Id": c.id, "Warnings": warnings}, status=201)
 
 
 @routes.get("/containers/json")
 async def list_(request: web.Request) -> web.Response:
     args = (qbool(request, "all"), qint(request, "limit", -1), filters(request))
-    out = await svc(request).list_sized(*args) if qbool(request, "size") else svc(request).list(*args)
+    q = queries(request)
+    out = await q.list_sized(*args) if qbool(request, "size") else q.list(*args)
     return json_response(out)
 
 
 @routes.get("/containers/{id}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return json_response(await svc(request).inspect(request.match_info["id"], qbool(request, "size")))
+    return json_response(await queries(request).inspect(request.match_info["id"], qbool(request, "size")))
 
 
 @routes.post("/containers/{id}/start")
@@ -138,8 +152,8 @@ async def prune(request: web.Request) -> web.Response:
 
 @routes.get("/containers/{id}/stats")
 async def stats(request: web.Request) -> web.StreamResponse:
-    s = svc(request)
-    c = s.get(request.match_info["id"])
+    s = queries(request)
+    c = svc(request).get(request.match_info["id"])
     stream = qbool(request, "stream", True)
     one_shot = qbool(request, "one-shot")
     if one_shot and stream:
@@ -154,7 +168,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
         while True:
             previous = s.stats(c.id, previous)
             await resp.write((dumps(previous) + "\n").encode())
-            if not stream or not c.state.running or not _exists(s, c.id):
+            if not stream or not c.state.running or not _exists(svc(request), c.id):
                 break
             await asyncio.sleep(1)
     except (ConnectionResetError, BrokenPipeError):
@@ -173,7 +187,7 @@ def _exists(s: ContainerBackend, cid: str) -> bool:
 
 @routes.get("/containers/{id}/changes")
 async def changes(request: web.Request) -> web.Response:
-    return json_response(await svc(request).changes(request.match_info["id"]) or None)
+    return json_response(await request.app[SNAPSHOTS].changes(request.match_info["id"]) or None)
 
 
 @routes.post("/commit")
@@ -182,7 +196,7 @@ async def commit(request: web.Request) -> web.Response:
     if not name:
         raise InvalidParameter("No container specified")
     overrides = await json_body(request, required=False, schema=bodies.CONFIG)
-    iid = await svc(request).commit(name, request.query.get("repo") or None, request.query.get("tag") or None,
+    iid = await request.app[SNAPSHOTS].commit(name, request.query.get("repo") or None, request.query.get("tag") or None,
                                     request.query.get("comment", ""), request.query.get("author", ""),
                                     request.query.getall("changes", []), qbool(request, "pause", True), overrides)
     return json_response({"Id": iid}, status=201)
@@ -236,7 +250,7 @@ async def rename(request: web.Request) -> web.Response:
 
 @routes.get("/containers/{id}/top")
 async def top(request: web.Request) -> web.Response:
-    return json_response(await svc(request).top(request.match_info["id"], request.query.get("ps_args", "")))
+    return json_response(await request.app[PROCESSES].top(request.match_info["id"], request.query.get("ps_args", "")))
 
 
 @routes.post("/containers/{id}/kill")
@@ -253,14 +267,14 @@ async def remove(request: web.Request) -> web.Response:
 
 @routes.post("/containers/{id}/resize")
 async def resize(request: web.Request) -> web.Response:
-    svc(request).resize(request.match_info["id"], qint(request, "h", 0), qint(request, "w", 0))
+    request.app[STDIO].resize(request.match_info["id"], qint(request, "h", 0), qint(request, "w", 0))
     return web.Response(status=200)
 
 
 @routes.get("/containers/{id}/logs")
 async def logs(request: web.Request) -> web.StreamResponse:
-    s = svc(request)
-    c = s.get(request.match_info["id"])
+    s = queries(request)
+    c = svc(request).get(request.match_info["id"])
     stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
     if not stdout and not stderr:
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
@@ -285,8 +299,8 @@ def _log_frame(rec: logfile.Record, timestamps: bool, tty: bool) -> bytes:
 
 @routes.post("/containers/{id}/attach")
 async def attach(request: web.Request) -> web.StreamResponse:
-    s = svc(request)
-    c = s.get(request.match_info["id"])
+    s, io = queries(request), request.app[STDIO]
+    c = svc(request).get(request.match_info["id"])
     want_stdin, want_out, want_err = qbool(request, "stdin"), qbool(request, "stdout"), qbool(request, "stderr")
     tty = bool(c.config.get("Tty"))
     h = await hijack(request, RAW_STREAM if tty else MULTIPLEXED)
@@ -297,10 +311,10 @@ async def attach(request: web.Request) -> web.StreamResponse:
                 if batch:
                     await h.write(b"".join(_log_frame(rec, False, tty) for rec in batch))
         if qbool(request, "stream"):
-            att = await h.until_closed(s.attach(c.id))  # a created container: until it starts
+            att = await h.until_closed(io.attach(c.id))  # a created container: until it starts
             if att is not None:
                 await _pump(h, att, tty, want_stdin, want_out, want_err)
-                await s.settle(c.id)
+                await io.settle(c.id)
     except (ConnectionResetError, BrokenPipeError):
         pass
     finally:

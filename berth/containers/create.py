@@ -3,11 +3,13 @@ writable layer made, all undone if a step fails."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
 import secrets
 import time
+from collections.abc import Set
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +32,11 @@ _NOUN = ["babbage", "curie", "darwin", "euler", "fermi", "hopper", "lamarr", "lo
          "ritchie", "shannon", "thompson", "turing", "wozniak", "yonath"]
 
 
-def create(svc: ContainerService, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
-    """Check a create request, then make the container: record, /etc files, volumes, writable layer."""
+async def create(svc: ContainerService, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
+    """Check a create request, then make the container: record, /etc files, volumes, writable layer.
+
+    The writable layer is made in a thread (vfs copies the image's tree); the name is held in
+    ``svc.pending_names`` meanwhile, so a second create cannot take it."""
     if not isinstance(body, dict):
         raise InvalidParameter("invalid JSON: container config must be an object")
     image_name = body.get("Image") or ""
@@ -41,12 +46,12 @@ def create(svc: ContainerService, body: dict[str, Any], name: str | None) -> tup
         if not NAME.match(name):
             raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         name = name.lstrip("/")
-        if name in svc.by_name:
-            other = svc.by_name[name]
+        if name in svc.by_name or name in svc.pending_names:
+            other = svc.by_name.get(name, "")
             raise Conflict(f'Conflict. The container name "/{name}" is already in use by container "{other}". '
                            "You have to remove (or rename) that container to be able to reuse that name.")
     else:
-        name = _random_name(svc.by_name)
+        name = _random_name(svc.by_name.keys() | svc.pending_names)
     hc = body.get("HostConfig") or {}
     if not isinstance(hc, dict):
         raise InvalidParameter("HostConfig: must be an object")
@@ -81,6 +86,15 @@ def create(svc: ContainerService, body: dict[str, Any], name: str | None) -> tup
         hostname_path=os.path.join(cdir, "hostname"), hosts_path=os.path.join(cdir, "hosts"),
         resolv_conf_path=os.path.join(cdir, "resolv.conf"),
     )
+    svc.pending_names.add(name)
+    try:
+        return await _make(svc, c, cdir, mount_points, image.top_layer), warnings
+    finally:
+        svc.pending_names.discard(name)
+
+
+async def _make(svc: ContainerService, c: Container, cdir: str, mount_points: list[MountPoint],
+                top_layer: str | None) -> Container:
     os.makedirs(cdir, mode=0o710)
     created_volumes: list[str] = []
     try:
@@ -93,21 +107,46 @@ def create(svc: ContainerService, body: dict[str, Any], name: str | None) -> tup
                 os.makedirs(mp.Source, mode=0o755)  # as ``docker run -v`` does
         c.mounts = [asdict(mp) for mp in mount_points]
         etcfiles.write(c)
-        svc.layers.create_rw(cid, image.top_layer)
         try:
+            await asyncio.to_thread(svc.layers.make_rw, c.id, top_layer)
+            svc.layers.record_rw(c.id, top_layer)
             svc.store.add(c)
         except BaseException:
-            svc.layers.remove_rw(cid)
+            svc.layers.remove_rw(c.id)
             raise
     except BaseException:
         remove_tree(cdir)
         for name in created_volumes:
             svc.volumes.remove(name, [], force=True)
         raise
-    return c, warnings
+    return c
 
 
-def _random_name(taken: dict[str, str]) -> str:
+async def rename(svc: ContainerService, name: str, new_name: str) -> None:
+    c = svc.get(name)
+    if not new_name or not NAME.match(new_name):
+        raise InvalidParameter(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    new_name = new_name.lstrip("/")
+    if new_name == c.name:
+        raise InvalidParameter("Renaming a container with the same name as its current name")
+    async with svc.lock(c.id):
+        if new_name in svc.by_name:
+            raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
+                           f'"{svc.by_name[new_name]}". You have to remove (or rename) that container to be '
+                           "able to reuse that name.")
+        old = c.name
+        c.name = new_name
+        try:
+            svc.store.save(c)
+        except BaseException:
+            c.name = old
+            raise
+        del svc.by_name[old]
+        svc.by_name[new_name] = c.id
+    svc.event(c, "rename", oldName="/" + old)
+
+
+def _random_name(taken: Set[str]) -> str:
     while True:
         n = f"{random.choice(_ADJ)}_{random.choice(_NOUN)}"
         if n in taken:

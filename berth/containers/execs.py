@@ -47,6 +47,7 @@ class ExecSession:
     pid: int = 0
     started: bool = False
     process: ExecProcess | None = None
+    probe: bool = False  # a healthcheck's: never listed in the container's ExecIDs
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def inspect(self) -> dict[str, Any]:
@@ -107,6 +108,7 @@ class ExecService:
     async def probe(self, c: Container, argv: list[str], timeout: float) -> tuple[int, str]:
         """A healthcheck probe: an exec session that is not listed in ExecIDs."""
         session = self._new(c, {"Cmd": argv, "AttachStdout": True, "AttachStderr": True})
+        session.probe = True
         try:
             proc = await self.start(session.id, detach=False)
             out = health.ProbeOutput()  # keeps 4 KiB; reads (and drops) the rest until the pipes close
@@ -148,10 +150,10 @@ class ExecService:
         return s
 
     def ids_of(self, cid: str) -> list[str]:
-        return [s.id for s in self.sessions.values() if s.container_id == cid]
+        return [s.id for s in self.sessions.values() if s.container_id == cid and not s.probe]
 
     def forget_container(self, cid: str) -> None:
-        for eid in self.ids_of(cid):
+        for eid in [s.id for s in self.sessions.values() if s.container_id == cid]:
             del self.sessions[eid]
 
     def _process_spec(self, s: ExecSession, rootfs: str, hostname: str) -> dict[str, Any]:

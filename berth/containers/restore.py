@@ -21,9 +21,11 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from berth.containers import restart
 from berth.containers.mounts import unstage
 from berth.containers.store import Container, State
 from berth.daemon.leftovers import mounts_under
+from berth.errors import BerthError
 from berth.fsutil import discard_tree, remove_tree
 from berth.images.service import rfc3339
 from berth.layers import mount as mnt
@@ -34,6 +36,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("berth.containers")
 _LIVE = ("running", "paused", "stopped")
+
+
+async def restore_all(svc: ContainerService) -> None:
+    """Reconcile, then apply restart policies at daemon start; interrupted back-offs resume."""
+    await reconcile(svc)
+    for c in list(svc.by_id.values()):
+        if c.state.Status == "restarting" and not svc.restarts.pending(c.id):
+            svc.restarts.schedule(c)
+        elif restart.start_with_daemon(c):
+            try:
+                await svc.start(c.id)
+            except BerthError as e:
+                log.warning("restart policy: starting %s failed: %s", c.id[:12], e)
 
 
 async def reconcile(svc: ContainerService) -> None:

@@ -9,38 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from berth import crashpoint
 from berth.containers import create as creation
-from berth.containers import logs as logfile
-from berth.containers import restart, views
-from berth.containers import stats as container_stats
+from berth.containers import restart, startspec, views
 from berth.containers.config import log_max_file, log_size_max
 from berth.containers.execs import ExecService
 from berth.containers.healthsup import HealthSupervisor
 from berth.containers.mounts import unstage
 from berth.containers.procs import Processes
+from berth.containers.queries import ContainerQueries
 from berth.containers.restart import RestartPolicies
-from berth.containers.restore import reconcile
+from berth.containers.restore import restore_all
 from berth.containers.snapshots import Snapshots
+from berth.containers.stdio import Stdio
 from berth.containers.store import Container, ContainerNotFound, ContainerStore, State
 from berth.containers.tasks import TaskGroup
 from berth.containers.volumeuse import VolumeUse
-from berth.errors import BerthError, Conflict, InvalidParameter, NotFound, NotModified
+from berth.containers.waiters import Waiters
+from berth.errors import BerthError, Conflict, InvalidParameter, NotModified
 from berth.filters import Filters
-from berth.fsutil import discard_tree, empty_trash, remove_tree, write_file
+from berth.fsutil import discard_tree, empty_trash, remove_tree
 from berth.images.service import ImageService, rfc3339
 from berth.layers.store import LayerStore
-from berth.runtime import hostconfig
-from berth.runtime import spec as ocispec
-from berth.runtime.interface import Attachment, Bundle, Runtime, RuntimeFailure
+from berth.runtime.interface import Bundle, Runtime, RuntimeFailure
 from berth.runtime.signals import parse_signal
 from berth.volumes.store import VolumeStore
 
@@ -64,9 +62,8 @@ class ContainerService:
         empty_trash(self.trash)
         self.by_id: dict[str, Container] = {}
         self.by_name: dict[str, str] = {}
-        self._exit_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._remove_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._attachers: dict[str, list[asyncio.Future[Attachment | None]]] = {}
+        self.pending_names: set[str] = set()  # taken by a create still making its container
+        self.waiters = Waiters()
         self._locks: dict[str, asyncio.Lock] = {}
         self.tasks = TaskGroup()  # background work, cancelled at shutdown
         self._runtime_cleanup: dict[str, asyncio.Task[None]] = {}
@@ -74,11 +71,13 @@ class ContainerService:
         self.publish: Callable[[str, str, str, dict[str, str]], None] = lambda *_a: None
         # the concerns around the lifecycle, each behind its own narrow interface
         self.execs = ExecService(runtime, self.tasks, self.get, self.bundle, layers.driver.rootfs_path, self.event)
+        self.queries = ContainerQueries(self.by_id, self.get, images, layers, volumes.root, self.execs.ids_of)
         self.restarts = RestartPolicies(store.save, self._restart_now, self.tasks)
-        self.health = HealthSupervisor(self._image_config, self.execs.probe, self._health_changed)
+        self.health = HealthSupervisor(self.queries.image_config, self.execs.probe, self._health_changed)
         self.mounts = VolumeUse(volumes, self.by_id, self.run_dir)
         self.snapshots = Snapshots(self)
         self.processes = Processes(self.get)
+        self.stdio = Stdio(self.get, runtime, self.bundle, self.waiters)
 
     def event(self, c: Container, action: str, **extra: str) -> None:
         attrs = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
@@ -100,9 +99,6 @@ class ContainerService:
                 raise InvalidParameter(f"multiple containers found with provided prefix: {name}")
         raise ContainerNotFound(name)
 
-    def using_image(self, image_id: str) -> list[tuple[str, bool]]:
-        return [(c.id, c.state.running) for c in self.by_id.values() if c.image_id == image_id]
-
     def bundle(self, c: Container) -> Bundle:
         return Bundle(id=c.id, dir=os.path.join(self.run_dir, c.id), name=c.name, log=c.log_path)
 
@@ -112,30 +108,20 @@ class ContainerService:
             lock = self._locks[cid] = asyncio.Lock()
         return lock
 
+    def _mount(self, cid: str, bundle_dir: str) -> str:
+        """The bundle directory made and the rootfs mounted (blocking: run in a thread)."""
+        os.makedirs(bundle_dir, exist_ok=True)
+        return self.layers.mount_rw(cid)
+
     def _spawn(self, coro: Any) -> None:
         self.tasks.spawn(coro)
 
-    def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
-        c, warnings = creation.create(self, body, name)
+    async def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
+        c, warnings = await creation.create(self, body, name)
         self.by_id[c.id] = c
         self.by_name[c.name] = c.id
         self.event(c, "create")
         return c, warnings
-
-    # API entry points that live in their own modules (the API reaches them here until it has
-    # a backend per resource)
-    async def changes(self, name: str) -> list[dict[str, Any]]:
-        return await self.snapshots.changes(name)
-
-    async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
-                     changes: list[str], pause: bool, overrides: dict[str, Any] | None) -> str:
-        return await self.snapshots.commit(name, repo, tag, comment, author, changes, pause, overrides)
-
-    def rootfs_view(self, c: Container, with_mounts: bool = True) -> contextlib.AbstractAsyncContextManager[str]:
-        return self.snapshots.rootfs_view(c, with_mounts)
-
-    async def top(self, name: str, ps_args: str) -> dict[str, Any]:
-        return await self.processes.top(name, ps_args)
 
     # -- start ---------------------------------------------------------------------------------------
     async def start(self, name: str) -> None:
@@ -160,39 +146,13 @@ class ContainerService:
             await cleanup
         b = self.bundle(c)
         t0 = time.perf_counter()
-        os.makedirs(b.dir, exist_ok=True)
-        rootfs = self.layers.mount_rw(c.id)
+        rootfs = await asyncio.to_thread(self._mount, c.id, b.dir)
         t_mount = time.perf_counter()
         acquired: list[str] = []
         try:
             user_mounts = await self.mounts.prepare(c, rootfs, acquired)
             cfg = c.config
-            try:
-                ocispec.workdir_in_rootfs(rootfs, cfg.get("WorkingDir") or "")
-            except (ValueError, OSError) as e:
-                raise InvalidParameter(f"cannot create the working directory: {e}") from e
-            try:
-                spec = ocispec.build_spec(
-                    rootfs=rootfs, args=[c.path, *c.args], env=list(cfg.get("Env") or []),
-                    cwd=cfg.get("WorkingDir") or "/", user=cfg.get("User") or "", hostname=cfg["Hostname"],
-                    terminal=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
-                    cgroup_path=f"/berth/{c.id}",
-                    etc_files={"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path,
-                               "/etc/resolv.conf": c.resolv_conf_path},
-                    readonly_rootfs=bool(c.host_config.get("ReadonlyRootfs")),
-                    shm_size=int(c.host_config.get("ShmSize") or 64 << 20),
-                    extra_mounts=user_mounts,
-                )
-            except ValueError as e:
-                raise InvalidParameter(str(e)) from e
-            try:
-                hostconfig.apply(spec, c.host_config)
-            except OSError as e:
-                raise InvalidParameter(f"error applying HostConfig: {e}") from e
-            if c.host_config.get("NetworkMode") == "host":
-                spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
-            # the bundle is ephemeral: no fsync
-            write_file(os.path.join(b.dir, "config.json"), json.dumps(spec).encode())
+            await asyncio.to_thread(startspec.write_bundle, c, rootfs, user_mounts, b.dir)
             t_spec = time.perf_counter()
             try:
                 created = await self.runtime.create(b, terminal=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
@@ -206,14 +166,9 @@ class ContainerService:
             for name in acquired:
                 self.volumes.release(name)
             self.layers.unmount_rw(c.id)
-            self._notify(self._attachers, c.id, None)
+            self.waiters.start_failed(c.id)
             raise
-        for fut in self._attachers.pop(c.id, []):
-            if not fut.done():
-                try:
-                    fut.set_result(self.runtime.attach(b))
-                except OSError as e:
-                    fut.set_exception(e)
+        self.waiters.started(c.id, lambda: self.runtime.attach(b))
         t_create = time.perf_counter()
         crashpoint.hit("after-runtime-create")
         try:
@@ -241,23 +196,14 @@ class ContainerService:
                   (t_mount - t0) * 1e3, (t_spec - t_mount) * 1e3, (t_create - t_spec) * 1e3, (t_end - t_create) * 1e3)
 
     def _fail_start(self, c: Container, msg: str) -> str:
-        """Record a failed start; return the message in the words Docker (and its CLI) use.
-
-        The docker CLI maps "executable file not found" / "no such file or directory" to
-        exit 127 and "permission denied" to 126, so the wording matters.
-        """
-        low = msg.lower()
-        code = 127 if ("not found" in low or "no such file" in low) else 126 if "permission denied" in low else 128
-        if code == 127:
-            msg = f'OCI runtime create failed: {msg}: exec: "{c.path}": executable file not found in $PATH: unknown'
-        elif code == 126:
-            msg = f'OCI runtime create failed: {msg}: exec: "{c.path}": permission denied: unknown'
+        """Record a failed start; return the message to report (berth/containers/startspec.py)."""
+        code, msg = startspec.failure(c, msg)
         now = time.time()
         c.state = State(Status="created" if c.state.StartedTs == 0 else "exited", ExitCode=code, Error=msg,
                         StartedAt=c.state.StartedAt, StartedTs=c.state.StartedTs, FinishedAt=rfc3339(now),
                         FinishedTs=now)
         self.store.save(c)
-        self._notify(self._exit_waiters, c.id)
+        self.waiters.exited(c.id)
         return msg
 
     async def _exited(self, cid: str, finished: float | None = None) -> None:
@@ -282,7 +228,7 @@ class ContainerService:
         if oom:
             self.event(c, "oom")
         self.event(c, "die", exitCode=str(c.state.ExitCode))
-        self._notify(self._exit_waiters, cid)
+        self.waiters.exited(cid)
         if restart.wanted(c):
             self.restarts.schedule(c)
             return
@@ -291,11 +237,6 @@ class ContainerService:
                 await self.remove(cid, force=True, volumes=True)
             except BerthError as e:
                 log.warning("auto-remove %s: %s", cid[:12], e)
-
-    def _notify(self, table: dict[str, list[asyncio.Future[Any]]], cid: str, result: Any = None) -> None:
-        for fut in table.pop(cid, []):
-            if not fut.done():
-                fut.set_result(result)
 
     async def _restart_now(self, cid: str) -> None:
         """A restart policy's timer fired (berth/containers/restart.py)."""
@@ -314,12 +255,6 @@ class ContainerService:
             except BerthError as e:
                 log.warning("restart of %s failed: %s", cid[:12], e)
 
-    def _image_config(self, c: Container) -> dict[str, Any]:
-        try:
-            return self.images.images.get(c.image_id).config.get("config") or {}
-        except BerthError:
-            return {}
-
     def _health_changed(self, c: Container, status: str) -> None:
         if c.id in self.by_id:
             self.store.save(c)
@@ -332,56 +267,13 @@ class ContainerService:
         self.health.close()
         await self.tasks.close()
 
-    # -- restore after a daemon restart ------------------------------------------------------------------
     async def restore(self) -> None:
-        await reconcile(self)  # records agree with the runtime: berth/containers/restore.py
-        # restart policies at daemon start; interrupted back-offs resume
-        for c in list(self.by_id.values()):
-            if c.state.Status == "restarting" and not self.restarts.pending(c.id):
-                self.restarts.schedule(c)
-            elif restart.start_with_daemon(c):
-                try:
-                    await self.start(c.id)
-                except BerthError as e:
-                    log.warning("restart policy: starting %s failed: %s", c.id[:12], e)
+        """After a daemon restart: records agree with the runtime, restart policies resume."""
+        await restore_all(self)
 
     # -- wait -------------------------------------------------------------------------------------------
     async def wait(self, name: str, condition: str) -> dict[str, Any]:
-        c = self.get(name)
-        if condition not in ("", "not-running", "next-exit", "removed"):
-            raise InvalidParameter(f"invalid condition: {condition!r}")
-        cid = c.id
-        loop = asyncio.get_running_loop()
-        if condition == "removed":
-            fut: asyncio.Future[None] = loop.create_future()
-            self._remove_waiters.setdefault(cid, []).append(fut)
-            await fut
-        elif condition == "next-exit" or c.state.running:
-            fut = loop.create_future()
-            self._exit_waiters.setdefault(cid, []).append(fut)
-            await fut
-        return {"StatusCode": c.state.ExitCode, "Error": {"Message": c.state.Error} if c.state.Error else None}
-
-    # -- stop / kill / remove -------------------------------------------------------------------------------
-    async def _wait_exit(self, c: Container, timeout: float | None) -> bool:
-        if not c.state.running:
-            return True
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._exit_waiters.setdefault(c.id, []).append(fut)
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-            return True
-        except TimeoutError:
-            return False
-
-    async def settle(self, name: str, timeout: float = 5.0) -> None:
-        """After a container's stdio closed: give its exit a moment to be recorded, so a client
-        that saw the stream end and acts next (inspect, rm) sees the container stopped."""
-        try:
-            c = self.get(name)
-        except NotFound:
-            return
-        await self._wait_exit(c, timeout)
+        return await self.waiters.wait(self.get(name), condition)
 
     async def stop(self, name: str, timeout: int | None, sig: str | None) -> None:
         c = self.get(name)
@@ -391,25 +283,28 @@ class ContainerService:
             raise InvalidParameter(str(e)) from e
         if timeout is None:
             timeout = c.config.get("StopTimeout") or 10
-        async with self.lock(c.id):  # not while a policy restart is half-way through _start
-            if self.restarts.cancel(c):
-                c.state.ManuallyStopped = True
-                self.store.save(c)
-                return
-            if not c.state.running:
-                raise NotModified("container already stopped")
-            c.state.ManuallyStopped = True
-            self.store.save(c)
+        if not await self._stopping(c, NotModified("container already stopped")):
+            return
         await self._thaw(c)
         self._signal(c, stop_sig)
-        if timeout < 0 or await self._wait_exit(c, timeout):
+        if timeout < 0 or await self.waiters.exit(c, timeout):
             if timeout < 0:
-                await self._wait_exit(c, None)
+                await self.waiters.exit(c, None)
         else:
             self._signal(c, signal.SIGKILL)
-            await self._wait_exit(c, None)
+            await self.waiters.exit(c, None)
         self.restarts.cancel(c)  # it may have exited on its own just before, and been scheduled
         self.event(c, "stop")
+
+    async def _stopping(self, c: Container, not_running: BerthError) -> bool:
+        """Record a manual stop; False when it only cancelled a pending policy restart."""
+        async with self.lock(c.id):  # not while a policy restart is half-way through _start
+            cancelled = self.restarts.cancel(c)
+            if not cancelled and not c.state.running:
+                raise not_running
+            c.state.ManuallyStopped = True
+            self.store.save(c)
+        return not cancelled
 
     async def restart(self, name: str, timeout: int | None, sig: str | None) -> None:
         """Stop (when running), then start: ``docker restart``."""
@@ -457,20 +352,13 @@ class ContainerService:
             s = parse_signal(sig or "SIGKILL")
         except ValueError as e:
             raise InvalidParameter(str(e)) from e
-        async with self.lock(c.id):
-            if self.restarts.cancel(c):
-                c.state.ManuallyStopped = True
-                self.store.save(c)
-                return
-            if not c.state.running:
-                raise Conflict(f"Cannot kill container: {name}: Container {c.id} is not running")
-            c.state.ManuallyStopped = True
-            self.store.save(c)
+        if not await self._stopping(c, Conflict(f"Cannot kill container: {name}: Container {c.id} is not running")):
+            return
         await self._thaw(c)
         self.event(c, "kill", signal=str(s))
         self._signal(c, s)
         if s == signal.SIGKILL:
-            await self._wait_exit(c, None)
+            await self.waiters.exit(c, None)
 
     async def remove(self, name: str, force: bool, volumes: bool) -> None:
         c = self.get(name)
@@ -486,7 +374,7 @@ class ContainerService:
             await self._thaw(c)
             self.event(c, "kill", signal=str(int(signal.SIGKILL)))
             self._signal(c, signal.SIGKILL)
-            await self._wait_exit(c, None)
+            await self.waiters.exit(c, None)
         if c.state.Status == "removing" and c.id not in self.by_id:
             return
         async with self.lock(c.id):
@@ -514,8 +402,7 @@ class ContainerService:
                     except BerthError as e:
                         log.warning("removing volume %s of %s: %s", m["Name"], c.id[:12], e)
         self.event(c, "destroy")
-        self._notify(self._exit_waiters, c.id)
-        self._notify(self._remove_waiters, c.id)
+        self.waiters.removed(c.id)
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         f = Filters.of(filters).validate(views.PRUNE_FILTERS)
@@ -531,105 +418,5 @@ class ContainerService:
             reclaimed += size
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
-    async def df_items(self) -> list[dict[str, Any]]:
-        out = await self.list_sized(True, -1, {})
-        for item in out:
-            image = self.images.images.get(item["ImageID"]) if item["ImageID"] else None
-            item["SizeRootFs"] = item["SizeRw"] + (self.images.image_size(image) if image else 0)
-        return out
-
-    def stats(self, name: str, previous: dict[str, Any] | None) -> dict[str, Any]:
-        c = self.get(name)
-        running = c.state.Status in ("running", "paused")
-        return container_stats.read_stats(f"/berth/{c.id}" if running else "/berth/nonexistent",
-                                          c.state.Pid if running else 0, c.name, c.id, previous)
-
-    # -- rename / top --------------------------------------------------------------------------------------
     async def rename(self, name: str, new_name: str) -> None:
-        c = self.get(name)
-        if not new_name or not creation.NAME.match(new_name):
-            raise InvalidParameter(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-        new_name = new_name.lstrip("/")
-        if new_name == c.name:
-            raise InvalidParameter("Renaming a container with the same name as its current name")
-        async with self.lock(c.id):
-            if new_name in self.by_name:
-                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
-                               f'"{self.by_name[new_name]}". You have to remove (or rename) that container to be '
-                               "able to reuse that name.")
-            old = c.name
-            c.name = new_name
-            try:
-                self.store.save(c)
-            except BaseException:
-                c.name = old
-                raise
-            del self.by_name[old]
-            self.by_name[new_name] = c.id
-        self.event(c, "rename", oldName="/" + old)
-
-    # -- attach / logs / resize -------------------------------------------------------------------------------
-    async def attach(self, name: str) -> Attachment | None:
-        """The container's stdio; waits for ``start`` if the container is only created."""
-        c = self.get(name)
-        if c.state.running:
-            return self.runtime.attach(self.bundle(c))
-        if c.state.Status != "created" and c.state.Status != "exited":
-            raise Conflict("You cannot attach to a stopped container, start it first")
-        fut: asyncio.Future[Attachment | None] = asyncio.get_running_loop().create_future()
-        self._attachers.setdefault(c.id, []).append(fut)
-        try:
-            return await fut
-        finally:
-            lst = self._attachers.get(c.id)
-            if lst and fut in lst:
-                lst.remove(fut)
-
-    def resize(self, name: str, h: int, w: int) -> None:
-        c = self.get(name)
-        if not c.state.running:
-            raise Conflict(f"Container {c.id} is not running")
-        self.runtime.resize(self.bundle(c), h, w)
-
-    async def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
-                   until: float) -> AsyncIterator[list[logfile.Record]]:
-        """Batches of log records: tailed from the file's end, read and parsed off the event loop."""
-        c = self.get(name)
-        reader = logfile.LogReader(c.log_path)  # an open file: removal cannot cut a follower short
-
-        def wanted(r: logfile.Record) -> bool:
-            if (r.stream == logfile.STDOUT and not stdout) or (r.stream == logfile.STDERR and not stderr):
-                return False
-            if since and r.epoch < since:
-                return False
-            return not (until and r.epoch > until)
-
-        try:
-            async for batch in logfile.existing(reader, tail):
-                yield [r for r in batch if wanted(r)]
-            if follow and c.state.running:
-                async for batch in logfile.follow(reader, lambda: c.state.running and c.id in self.by_id):
-                    yield [r for r in batch if wanted(r)]
-        finally:
-            reader.close()
-
-    # -- list / inspect -------------------------------------------------------------------------------------
-    async def list_sized(self, all_: bool, limit: int, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-        """``ps --size``: the listing plus each writable layer's size, walked off the event loop."""
-        out = self.list(all_, limit, filters)
-        for entry in out:
-            entry["SizeRw"] = await asyncio.to_thread(self.layers.rw_size, entry["Id"])
-        return out
-
-    def list(self, all_: bool, limit: int, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-        items = sorted(self.by_id.values(), key=lambda x: x.created_ts, reverse=True)
-        return views.listing(items, all_, limit, filters, self.get, lambda refs: views.image_family(self.images, refs),
-                             self.volumes.root)
-
-    async def inspect(self, name: str, size: bool = False) -> dict[str, Any]:
-        c = self.get(name)
-        d = views.detail(c, self.layers.driver, self.execs.ids_of(c.id), self.volumes.root)
-        if size:
-            d["SizeRw"] = await asyncio.to_thread(self.layers.rw_size, c.id)
-        return d
-
+        await creation.rename(self, name, new_name)  # names are checked and taken there

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 class Snapshots:
     def __init__(self, svc: ContainerService) -> None:
         self.svc = svc  # lookup, locks, pause/unpause, events; its layers and images
+        self.get = svc.get
 
     async def changes(self, name: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.svc.layers.changes, self.svc.get(name).id)
@@ -70,9 +71,10 @@ class Snapshots:
         async with self.svc.lock(c.id):
             if c.id not in self.svc.by_id:
                 raise ContainerNotFound(c.id)
-            path = self.svc.layers.mount_rw(c.id)
+            # mounting (and reading /proc/self/mountinfo) can take a while on a busy host: a thread
+            path = await asyncio.to_thread(self.svc.layers.mount_rw, c.id)
             try:
                 yield path
             finally:
                 if not c.state.running:
-                    self.svc.layers.unmount_rw(c.id)
+                    await asyncio.to_thread(self.svc.layers.unmount_rw, c.id)

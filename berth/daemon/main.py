@@ -172,7 +172,7 @@ class Daemon:
         runtime = make_runtime(cfg.exec_root, cfg.runtime, cfg.monitor)
         log.info("containers run under %s", type(runtime).__name__)
         holder: dict[str, ContainerService] = {}
-        image_service = ImageService(images, layers, scratch, lambda iid: holder["c"].using_image(iid),
+        image_service = ImageService(images, layers, scratch, lambda iid: holder["c"].queries.using_image(iid),
                                      driver.name)
         volume_store = VolumeStore(conn, os.path.join(cfg.data_root, "volumes"))
         containers = ContainerService(ContainerStore(conn), image_service, layers, runtime, volume_store,
@@ -187,9 +187,11 @@ class Daemon:
         self.content = content  # --registry-addr serves from it
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
-        system = SystemService(cfg, containers, image_service, lambda: len(images.list()), volumes, driver)
-        return build_app(Backends(containers=containers, execs=containers.execs,
-                                  archives=ArchiveService(containers, image_service.scratch_path),
+        system = SystemService(cfg, containers.queries, image_service, lambda: len(images.list()), volumes, driver)
+        return build_app(Backends(containers=containers, container_queries=containers.queries,
+                                  stdio=containers.stdio, snapshots=containers.snapshots,
+                                  processes=containers.processes, execs=containers.execs,
+                                  archives=ArchiveService(containers.snapshots, image_service.scratch_path),
                                   images=image_service, distribution=distribution, volumes=volumes, system=system,
                                   events=bus, scratch=image_service))
 

@@ -216,8 +216,15 @@ class LayerStore:
 
     # -- containers' writable layers ----------------------------------------------------
     def create_rw(self, cid: str, parent: str | None) -> None:
-        lowers = [x.cache_id for x in self.chain(parent)]
-        self.driver.new_rw(cid, lowers)
+        self.make_rw(cid, parent)
+        self.record_rw(cid, parent)
+
+    def make_rw(self, cid: str, parent: str | None) -> None:
+        """The writable layer's files (blocking: vfs copies the image; safe in a worker thread, as
+        it writes no row); ``record_rw`` then records it, on the thread that owns the database."""
+        self.driver.new_rw(cid, [x.cache_id for x in self.chain(parent)])
+
+    def record_rw(self, cid: str, parent: str | None) -> None:
         with transaction(self.conn):
             self.conn.execute("INSERT INTO rw_layers VALUES (?,?,?)", (cid, parent, time.time()))
 

@@ -1,0 +1,64 @@
+"""What a start hands the runtime: the OCI spec assembled from a container's record, and the
+words a failed start is reported in."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from berth.containers.store import Container
+from berth.errors import InvalidParameter
+from berth.fsutil import write_file
+from berth.runtime import hostconfig
+from berth.runtime import spec as ocispec
+
+
+def build(c: Container, rootfs: str, user_mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OCI spec of a start (blocking: makes the working directory inside ``rootfs``)."""
+    cfg = c.config
+    try:
+        ocispec.workdir_in_rootfs(rootfs, cfg.get("WorkingDir") or "")
+    except (ValueError, OSError) as e:
+        raise InvalidParameter(f"cannot create the working directory: {e}") from e
+    try:
+        spec = ocispec.build_spec(
+            rootfs=rootfs, args=[c.path, *c.args], env=list(cfg.get("Env") or []),
+            cwd=cfg.get("WorkingDir") or "/", user=cfg.get("User") or "", hostname=cfg["Hostname"],
+            terminal=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
+            cgroup_path=f"/berth/{c.id}",
+            etc_files={"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path,
+                       "/etc/resolv.conf": c.resolv_conf_path},
+            readonly_rootfs=bool(c.host_config.get("ReadonlyRootfs")),
+            shm_size=int(c.host_config.get("ShmSize") or 64 << 20),
+            extra_mounts=user_mounts,
+        )
+    except ValueError as e:
+        raise InvalidParameter(str(e)) from e
+    try:
+        hostconfig.apply(spec, c.host_config)
+    except OSError as e:
+        raise InvalidParameter(f"error applying HostConfig: {e}") from e
+    if c.host_config.get("NetworkMode") == "host":
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+    return spec
+
+
+def write_bundle(c: Container, rootfs: str, user_mounts: list[dict[str, Any]], bundle_dir: str) -> None:
+    """Write ``config.json`` into the bundle (blocking; the bundle is ephemeral: no fsync)."""
+    write_file(os.path.join(bundle_dir, "config.json"), json.dumps(build(c, rootfs, user_mounts)).encode())
+
+
+def failure(c: Container, msg: str) -> tuple[int, str]:
+    """The exit code and message of a failed start, in the words Docker (and its CLI) use.
+
+    The docker CLI maps "executable file not found" / "no such file or directory" to
+    exit 127 and "permission denied" to 126, so the wording matters.
+    """
+    low = msg.lower()
+    code = 127 if ("not found" in low or "no such file" in low) else 126 if "permission denied" in low else 128
+    if code == 127:
+        msg = f'OCI runtime create failed: {msg}: exec: "{c.path}": executable file not found in $PATH: unknown'
+    elif code == 126:
+        msg = f'OCI runtime create failed: {msg}: exec: "{c.path}": permission denied: unknown'
+    return code, msg
