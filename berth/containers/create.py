@@ -74,7 +74,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None) 
     cfg["Image"] = image_name
     argv = list(cfg["Entrypoint"] or []) + list(cfg["Cmd"] or [])
     now = time.time()
-    cdir = os.path.join(svc.dir, cid)
+    cdir = os.path.join(svc.files.dir, cid)
     hc = dict(hc)
     hc.setdefault("NetworkMode", "default")
     hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})

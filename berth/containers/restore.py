@@ -73,9 +73,9 @@ async def reconcile(svc: ContainerService) -> None:
 
 async def _orphans(svc: ContainerService, runtime: dict[str, str]) -> None:
     known = set(svc.by_id)
-    bundles = set(os.listdir(svc.run_dir)) if os.path.isdir(svc.run_dir) else set()
+    bundles = set(os.listdir(svc.files.run_dir)) if os.path.isdir(svc.files.run_dir) else set()
     for cid in sorted((set(runtime) | bundles) - known):
-        b = Bundle(id=cid, dir=os.path.join(svc.run_dir, cid))
+        b = Bundle(id=cid, dir=os.path.join(svc.files.run_dir, cid))
         log.info("removing runtime leftovers of unknown container %s", cid[:12])
         await svc.runtime.reap(b)
         for target in mounts_under(b.dir):  # staged volume subpaths: never delete through them
@@ -83,16 +83,16 @@ async def _orphans(svc: ContainerService, runtime: dict[str, str]) -> None:
         remove_tree(b.dir)
         svc.runtime.clear_exit(b)
     for cid in bundles & known:  # config.json is written through a temporary
-        for name in os.listdir(os.path.join(svc.run_dir, cid)):
+        for name in os.listdir(os.path.join(svc.files.run_dir, cid)):
             if ".tmp-" in name:
-                os.unlink(os.path.join(svc.run_dir, cid, name))
+                os.unlink(os.path.join(svc.files.run_dir, cid, name))
     for (cid,) in svc.layers.conn.execute("SELECT cid FROM rw_layers").fetchall():
         if cid not in known:
             log.info("removing the writable layer of unknown container %s", cid[:12])
             svc.layers.remove_rw(cid)
-    for name in os.listdir(svc.dir):
+    for name in os.listdir(svc.files.dir):
         if name not in known and name != ".trash":
-            discard_tree(os.path.join(svc.dir, name), svc.trash)
+            discard_tree(os.path.join(svc.files.dir, name), svc.files.trash)
 
 
 async def _settle(svc: ContainerService, c: Container, rstate: str | None) -> None:
@@ -106,8 +106,7 @@ async def _settle(svc: ContainerService, c: Container, rstate: str | None) -> No
         if rstate in ("running", "paused") and c.state.Status != rstate:  # a pause or resume cut short
             c.state.Status = rstate
         svc.store.save(c)
-        cid = c.id
-        if svc.runtime.watch(b, live.monitor_pid, lambda: svc._spawn(svc._exited(cid))):
+        if svc.watch_exit(b, live.monitor_pid):
             log.info("container %s still running (pid %d); watching it again", c.id[:12], c.state.Pid)
             svc.health.start(c)
             for m in c.mounts:
@@ -120,6 +119,6 @@ async def _settle(svc: ContainerService, c: Container, rstate: str | None) -> No
     if c.state.running:
         await svc._exited(c.id, svc.runtime.exit_status(b).at)
     else:
-        unstage(svc.mounts.staging_dir(c))  # mounted for a start that never finished
+        unstage(svc.files.staging_dir(c))  # mounted for a start that never finished
         svc.layers.unmount_rw(c.id)
         svc.runtime.clear_exit(b)

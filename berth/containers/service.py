@@ -1,8 +1,9 @@
-"""The containers backend the API calls: create, start, wait, stop, kill, remove, logs, attach.
+"""The lifecycle of containers: create, start, exit, stop, kill, pause, restart, rename, remove.
 
-State changes are written to SQLite before they are announced; the monitor (conmon)
-holds the container's stdio and exit code, so this service can be restarted at any time
-and ``restore`` picks every container up where it was.
+State changes are written to SQLite before they are announced; the monitor holds the container's
+stdio and exit code, so berthd can be restarted at any time and ``restore`` picks every container up
+where it was. The concerns around the lifecycle (queries, stdio, snapshots, exec, health, restart
+policies, volumes, files) are modules of their own, built here and reached by the API directly.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -21,6 +21,7 @@ from berth.containers import create as creation
 from berth.containers import restart, startspec, views
 from berth.containers.config import log_max_file, log_size_max
 from berth.containers.execs import ExecService
+from berth.containers.files import ContainerFiles
 from berth.containers.healthsup import HealthSupervisor
 from berth.containers.mounts import unstage
 from berth.containers.procs import Processes
@@ -35,7 +36,6 @@ from berth.containers.volumeuse import VolumeUse
 from berth.containers.waiters import Waiters
 from berth.errors import BerthError, Conflict, InvalidParameter, NotModified
 from berth.filters import Filters
-from berth.fsutil import discard_tree, empty_trash, remove_tree
 from berth.images.service import ImageService, rfc3339
 from berth.layers.store import LayerStore
 from berth.runtime.interface import Bundle, Runtime, RuntimeFailure
@@ -43,7 +43,6 @@ from berth.runtime.signals import parse_signal
 from berth.volumes.store import VolumeStore
 
 log = logging.getLogger("berth.containers")
-
 
 
 class ContainerService:
@@ -54,14 +53,11 @@ class ContainerService:
         self.images = images
         self.layers = layers
         self.runtime = runtime
-        self.dir = os.path.join(data_root, "containers")
-        self.run_dir = os.path.join(exec_root, "c")
-        self.trash = os.path.join(self.dir, ".trash")
-        os.makedirs(self.dir, exist_ok=True)
-        os.makedirs(self.run_dir, exist_ok=True)
-        empty_trash(self.trash)
+        self.files = ContainerFiles(layers, runtime, data_root, exec_root)
+        self.bundle = self.files.bundle
         self.by_id: dict[str, Container] = {}
         self.by_name: dict[str, str] = {}
+        self._exiting: set[str] = set()  # exits being recorded (their unmounts run in a thread)
         self.pending_names: set[str] = set()  # taken by a create still making its container
         self.waiters = Waiters()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -74,7 +70,7 @@ class ContainerService:
         self.queries = ContainerQueries(self.by_id, self.get, images, layers, volumes.root, self.execs.ids_of)
         self.restarts = RestartPolicies(store.save, self._restart_now, self.tasks)
         self.health = HealthSupervisor(self.queries.image_config, self.execs.probe, self._health_changed)
-        self.mounts = VolumeUse(volumes, self.by_id, self.run_dir)
+        self.mounts = VolumeUse(volumes, self.by_id, self.files.staging_dir)
         self.snapshots = Snapshots(self)
         self.processes = Processes(self.get)
         self.stdio = Stdio(self.get, runtime, self.bundle, self.waiters)
@@ -84,7 +80,6 @@ class ContainerService:
         attrs.update(image=c.image, name=c.name, **extra)
         self.publish("container", action, c.id, attrs)
 
-    # -- lookup -----------------------------------------------------------------------------
     def get(self, name: str) -> Container:
         cid = self.by_name.get(name.lstrip("/"))
         if cid is not None:
@@ -99,22 +94,23 @@ class ContainerService:
                 raise InvalidParameter(f"multiple containers found with provided prefix: {name}")
         raise ContainerNotFound(name)
 
-    def bundle(self, c: Container) -> Bundle:
-        return Bundle(id=c.id, dir=os.path.join(self.run_dir, c.id), name=c.name, log=c.log_path)
-
     def lock(self, cid: str) -> asyncio.Lock:
         lock = self._locks.get(cid)
         if lock is None:
             lock = self._locks[cid] = asyncio.Lock()
         return lock
 
-    def _mount(self, cid: str, bundle_dir: str) -> str:
-        """The bundle directory made and the rootfs mounted (blocking: run in a thread)."""
-        os.makedirs(bundle_dir, exist_ok=True)
-        return self.layers.mount_rw(cid)
+    async def quiesce(self, cid: str) -> None:
+        """Wait for the runtime's cleanup after an exit: before a start or a removal."""
+        cleanup = self._runtime_cleanup.pop(cid, None)
+        if cleanup is not None:
+            await cleanup
 
-    def _spawn(self, coro: Any) -> None:
-        self.tasks.spawn(coro)
+    def watch_exit(self, b: Bundle, monitor_pid: int) -> bool:
+        """Record the container's exit when its monitor reports it; False if it has already exited."""
+        def on_exit() -> None:
+            self.tasks.spawn(self._exited(b.id))
+        return self.runtime.watch(b, monitor_pid, on_exit)
 
     async def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
         c, warnings = await creation.create(self, body, name)
@@ -137,16 +133,14 @@ class ContainerService:
                 if c.host_config.get("AutoRemove"):
                     # as Docker: a --rm container that cannot start is removed, which is what
                     # `docker run --rm` waits for (condition=removed) after a failed start
-                    self._spawn(self.remove(c.id, force=True, volumes=True))
+                    self.tasks.spawn(self.remove(c.id, force=True, volumes=True))
                 raise
 
     async def _start(self, c: Container) -> None:
-        cleanup = self._runtime_cleanup.pop(c.id, None)
-        if cleanup is not None:
-            await cleanup
+        await self.quiesce(c.id)
         b = self.bundle(c)
         t0 = time.perf_counter()
-        rootfs = await asyncio.to_thread(self._mount, c.id, b.dir)
+        rootfs = await asyncio.to_thread(self.files.mount, c)
         t_mount = time.perf_counter()
         acquired: list[str] = []
         try:
@@ -162,7 +156,7 @@ class ContainerService:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
         except BaseException:
-            unstage(self.mounts.staging_dir(c))
+            unstage(self.files.staging_dir(c))
             for name in acquired:
                 self.volumes.release(name)
             self.layers.unmount_rw(c.id)
@@ -189,26 +183,22 @@ class ContainerService:
         self.store.save(c)
         self.health.start(c)
         self.event(c, "start")
-        if not self.runtime.watch(b, created.monitor_pid, lambda: self._spawn(self._exited(c.id))):
-            self._spawn(self._exited(c.id))
+        if not self.watch_exit(b, created.monitor_pid):
+            self.tasks.spawn(self._exited(c.id))
         t_end = time.perf_counter()
         log.debug("start %s: mount %.1f ms, spec %.1f ms, monitor+create %.1f ms, start %.1f ms", c.id[:12],
                   (t_mount - t0) * 1e3, (t_spec - t_mount) * 1e3, (t_create - t_spec) * 1e3, (t_end - t_create) * 1e3)
 
     def _fail_start(self, c: Container, msg: str) -> str:
         """Record a failed start; return the message to report (berth/containers/startspec.py)."""
-        code, msg = startspec.failure(c, msg)
-        now = time.time()
-        c.state = State(Status="created" if c.state.StartedTs == 0 else "exited", ExitCode=code, Error=msg,
-                        StartedAt=c.state.StartedAt, StartedTs=c.state.StartedTs, FinishedAt=rfc3339(now),
-                        FinishedTs=now)
+        c.state, msg = startspec.failed(c, msg)
         self.store.save(c)
         self.waiters.exited(c.id)
         return msg
 
     async def _exited(self, cid: str, finished: float | None = None) -> None:
         c = self.by_id.get(cid)
-        if c is None or not c.state.running:
+        if c is None or not c.state.running or cid in self._exiting:
             return
         b = self.bundle(c)
         status = self.runtime.exit_status(b)
@@ -216,8 +206,12 @@ class ContainerService:
         if finished is None:
             finished = time.time()
         self.health.stop(cid)
+        self._exiting.add(cid)
+        try:  # unmounting waits on the kernel (tens of ms on a busy host): not on the event loop
+            await asyncio.to_thread(self.files.unmount, c)
+        finally:
+            self._exiting.discard(cid)
         self.mounts.release(c)
-        self.layers.unmount_rw(cid)
         # The runtime's leftover state is cleared in the background: nobody needs to wait for
         # it except a later start of this container, which awaits it.
         self._runtime_cleanup[cid] = self.tasks.spawn(self.runtime.delete(b))
@@ -382,25 +376,17 @@ class ContainerService:
                 return
             c.state.Status = "removing"
             self.store.save(c)
-            self.layers.remove_rw(c.id)
-            unstage(self.mounts.staging_dir(c))  # never let a tree removal reach into a mounted volume
-            remove_tree(self.bundle(c).dir)
-            discard_tree(os.path.join(self.dir, c.id), self.trash)
-            self.runtime.clear_exit(self.bundle(c))
+            await self.quiesce(c.id)
+            await asyncio.to_thread(self.files.discard, c)  # files first, then the rows: as a crash would leave it
+            self.layers.forget_rw(c.id)
             self.store.delete(c.id)
-            self._runtime_cleanup.pop(c.id, None)
             self.execs.forget_container(c.id)
             self.restarts.forget(c.id)
             del self.by_id[c.id]
             self.by_name.pop(c.name, None)
             self._locks.pop(c.id, None)
         if volumes:
-            for m in c.mounts:
-                if m["Type"] == "volume" and m.get("Anonymous") and not self.mounts.users(m["Name"]):
-                    try:
-                        self.volumes.remove(m["Name"], [], force=True)
-                    except BerthError as e:
-                        log.warning("removing volume %s of %s: %s", m["Name"], c.id[:12], e)
+            self.mounts.remove_anonymous(c)
         self.event(c, "destroy")
         self.waiters.removed(c.id)
 

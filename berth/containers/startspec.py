@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
-from berth.containers.store import Container
+from berth.containers.store import Container, State
 from berth.errors import InvalidParameter
 from berth.fsutil import write_file
+from berth.images.service import rfc3339
 from berth.runtime import hostconfig
 from berth.runtime import spec as ocispec
 
@@ -49,8 +51,8 @@ def write_bundle(c: Container, rootfs: str, user_mounts: list[dict[str, Any]], b
     write_file(os.path.join(bundle_dir, "config.json"), json.dumps(build(c, rootfs, user_mounts)).encode())
 
 
-def failure(c: Container, msg: str) -> tuple[int, str]:
-    """The exit code and message of a failed start, in the words Docker (and its CLI) use.
+def failed(c: Container, msg: str) -> tuple[State, str]:
+    """The state after a failed start, and its message in the words Docker (and its CLI) use.
 
     The docker CLI maps "executable file not found" / "no such file or directory" to
     exit 127 and "permission denied" to 126, so the wording matters.
@@ -61,4 +63,7 @@ def failure(c: Container, msg: str) -> tuple[int, str]:
         msg = f'OCI runtime create failed: {msg}: exec: "{c.path}": executable file not found in $PATH: unknown'
     elif code == 126:
         msg = f'OCI runtime create failed: {msg}: exec: "{c.path}": permission denied: unknown'
-    return code, msg
+    now = time.time()
+    return State(Status="created" if c.state.StartedTs == 0 else "exited", ExitCode=code, Error=msg,
+                 StartedAt=c.state.StartedAt, StartedTs=c.state.StartedTs, FinishedAt=rfc3339(now),
+                 FinishedTs=now), msg

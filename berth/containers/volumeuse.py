@@ -4,20 +4,25 @@ copy-up into empty volumes, staged subpaths, and the volume users the volume ser
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from berth.containers.mounts import MountPoint, copy_up, stage_subpath, unstage
 from berth.containers.store import Container
-from berth.errors import InvalidParameter
+from berth.errors import BerthError, InvalidParameter
 from berth.volumes.store import VolumeStore
+
+log = logging.getLogger("berth.containers")
 
 
 class VolumeUse:
-    def __init__(self, volumes: VolumeStore, by_id: dict[str, Container], run_dir: str) -> None:
+    def __init__(self, volumes: VolumeStore, by_id: dict[str, Container],
+                 staging_dir: Callable[[Container], str]) -> None:
         self.volumes = volumes
         self.by_id = by_id  # the containers berthd knows (shared with the lifecycle)
-        self.run_dir = run_dir
+        self.staging_dir = staging_dir  # where a container's volume subpaths are bind-mounted
 
     async def prepare(self, c: Container, rootfs: str, acquired: list[str]) -> list[dict[str, Any]]:
         """OCI mount entries for the container's volumes, binds and tmpfs; copies image content
@@ -55,15 +60,20 @@ class VolumeUse:
             out.append({"destination": mp.Destination, "type": "bind", "source": src, "options": opts})
         return out
 
-    def staging_dir(self, c: Container) -> str:
-        """Where a container's volume subpaths are bind-mounted for the runtime (daemon-only)."""
-        return os.path.join(self.run_dir, c.id, "subpaths")
-
     def release(self, c: Container) -> None:
         unstage(self.staging_dir(c))
         for m in c.mounts:
             if m["Type"] == "volume":
                 self.volumes.release(m["Name"])
+
+    def remove_anonymous(self, c: Container) -> None:
+        """``rm -v``: the container's anonymous volumes that no other container uses."""
+        for m in c.mounts:
+            if m["Type"] == "volume" and m.get("Anonymous") and not self.users(m["Name"]):
+                try:
+                    self.volumes.remove(m["Name"], [], force=True)
+                except BerthError as e:
+                    log.warning("removing volume %s of %s: %s", m["Name"], c.id[:12], e)
 
     def users(self, name: str) -> list[str]:
         return [c.id for c in self.by_id.values() if any(m["Type"] == "volume" and m["Name"] == name

@@ -246,8 +246,16 @@ class LayerStore:
         mnt.unmount(self.driver.rootfs_path(cid))  # a no-op where the driver did not mount
 
     def remove_rw(self, cid: str) -> None:
+        self.drop_rw(cid)
+        self.forget_rw(cid)
+
+    def drop_rw(self, cid: str) -> None:
+        """The writable layer's files unmounted and discarded (blocking; writes no row, so it may
+        run in a worker thread); ``forget_rw`` then deletes the record."""
         self.unmount_rw(cid)
         self.driver.remove(cid)
+
+    def forget_rw(self, cid: str) -> None:
         with transaction(self.conn):
             self.conn.execute("DELETE FROM rw_layers WHERE cid=?", (cid,))
 
