@@ -24,13 +24,14 @@ import logging
 import os
 import stat
 
+from berth.layers.drivers import DRIVER_DIRS
+
 log = logging.getLogger("berthd")
 
 UMASK = 0o022
 DATA_ROOT_MODE = 0o710  # group is root: with no user-namespace remapping, 0710 shuts out every other user
 EXEC_ROOT_MODE = 0o700  # bundles hold config.json with the container's environment
-# Gate directories below the data root, with Docker's modes for the same trees. overlay keeps 0710 as
-# Docker's overlay2 does (group x is for a remapped root, which berth does not have); its "l" 0700.
+# Gate directories below the data root, with Docker's modes for the same trees.
 DATA_DIRS: dict[str, int] = {
     "containers": 0o710,
     "content": 0o700,  # blobs: image configs, compressed layers
@@ -39,13 +40,9 @@ DATA_DIRS: dict[str, int] = {
     "distribution": 0o700,
     "volumes": 0o701,  # as Docker's local volume driver; unreachable anyway through the data root
     "tmp": 0o700,
-    "overlay": 0o710,
-    "overlay/l": 0o700,
-    "vfs": 0o710,
-    "vfs/dir": 0o710,
+    **{rel: mode for dirs in DRIVER_DIRS.values() for rel, mode in dirs.items()},  # the storage drivers' own
 }
 LEGACY_DIRS = frozenset({"image", "distribution"})
-DRIVER_DIRS: dict[str, tuple[str, ...]] = {"overlay": ("overlay", "overlay/l"), "vfs": ("vfs", "vfs/dir")}
 SECRET_FILES: dict[str, int] = {
     "berth.db": 0o600, "berth.db-wal": 0o600, "berth.db-shm": 0o600, "berthd.lock": 0o600,
 }

@@ -22,6 +22,14 @@ from berth.storecheck import ORPHAN, Leftover, ls, trash_contents
 
 # What every container sees before its own layer: mount points the runtime binds over, made in
 # an "init" layer as Docker does, so they never show up in diff or commit.
+# Each driver's directories under the data root and their modes (Docker's overlay2 keeps 0710, group
+# x being for a remapped root, which berth does not have; its short-link dir "l" 0700). berthd's
+# host-permission gate sets them at every start without knowing what a driver is.
+DRIVER_DIRS: dict[str, dict[str, int]] = {
+    "overlay": {"overlay": 0o710, "overlay/l": 0o700},
+    "vfs": {"vfs": 0o710, "vfs/dir": 0o710},
+}
+
 INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
 INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
 _INIT_PATHS = frozenset(INIT_FILES + INIT_DIRS)
