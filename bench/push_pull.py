@@ -121,13 +121,14 @@ def breakdown(save_tar: bytes, root: str) -> None:
         print(f"  {name:34} {total / secs:8.1f} MB/s")
 
 
-def start_berthd(root: str, procs: list[subprocess.Popen[bytes]]) -> docker.DockerClient:
+def start_berthd(root: str, procs: list[subprocess.Popen[bytes]],
+                 extra: list[str] | None = None) -> docker.DockerClient:
     sock = os.path.join(root, "b.sock")
     procs.append(subprocess.Popen([sys.executable, "-m", "berth.daemon.main", "-H", f"unix://{sock}",
-                                   "--data-root", f"{root}/data", "--exec-root", f"{root}/run"],
+                                   "--data-root", f"{root}/data", "--exec-root", f"{root}/run", *(extra or [])],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     client = docker.DockerClient(base_url=f"unix://{sock}", version="1.45", timeout=600)
-    for _ in range(200):
+    for _ in range(300):
         try:
             client.ping()
             return client

@@ -36,21 +36,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from push_pull import free_port, make_image, start_berthd, wait_port  # noqa: E402
 
 
-def start_berthd_with(root: str, procs: list[subprocess.Popen[bytes]], extra: list[str]) -> docker.DockerClient:
-    sock = os.path.join(root, "b.sock")
-    procs.append(subprocess.Popen([sys.executable, "-m", "berth.daemon.main", "-H", f"unix://{sock}",
-                                   "--data-root", f"{root}/data", "--exec-root", f"{root}/run", *extra],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    client = docker.DockerClient(base_url=f"unix://{sock}", version="1.45", timeout=600)
-    for _ in range(300):
-        try:
-            client.ping()
-            return client
-        except Exception:
-            time.sleep(0.05)
-    raise RuntimeError("berthd did not start")
-
-
 def stop(p: subprocess.Popen[bytes]) -> None:
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
@@ -123,7 +108,7 @@ def engine_push(args: argparse.Namespace, root: str, data: bytes, mb: float) -> 
     port = free_port()
     broot = os.path.join(root, "engine-registry")
     try:
-        client = start_berthd_with(broot, procs, ["--registry-addr", f"127.0.0.1:{port}"])
+        client = start_berthd(broot, procs, ["--registry-addr", f"127.0.0.1:{port}"])
         wait_port(port)
         sock = os.path.join(broot, "b.sock")
         list(client.api.load_image(data))
@@ -193,7 +178,7 @@ def run(args: argparse.Namespace) -> None:
                 cache_root = os.path.join(root, f"cache{i}-{r}")
                 proxy, url = start(cache_root, upstream_url)
                 mirror_root = os.path.join(root, f"mirror{i}-{r}")
-                client = start_berthd_with(mirror_root, procs, ["--registry-mirror", f"{upstream_host}={url}"])
+                client = start_berthd(mirror_root, procs, ["--registry-mirror", f"{upstream_host}={url}"])
                 try:
                     times[f"{label} cold"].append(timed_pull(client, ref))
                     times[f"{label} warm"].append(timed_pull(client, ref))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from berth.crashpoint import ENV
-from tests.conftest import Daemon, cleanup_daemon, mounts_under, new_daemon
+from tests.conftest import Daemon, _daemon_fixture, mounts_under
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +25,7 @@ def monitor(each_monitor: str) -> str:
 
 @pytest.fixture
 def d(busybox_tar: str, monitor: str) -> Iterator[Daemon]:
-    dm = new_daemon(extra=["--monitor", monitor])
-    try:
-        dm.start()
-        with open(busybox_tar, "rb") as f:
-            list(dm.client().api.load_image(f.read()))
-        yield dm
-    finally:
-        cleanup_daemon(dm)
+    yield from _daemon_fixture("overlay", busybox_tar, monitor)
 
 
 def alive(pid: int) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from tests.conftest import Daemon, cleanup_daemon, new_daemon
+from tests.conftest import Daemon, _daemon_fixture
 
 EPERM, ENOSYS = 1, 38
 CLONE_NEWUSER, SIGCHLD = 0x10000000, 17
@@ -256,15 +256,8 @@ def profileless_daemon(request: pytest.FixtureRequest, busybox_tar: str, tmp_pat
     if request.param == "broken":
         with open(path, "w") as f:
             f.write('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [')
-    monkeypatch.setenv("BERTH_SECCOMP_PROFILE", path)
-    d = new_daemon()
-    try:
-        d.start()
-        with open(busybox_tar, "rb") as f:
-            list(d.client().api.load_image(f.read()))
-        yield d
-    finally:
-        cleanup_daemon(d)
+    monkeypatch.setenv("BERTH_SECCOMP_PROFILE", path)  # berthd inherits it
+    yield from _daemon_fixture("overlay", busybox_tar)
 
 
 def test_refuses_containers_without_a_profile(profileless_daemon: Daemon) -> None:

@@ -375,7 +375,7 @@ class _Extractor:
                 return 0  # device nodes need privilege; skip them as Docker does rootless
             fd = os.open(base, safepath.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
             try:
-                _set_meta_proc(fd, m)
+                _set_meta(f"/proc/self/fd/{fd}", m, times=True)
             finally:
                 os.close(fd)
             return 0
@@ -411,7 +411,7 @@ class _Extractor:
         it was created with."""
         skip_owner = made and (m.uid, m.gid) == self.ids and not self.parent_setgid
         skip_mode = made and created_mode == m.mode & 0o7777 and not self.parent_setgid
-        _set_meta_fd(fd, m, times, owner=not skip_owner, mode=not skip_mode)
+        _set_meta(fd, m, times, owner=not skip_owner, mode=not skip_mode)
 
     def _hardlink(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         link_rel = clean_name(m.linkname)
@@ -474,45 +474,29 @@ def _chown_ok(e: OSError) -> bool:
     return e.errno in (errno.EPERM, errno.EINVAL)
 
 
-def _set_meta_fd(fd: int, m: tarfile.TarInfo, times: bool, owner: bool = True, mode: bool = True) -> None:
-    """Owner, xattrs, mode (and times) of a file or directory we hold open."""
+def _set_meta(target: int | str, m: tarfile.TarInfo, times: bool, owner: bool = True, mode: bool = True) -> None:
+    """Owner, xattrs, mode (and times) of an object we hold: an fd we opened, or for a device node
+    or FIFO held by an ``O_PATH`` fd (opening it could block or reach a device) the path
+    ``/proc/self/fd/N``, which names exactly that inode."""
     if owner:
         try:
-            os.fchown(fd, m.uid, m.gid)
+            os.chown(target, m.uid, m.gid)
         except OSError as e:
             if not _chown_ok(e):
                 raise
     for name, val in _xattrs(m):
         try:
-            os.setxattr(fd, name, val)
+            os.setxattr(target, name, val)
         except OSError:
             pass
     if mode:
-        os.fchmod(fd, m.mode & 0o7777)
+        os.chmod(target, m.mode & 0o7777)
     if times:
-        _set_times_fd(fd, m)
-
-
-def _set_meta_proc(fd: int, m: tarfile.TarInfo) -> None:
-    """The same for a device node or FIFO held by an ``O_PATH`` fd (opening it could block or
-    reach a device): ``/proc/self/fd/N`` names exactly that inode."""
-    path = f"/proc/self/fd/{fd}"
-    try:
-        os.chown(path, m.uid, m.gid)
-    except OSError as e:
-        if not _chown_ok(e):
-            raise
-    for name, val in _xattrs(m):
+        mtime, atime = _times(m)
         try:
-            os.setxattr(path, name, val)
+            os.utime(target, (atime, mtime))
         except OSError:
             pass
-    os.chmod(path, m.mode & 0o7777)
-    mtime, atime = _times(m)
-    try:
-        os.utime(path, (atime, mtime))
-    except OSError:
-        pass
 
 
 def _set_meta_link(pfd: int, base: str, m: tarfile.TarInfo) -> None:

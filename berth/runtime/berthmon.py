@@ -33,7 +33,7 @@ import signal
 import subprocess
 from importlib import resources
 
-from berth.runtime.conmon import ConmonRuntime, Paths, _clean_runtime_error, is_conmon
+from berth.runtime.conmon import ConmonRuntime, Paths, clean_runtime_error, is_conmon, is_live_monitor
 from berth.runtime.interface import Bundle, Created, Live, RuntimeFailure
 
 log = logging.getLogger("berth.runtime")
@@ -85,14 +85,7 @@ def self_check(path: str) -> None:
 
 def is_berth_monitor(pid: int, cid: str) -> bool:
     """Whether ``pid`` is a live berth-monitor for container ``cid`` (not a recycled pid, not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != b"Z" and os.path.basename(argv[0]).startswith(NAME.encode()) and cid.encode() in argv
+    return is_live_monitor(pid, cid, lambda prog: prog.startswith(NAME.encode()))
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
@@ -201,7 +194,7 @@ class BerthRuntime(ConmonRuntime):
         text = line.decode(errors="replace")
         if text.isdigit() and int(text) > 0:
             return int(text)
-        raise RuntimeFailure(_clean_runtime_error(text.removeprefix("-1 ") or "berth-monitor exited"))
+        raise RuntimeFailure(clean_runtime_error(text.removeprefix("-1 ") or "berth-monitor exited"))
 
     def _forget(self, cid: str) -> None:
         """A monitor created but never started: closing its go pipe makes it exit."""

@@ -140,7 +140,7 @@ class ConmonRuntime:
             pid, msg = -1, {"message": data.decode(errors="replace")}
         if pid <= 0:
             detail = msg.get("message") or "runtime create failed"
-            raise RuntimeFailure(_clean_runtime_error(detail))
+            raise RuntimeFailure(clean_runtime_error(detail))
         with open(paths.conmon_pidfile) as f:
             conmon_pid = int(f.read().strip())
         return Created(pid=pid, monitor_pid=conmon_pid)
@@ -170,7 +170,7 @@ class ConmonRuntime:
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, err = await proc.communicate()
         if proc.returncode != 0:
-            raise RuntimeFailure(_clean_runtime_error(err.decode(errors="replace").strip()))
+            raise RuntimeFailure(clean_runtime_error(err.decode(errors="replace").strip()))
 
     # -- stdio -----------------------------------------------------------------------------------
     def attach(self, b: Bundle) -> ConmonAttachment:
@@ -233,7 +233,7 @@ class ConmonRuntime:
                                                     stderr=subprocess.PIPE)
         out, err = await proc.communicate()
         if proc.returncode != 0:
-            raise RuntimeFailure(_clean_runtime_error(err.decode(errors="replace").strip()))
+            raise RuntimeFailure(clean_runtime_error(err.decode(errors="replace").strip()))
         try:
             items = json.loads(out or b"null") or []
         except ValueError as e:
@@ -307,6 +307,12 @@ def _live_conmon(paths: Paths, cid: str, recorded: int = 0) -> int:
 
 def is_conmon(pid: int, cid: str) -> bool:
     """Whether ``pid`` is a live conmon for container ``cid`` (not a recycled pid, not a zombie)."""
+    return is_live_monitor(pid, cid, lambda prog: prog == b"conmon")
+
+
+def is_live_monitor(pid: int, cid: str, is_prog: Callable[[bytes], bool]) -> bool:
+    """Whether ``pid`` is a live (not zombie) process whose program name passes ``is_prog`` and whose
+    arguments name container ``cid``: a monitor, not a recycled pid."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
@@ -314,7 +320,7 @@ def is_conmon(pid: int, cid: str) -> bool:
             state = f.read().rsplit(b")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
-    return state != b"Z" and bool(argv) and os.path.basename(argv[0]) == b"conmon" and cid.encode() in argv
+    return state != b"Z" and bool(argv) and is_prog(os.path.basename(argv[0])) and cid.encode() in argv
 
 
 def _read_sync(fd: int) -> bytes:
@@ -327,7 +333,7 @@ def _read_sync(fd: int) -> bytes:
     return buf.split(b"\n", 1)[0]
 
 
-def _clean_runtime_error(s: str) -> str:
+def clean_runtime_error(s: str) -> str:
     # crun/runc errors arrive as "time=... level=error msg=..." or plain text; keep the message.
     if "msg=" in s:
         s = s.split("msg=", 1)[1].strip().strip('"')
