@@ -11,7 +11,8 @@ import tarfile
 import docker
 import pytest
 
-from berth.layers.tarapply import UnsafeTarError, apply_tar, assemble
+from berth.layers.tarapply import UnsafeTarError, apply_tar
+from berth.layers.tarsplit import assemble
 from tests.conftest import Daemon, cleanup_daemon, new_daemon, store_snapshot
 from tests.imagetools import config_for, layer_tar, save_tar
 

@@ -20,7 +20,8 @@ from berth.db import Step, migrate, schema_problem, transaction
 from berth.fsutil import dir_size, syncfs
 from berth.layers import mount as mnt
 from berth.layers.drivers import Driver
-from berth.layers.tarapply import apply_tar, assemble
+from berth.layers.tarapply import apply_tar
+from berth.layers.tarsplit import assemble
 from berth.storecheck import ORPHAN, TEMP, Findings, Leftover, column, is_temp, ls
 
 SCHEMA = """
