@@ -39,6 +39,13 @@ def write(c: Container) -> None:
     write_file(c.resolv_conf_path, ("\n".join(lines) + "\n").encode())
 
 
+def write_hosts(c: Container, addresses: list[str]) -> None:
+    """At a start on a network: the container's own name at its addresses, as Docker writes it."""
+    hostname = c.config["Hostname"]
+    names = hostname + (f".{c.config['Domainname']}\t{hostname}" if c.config.get("Domainname") else "")
+    write_file(c.hosts_path, (_HOSTS + "".join(f"{a}\t{names}\n" for a in addresses)).encode())
+
+
 def binds(c: Container) -> dict[str, str]:
     """Path in the container -> file on the host, for the runtime spec."""
     return {"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path, "/etc/resolv.conf": c.resolv_conf_path}
