@@ -92,7 +92,7 @@ class Daemon:
     def log(self) -> str:
         try:
             with open(self.log_path, errors="replace") as f:
-                return f.read()[-4000:]
+                return f.read()[-40000:]
         except OSError:
             return ""
 

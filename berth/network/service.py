@@ -171,7 +171,10 @@ class NetworkService:
         if mode.startswith("container:"):
             if self.directory is None:
                 raise InvalidParameter("container network mode is not available")
-            self.directory.find(mode.split(":", 1)[1])
+            try:
+                self.directory.find(mode.split(":", 1)[1])
+            except NotFound as e:  # a 404 here would make the docker CLI try to pull the image
+                raise InvalidParameter(f"HostConfig.NetworkMode: {e}") from e
             return
         if mode in ("none", "host"):
             return
@@ -179,10 +182,17 @@ class NetworkService:
         if ec is not None and not isinstance(ec, dict):
             raise InvalidParameter("NetworkingConfig.EndpointsConfig: must be an object")
         ec = dict(ec or {})
-        primary = self._primary(host_config)
+        if "default" in ec and mode == "default":  # the docker CLI names the default network so
+            ec.setdefault("bridge", ec.pop("default"))
+        try:
+            primary = self._primary(host_config)
+            for ref in ec:
+                self.find(ref)
+        except NetworkNotFound as e:  # 400, not 404: a 404 makes the docker CLI try to pull the image
+            raise InvalidParameter(str(e)) from e
         wanted: list[tuple[Network, JSON]] = []
         if primary is not None:
-            key = mode if mode in ec else primary.name if primary.name in ec else "bridge" if mode == "default" else ""
+            key = mode if mode in ec else primary.name if primary.name in ec else ""
             wanted.append((primary, ec.pop(key, None) or {}))
         for ref, cfg in ec.items():
             n = self.find(ref)
