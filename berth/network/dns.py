@@ -99,7 +99,9 @@ class EmbeddedDNS:
             return
         att.closed = True
         if att.udp is not None:
-            att.udp.close()
+            proto = typing.cast(_UDPProtocol, att.udp.get_protocol())
+            att.udp.close()  # the socket itself closes on a later loop turn: wait, or a re-attach cannot bind
+            await proto.lost
         if att.tcp is not None:
             att.tcp.close()
         for writer in list(att.tcp_writers):
@@ -152,7 +154,7 @@ class EmbeddedDNS:
             msg_id, flags = struct.unpack_from("!HH", data)
             if flags & w.QR:
                 return None, None  # a response: answering it would start DNS ping-pong
-            if flags & w.OPCODE_MASK != w.OPCODE_QUERY:
+            if flags & w.OPCODE_MASK not in (w.OPCODE_QUERY, w.OPCODE_NOTIFY):
                 return w.header_reply(msg_id, flags, w.NOTIMP), None
             try:
                 q = w.parse_query(data)
@@ -257,6 +259,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         self.server = server
         self.att = att
         self.transport: asyncio.DatagramTransport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.DatagramTransport, transport)
@@ -275,6 +278,10 @@ class _UDPProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("embedded DNS: UDP error for %s: %r", self.att.key, exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
 
 
 # -- upstream exchanges (from the host's namespace) -------------------------------------------------------

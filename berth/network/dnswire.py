@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 HEADER = struct.Struct("!HHHHHH")
 QR, AA, TC, RD, RA, Z = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0040
-OPCODE_MASK, OPCODE_QUERY = 0x7800, 0
+OPCODE_MASK, OPCODE_QUERY, OPCODE_NOTIFY = 0x7800, 0, 4 << 11
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 TYPE_A, TYPE_PTR, TYPE_MX, TYPE_AAAA, TYPE_SRV, TYPE_OPT = 1, 12, 15, 28, 33, 41
@@ -105,11 +105,20 @@ def parse_query(data: bytes) -> Query:
     if flags & Z or qd != 1 or an > MAX_AN or ns > MAX_NS or ar > MAX_AR:
         raise FormatError("unexpected header")
     labels, off = read_name(data, HEADER.size)
-    if off + 4 > len(data):
-        raise FormatError("truncated question")
-    qtype, qclass = struct.unpack_from("!HH", data, off)
-    off += 4
-    question = data[HEADER.size:off]
+    # As the Go DNS library: a message that ends right after the name (or the type) leaves the rest zero.
+    qtype = qclass = 0
+    if off < len(data):
+        if off + 2 > len(data):
+            raise FormatError("truncated question")
+        qtype = struct.unpack_from("!H", data, off)[0]
+        off += 2
+        if off < len(data):
+            if off + 2 > len(data):
+                raise FormatError("truncated question")
+            qclass = struct.unpack_from("!H", data, off)[0]
+            off += 2
+    # Echoed uncompressed: a pointer in the query could aim at header bytes that differ in the reply.
+    question = b"".join(bytes([len(label)]) + label for label in labels) + b"\0" + struct.pack("!HH", qtype, qclass)
     udp_size = MIN_UDP_SIZE
     for _ in range(an + ns + ar):
         rr_labels, off = read_name(data, off)
@@ -129,8 +138,9 @@ def parse_query(data: bytes) -> Query:
 
 
 def header_reply(msg_id: int, flags: int, rcode: int, question: bytes = b"") -> bytes:
-    """A reply with no records: QR, the request's opcode, RD and CD kept; RA set as Docker's resolver does."""
-    out_flags = QR | (flags & (OPCODE_MASK | RD | 0x0010)) | RA | (rcode & 0xF)
+    """An error reply with no records: QR, the request's opcode, RD and CD kept (no RA: Docker's resolver sets it
+    only on answers of its own)."""
+    out_flags = QR | (flags & (OPCODE_MASK | RD | 0x0010)) | (rcode & 0xF)
     return HEADER.pack(msg_id, out_flags, 1 if question else 0, 0, 0, 0) + question
 
 
