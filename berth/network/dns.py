@@ -1,0 +1,457 @@
+"""Docker's embedded DNS server for user-defined networks, served by berthd's own event loop.
+
+Each attached container gets a UDP and a TCP socket bound to 127.0.0.11:53 inside its network namespace
+(created there by a short-lived thread that setns()es in and out; a socket stays in the namespace it was
+made in). Names the network knows are answered from ``resolve`` (A, TTL 600); everything else is forwarded
+from the host's namespace to the host's resolvers, as Docker's resolver does for host resolvers.
+
+Docker's rules followed here: AAAA or MX for a known name is NOERROR with no answers; a PTR for a known
+address is answered, other PTRs forwarded; with an ``ndots`` the user set, an unknown single-label A/AAAA
+name gets an empty NOERROR (the client then tries its search domains) instead of being forwarded; each of
+at most three upstreams is tried in turn, moving on after a timeout, SERVFAIL or REFUSED; SERVFAIL when
+none answers; REFUSED when the container already has too many queries in flight. Requests with odd
+headers get FORMERR, other opcodes NOTIMP, responses and runts are dropped (the Go DNS library's rules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import fcntl
+import ipaddress
+import logging
+import os
+import random
+import socket
+import struct
+import threading
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from berth.network import dnswire as w
+
+log = logging.getLogger(__name__)
+
+LISTEN_ADDR = "127.0.0.11"
+RESP_TTL = 600
+MAX_UPSTREAMS = 3
+FORWARD_TIMEOUT = 4.0  # per upstream, as Docker
+MAX_FORWARDS = 128  # queries one container may have in flight upstream
+MAX_TCP_CONNS = 32  # TCP connections one container may hold open
+TCP_IDLE = 8.0  # seconds a TCP client may keep a connection silent
+MAX_TCP_QUERIES = 100  # queries on one TCP connection before it is closed
+
+Resolve = Callable[[str], list[str]]
+Reverse = Callable[[str], "str | None"]
+
+
+@dataclass
+class _Attachment:
+    key: str
+    resolve: Resolve
+    reverse: Reverse | None
+    ndots_set: bool
+    udp: asyncio.DatagramTransport | None = None
+    tcp: asyncio.Server | None = None
+    forwards: int = 0
+    rotation: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    tcp_writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    closed: bool = False
+
+
+class EmbeddedDNS:
+    def __init__(self, upstreams: Callable[[], list[str]], *, forward_timeout: float = FORWARD_TIMEOUT,
+                 max_forwards: int = MAX_FORWARDS) -> None:
+        self._upstreams = upstreams
+        self._timeout = forward_timeout
+        self._max_forwards = max_forwards
+        self._attached: dict[str, _Attachment] = {}
+
+    async def attach(self, key: str, netns_path: str, resolve: Resolve, *, reverse: Reverse | None = None,
+                     ndots_set: bool = False) -> None:
+        """Serve 127.0.0.11:53 in the namespace at ``netns_path`` for container ``key`` (re-attaching replaces
+        the old sockets). ``reverse(ip)`` names a known address for PTR; ``ndots_set``: the user gave ndots."""
+        if key in self._attached:
+            await self.detach(key)
+        udp_sock, tcp_sock = await _sockets_in_netns(netns_path)
+        att = _Attachment(key, resolve, reverse, ndots_set)
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self, att), sock=udp_sock)
+            att.udp = transport
+            att.tcp = await asyncio.start_server(lambda r, wr: self._serve_tcp(att, r, wr), sock=tcp_sock)
+        except BaseException:
+            if att.udp is not None:
+                att.udp.close()
+            else:
+                udp_sock.close()
+            tcp_sock.close()
+            raise
+        self._attached[key] = att
+
+    async def detach(self, key: str) -> None:
+        att = self._attached.pop(key, None)
+        if att is None:
+            return
+        att.closed = True
+        if att.udp is not None:
+            proto = typing.cast(_UDPProtocol, att.udp.get_protocol())
+            att.udp.close()  # the socket itself closes on a later loop turn: wait, or a re-attach cannot bind
+            await proto.lost
+        if att.tcp is not None:
+            att.tcp.close()
+        for writer in list(att.tcp_writers):
+            writer.close()
+        for task in list(att.tasks):
+            task.cancel()
+        if att.tasks:
+            await asyncio.gather(*att.tasks, return_exceptions=True)
+        if att.tcp is not None:
+            await att.tcp.wait_closed()
+
+    async def close(self) -> None:
+        for key in list(self._attached):
+            await self.detach(key)
+
+    def attached(self) -> list[str]:
+        return list(self._attached)
+
+    # -- answering --------------------------------------------------------------------------------------
+
+    def answer_locally(self, att: _Attachment, q: w.Query, max_size: int, tcp: bool) -> bytes | None:
+        """The reply from the network's own names, or None when the query must go upstream."""
+        if q.qtype == w.TYPE_PTR:
+            ip = w.ptr_address(q.qname) if q.plain else None
+            name = None
+            if ip is not None and att.reverse is not None:
+                name = att.reverse(ip)
+            if not name:
+                return None
+            return w.answer_reply(q, [(w.TYPE_PTR, RESP_TTL, w.encode_name(name))], max_size, tcp=tcp)
+        if q.qtype not in (w.TYPE_A, w.TYPE_AAAA, w.TYPE_MX):
+            return None
+        addresses = _valid_ipv4(att.resolve(q.qname)) if q.plain and q.qname else []
+        if not addresses:
+            if att.ndots_set and q.qtype != w.TYPE_MX and q.qname and "." not in q.qname:
+                return w.answer_reply(q, [], max_size, tcp=tcp)
+            return None
+        if q.qtype != w.TYPE_A:  # AAAA: the name is ours but has no IPv6 address; MX: "implicit MX"
+            return w.answer_reply(q, [], max_size, tcp=tcp)
+        att.rotation = (att.rotation + 1) % 1_000_000
+        start = att.rotation % len(addresses)
+        ordered = addresses[start:] + addresses[:start]
+        return w.answer_reply(q, w.a_records(ordered, RESP_TTL), max_size, tcp=tcp)
+
+    def handle(self, att: _Attachment, data: bytes, *, tcp: bool) -> tuple[bytes | None, w.Query | None]:
+        """(reply now, or query to forward); (None, None) means drop. Never raises."""
+        try:
+            if len(data) < w.HEADER.size:
+                return None, None
+            msg_id, flags = struct.unpack_from("!HH", data)
+            if flags & w.QR:
+                return None, None  # a response: answering it would start DNS ping-pong
+            if flags & w.OPCODE_MASK not in (w.OPCODE_QUERY, w.OPCODE_NOTIFY):
+                return w.header_reply(msg_id, flags, w.NOTIMP), None
+            try:
+                q = w.parse_query(data)
+            except w.FormatError:
+                return w.header_reply(msg_id, flags, w.FORMERR), None
+            max_size = w.MAX_MSG_SIZE if tcp else q.udp_size
+            try:
+                reply = self.answer_locally(att, q, max_size, tcp)
+            except Exception:
+                log.exception("embedded DNS: lookup of %r for %s failed", q.qname, att.key)
+                return w.header_reply(q.id, q.flags, w.SERVFAIL, q.question), None
+            if reply is not None:
+                return reply, None
+            return None, q
+        except Exception:  # a bug here must not take the server down with it
+            log.exception("embedded DNS: unexpected error handling a query for %s", att.key)
+            return None, None
+
+    async def forward(self, q: w.Query, data: bytes, *, tcp: bool) -> bytes:
+        """Ask each upstream in turn; the first real answer goes back with the client's ID."""
+        message = data[:q.end]
+        max_size = w.MAX_MSG_SIZE if tcp else q.udp_size
+        for server in _parse_upstreams(self._upstreams())[:MAX_UPSTREAMS]:
+            upstream_id = random.getrandbits(16)
+            try:
+                reply = await asyncio.wait_for(
+                    (_exchange_tcp if tcp else _exchange_udp)(server, w.rewrite_id(message, upstream_id),
+                                                              upstream_id, q.question),
+                    self._timeout)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
+                log.debug("embedded DNS: upstream %s failed: %r", server, e)
+                continue
+            if reply is None:
+                continue
+            rcode = struct.unpack_from("!H", reply, 2)[0] & 0xF
+            if rcode in (w.SERVFAIL, w.REFUSED):
+                continue
+            if len(reply) > max_size:  # the client could not take it whole: let it retry over TCP
+                flags = struct.unpack_from("!H", reply, 2)[0] | w.TC
+                return w.HEADER.pack(q.id, flags, 1, 0, 0, 0) + q.question
+            return w.rewrite_id(reply, q.id)
+        return w.header_reply(q.id, q.flags, w.SERVFAIL, q.question)
+
+    def start_forward(self, att: _Attachment, q: w.Query, data: bytes, send: Callable[[bytes], None],
+                      *, tcp: bool) -> None:
+        if att.forwards >= self._max_forwards:
+            send(w.header_reply(q.id, q.flags, w.REFUSED, q.question))
+            return
+        att.forwards += 1
+
+        async def run() -> None:
+            try:
+                reply = await self.forward(q, data, tcp=tcp)
+                if not att.closed:
+                    send(reply)
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("embedded DNS: forwarding for %s failed", att.key)
+            finally:
+                att.forwards -= 1
+
+        task = asyncio.get_running_loop().create_task(run())
+        att.tasks.add(task)
+        task.add_done_callback(att.tasks.discard)
+
+    async def _serve_tcp(self, att: _Attachment, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        if len(att.tcp_writers) >= MAX_TCP_CONNS or att.closed:
+            writer.close()
+            return
+        att.tcp_writers.add(writer)
+        try:
+            for _ in range(MAX_TCP_QUERIES):
+                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
+                data = await asyncio.wait_for(reader.readexactly(struct.unpack("!H", head)[0]), TCP_IDLE)
+                reply, q = self.handle(att, data, tcp=True)
+                if q is not None:
+                    if att.forwards >= self._max_forwards:
+                        reply = w.header_reply(q.id, q.flags, w.REFUSED, q.question)
+                    else:
+                        att.forwards += 1
+                        try:
+                            reply = await self.forward(q, data, tcp=True)
+                        finally:
+                            att.forwards -= 1
+                if reply is None:
+                    continue
+                writer.write(struct.pack("!H", len(reply)) + reply)
+                await asyncio.wait_for(writer.drain(), TCP_IDLE)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("embedded DNS: TCP connection for %s failed", att.key)
+        finally:
+            att.tcp_writers.discard(writer)
+            writer.close()
+
+
+class _UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: EmbeddedDNS, att: _Attachment) -> None:
+        self.server = server
+        self.att = att
+        self.transport: asyncio.DatagramTransport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[typing.Any, ...]) -> None:
+        reply, q = self.server.handle(self.att, data, tcp=False)
+        if reply is not None:
+            self._send(reply, addr)
+        elif q is not None:
+            self.server.start_forward(self.att, q, data, lambda r: self._send(r, addr), tcp=False)
+
+    def _send(self, reply: bytes, addr: tuple[typing.Any, ...]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(OSError):
+                self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("embedded DNS: UDP error for %s: %r", self.att.key, exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+# -- upstream exchanges (from the host's namespace) -------------------------------------------------------
+
+def _parse_upstreams(entries: list[str]) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for entry in entries:
+        host, port = entry.strip(), 53
+        if host.startswith("["):
+            inner, _, rest = host[1:].partition("]")
+            host = inner
+            if rest.startswith(":") and rest[1:].isdigit():
+                port = int(rest[1:])
+        elif host.count(":") == 1:
+            h, _, p = host.partition(":")
+            if not p.isdigit():
+                continue
+            host, port = h, int(p)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        if 0 < port < 65536:
+            out.append((host, port))
+    return out
+
+
+class _UpstreamProtocol(asyncio.DatagramProtocol):
+    def __init__(self, want_id: int, question: bytes) -> None:
+        self.want_id = want_id
+        self.question = question.lower()
+        self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        # The socket is connected, so only the upstream can answer; still match ID and question.
+        if self.done.done() or len(data) < w.HEADER.size:
+            return
+        msg_id, flags, qd = struct.unpack_from("!HHH", data)
+        if msg_id != self.want_id or not flags & w.QR:
+            return
+        if qd == 1 and data[w.HEADER.size:w.HEADER.size + len(self.question)].lower() != self.question:
+            return
+        self.done.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+async def _exchange_udp(server: tuple[str, int], message: bytes, want_id: int, question: bytes) -> bytes:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(lambda: _UpstreamProtocol(want_id, question),
+                                                           remote_addr=server)
+    try:
+        transport.sendto(message)
+        return await proto.done
+    finally:
+        transport.close()
+
+
+async def _exchange_tcp(server: tuple[str, int], message: bytes, want_id: int, question: bytes) -> bytes | None:
+    reader, writer = await asyncio.open_connection(server[0], server[1])
+    try:
+        writer.write(struct.pack("!H", len(message)) + message)
+        await writer.drain()
+        size = struct.unpack("!H", await reader.readexactly(2))[0]
+        reply = await reader.readexactly(size)
+        if len(reply) < w.HEADER.size or struct.unpack_from("!H", reply)[0] != want_id:
+            return None
+        return reply
+    finally:
+        writer.close()
+
+
+# -- sockets inside a network namespace ---------------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _bring_lo_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack_from("16sH", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq))[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def _make_sockets() -> tuple[socket.socket, socket.socket]:
+    _bring_lo_up()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        udp.bind((LISTEN_ADDR, 53))
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((LISTEN_ADDR, 53))
+        tcp.listen(64)
+        udp.setblocking(False)
+        tcp.setblocking(False)
+    except BaseException:
+        udp.close()
+        tcp.close()
+        raise
+    return udp, tcp
+
+
+def _in_netns(netns_path: str, result: list[object]) -> None:
+    """Thread body: enter the namespace, make the sockets, go back. setns() only moves this thread; if the
+    way back fails the thread simply ends, so no other work ever runs in the wrong namespace."""
+    try:
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(target)
+                try:
+                    result.append(_make_sockets())
+                finally:
+                    _setns(own)
+            finally:
+                os.close(target)
+        finally:
+            os.close(own)
+    except BaseException as e:
+        result.append(e)
+
+
+async def _sockets_in_netns(netns_path: str) -> tuple[socket.socket, socket.socket]:
+    result: list[object] = []
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def body() -> None:
+        _in_netns(netns_path, result)
+        loop.call_soon_threadsafe(wake)
+
+    threading.Thread(target=body, name="berth-dns-netns", daemon=True).start()
+    await done
+    out = result[0] if result else RuntimeError("netns thread gave no result")
+    if isinstance(out, BaseException):
+        for extra in result[1:]:  # sockets made before the way back failed: do not leak them
+            if isinstance(extra, tuple):
+                for s in extra:
+                    s.close()
+        raise out
+    if len(result) > 1:  # made the sockets but could not return: treat as failure
+        for s in out if isinstance(out, tuple) else ():
+            s.close()
+        err = result[1]
+        raise err if isinstance(err, BaseException) else RuntimeError("netns thread failed")
+    assert isinstance(out, tuple)
+    return out[0], out[1]
+
+
+def _valid_ipv4(addresses: list[str]) -> list[str]:
+    out = []
+    for a in addresses:
+        try:
+            out.append(str(ipaddress.IPv4Address(a)))
+        except ValueError:
+            continue
+    return out
