@@ -16,6 +16,7 @@ class Sandbox:
 
     path: str | None = ""  # a namespace file to join; "" for a new empty one; None for the host's
     addresses: list[str] = field(default_factory=list)  # for /etc/hosts
+    embedded_dns: bool = False  # on a user-defined network: resolv.conf names 127.0.0.11
 
 
 class ContainerNetworking(Protocol):

@@ -250,6 +250,9 @@ class Networks:
             except BaseException:
                 self.svc.store.leave(cid, n.id)
                 raise
+            if not n.predefined and cid not in self.svc.dns.attached():
+                # resolv.conf was written at start; names resolve for the ones that ask 127.0.0.11
+                await self.svc.serve_dns(cid)
             self.svc.publish("network", "connect", n.id, {"container": cid, "name": n.name, "type": n.driver})
 
     async def disconnect(self, ref: str, body: JSON) -> None:

@@ -19,6 +19,7 @@ from berth.containers.networking import Sandbox
 from berth.errors import InvalidParameter, NotFound
 from berth.network import firewall, links, netns, views
 from berth.network.config import NetConfig, check_in, host_lock, parse_bip, pick_subnet
+from berth.network.dns import EmbeddedDNS
 from berth.network.ports import Holds, bindings_of, validate_exposed
 from berth.network.sandbox import Sandboxes
 from berth.network.store import Endpoint, Network, NetworkStore
@@ -58,6 +59,7 @@ class NetworkService:
         self._fw_lock = asyncio.Lock()
         self._jumps_missing = True
         self.by_id: dict[str, Network] = {}
+        self.dns = EmbeddedDNS(_host_resolvers)
 
     # -- set-up ----------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -136,6 +138,7 @@ class NetworkService:
             self._jumps_missing = False
 
     async def close(self) -> None:
+        await self.dns.close()
         self.holds.close()
         await asyncio.to_thread(self.netlink.close)
 
@@ -257,10 +260,61 @@ class NetworkService:
             except BaseException:
                 await self.detach(cid)
                 raise
+        embedded = any(not p.network.predefined for p in plugged)
+        if embedded:
+            try:
+                await self.serve_dns(cid)
+            except BaseException:
+                await self.detach(cid)
+                raise
         for p in plugged:
             self.publish("network", "connect", p.network.id,
                          {"container": cid, "name": p.network.name, "type": p.network.driver})
-        return Sandbox(path=self.sandboxes.path(cid), addresses=[p.plug.address for p in plugged])
+        return Sandbox(path=self.sandboxes.path(cid), addresses=[p.plug.address for p in plugged],
+                       embedded_dns=embedded)
+
+    # -- names (the embedded DNS server of user-defined networks) --------------------------------------
+    async def serve_dns(self, cid: str) -> None:
+        await self.dns.attach(cid, self.sandboxes.path(cid), lambda name: self.resolve(cid, name),
+                              reverse=lambda ip: self.reverse(cid, ip))
+
+    def _names(self, cid: str, ep: Endpoint) -> set[str]:
+        d = self.directory
+        name = d.name_of(cid) if d is not None else None
+        names = {cid[:12], *(a.lower() for a in ep.config.get("Aliases") or [])}
+        if name:
+            names.add(name.lower())
+        return names
+
+    def _peers(self, cid: str) -> list[tuple[Network, Endpoint]]:
+        """Endpoints with an address on the user-defined networks ``cid`` is on."""
+        out = []
+        for mine in self.store.endpoints(cid):
+            n = self.by_id.get(mine.network_id)
+            if n is None or n.predefined:
+                continue
+            out += [(n, ep) for ep in self.store.endpoints(network_id=n.id) if ep.address]
+        return out
+
+    def resolve(self, cid: str, name: str) -> list[str]:
+        """The addresses ``name`` has for container ``cid``: names, aliases and short IDs of containers
+        on its user-defined networks (also as ``name.network``)."""
+        name = name.rstrip(".").lower()
+        out: list[str] = []
+        for n, ep in self._peers(cid):
+            names = self._names(ep.container_id, ep)
+            if (name in names or (name.endswith("." + n.name.lower()) and name[:-len(n.name) - 1] in names)) \
+                    and ep.address not in out:
+                out.append(str(ep.address))
+        return out
+
+    def reverse(self, cid: str, ip: str) -> str | None:
+        for n, ep in self._peers(cid):
+            if ep.address == ip:
+                d = self.directory
+                name = (d.name_of(ep.container_id) if d is not None else None) or ep.container_id[:12]
+                return f"{name}.{n.name}"
+        return None
 
     def _endpoints_of(self, cid: str, host_config: JSON) -> list[tuple[Endpoint, Network]]:
         """The container's endpoints, the primary (NetworkMode's) first."""
@@ -277,6 +331,7 @@ class NetworkService:
         eps = self.store.endpoints(cid)
         had_ports = any((ep.live or {}).get("Ports") for ep in eps)
         live = [ep for ep in eps if ep.live]
+        await self.dns.detach(cid)
         await self.sandboxes.remove(cid)
         if had_ports:
             await self.refresh_firewall()
@@ -361,9 +416,25 @@ class NetworkService:
                 ports = self._ports(cid)
                 if ports:
                     self.sandboxes.reacquire(cid, ports)
+                if any(not self.by_id[ep.network_id].predefined for ep in self.store.endpoints(cid)
+                       if ep.live and ep.network_id in self.by_id):
+                    try:
+                        await self.serve_dns(cid)
+                    except OSError as e:
+                        log.warning("embedded DNS for %s: %s", cid[:12], e)
             else:
                 await self.sandboxes.remove(cid)
         for name in sorted(os.listdir(self.sandboxes.dir)):
             if name not in running:
                 await asyncio.to_thread(netns.remove, os.path.join(self.sandboxes.dir, name))
         await self.refresh_firewall()
+
+
+def _host_resolvers() -> list[str]:
+    """The host's nameservers, which the embedded DNS server forwards other names to (from berthd's
+    namespace, so a loopback resolver of the host works too)."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            return [ln.split()[1] for ln in f if ln.startswith("nameserver") and len(ln.split()) > 1]
+    except OSError:
+        return []
