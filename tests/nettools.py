@@ -33,8 +33,19 @@ def get(url: str, timeout: float = 10.0) -> str:
             time.sleep(0.1)
 
 
-def links() -> set[str]:
-    return {ln.split(":")[1].strip().split("@")[0] for ln in _ip("-o", "link", "show").splitlines()}
+POOL_PREFIX = "vpl"  # berthd's veth host ends (berth/network/sandbox.py)
+
+
+def links(pooled: bool = False) -> set[str]:
+    """The host's interfaces; the idle sandboxes berthd keeps ready (a ``vpl`` host end whose container
+    end is still down: no carrier) are counted apart, with ``pooled``."""
+    out = set()
+    for ln in _ip("-o", "link", "show").splitlines():
+        name, flags = ln.split(":")[1].strip().split("@")[0], ln.split("<", 1)[1].split(">", 1)[0].split(",")
+        idle = name.startswith(POOL_PREFIX) and "NO-CARRIER" in flags
+        if idle == pooled:
+            out.add(name)
+    return out
 
 
 def routes() -> set[str]:
@@ -55,6 +66,13 @@ def netns_files(exec_root: str) -> set[str]:
     import os
 
     d = os.path.join(exec_root, "netns")
+    return set(os.listdir(d)) - {"pool"} if os.path.isdir(d) else set()
+
+
+def pool_files(exec_root: str) -> set[str]:
+    import os
+
+    d = os.path.join(exec_root, "netns", "pool")
     return set(os.listdir(d)) if os.path.isdir(d) else set()
 
 

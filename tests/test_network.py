@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.conftest import Daemon
-from tests.nettools import HTTPD, berth_rules, free_port, get, host_view, links, netns_files, wait_for
+from tests.nettools import HTTPD, berth_rules, free_port, get, host_view, links, netns_files, pool_files, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -152,6 +152,8 @@ def test_removal_leaves_nothing(daemon: Daemon) -> None:
     assert wait_for(lambda: host_view() == before), (host_view(), before)
     assert berth_rules(daemon.net_tag) == rules
     assert netns_files(daemon.exec_root) == set()
+    # what berthd keeps ready for the next starts is bounded: its pool of idle sandboxes
+    assert wait_for(lambda: len(pool_files(daemon.exec_root)) == 2)
 
 
 def test_ip_forwarding_in_info_and_masquerade_rule(daemon: Daemon) -> None:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.conftest import Daemon
-from tests.nettools import HTTPD, berth_rules, free_port, get, links, netns_files, wait_for
+from tests.nettools import HTTPD, berth_rules, free_port, get, links, netns_files, pool_files, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -98,7 +98,7 @@ def test_network_cleanup_removes_everything(fresh_daemon: Daemon) -> None:
     assert f"bridge {bridge}" in r.stdout
     assert wait_for(lambda: not {bridge, "u" + d.net_tag} & links())
     assert berth_rules(d.net_tag) == set()
-    assert netns_files(d.exec_root) == set()
+    assert netns_files(d.exec_root) == set() and pool_files(d.exec_root) == set()
     # the next berthd makes the networks again from its records
     d.start()
     assert wait_for(lambda: {bridge, "u" + d.net_tag} <= links())

@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     g.add_argument("--ip-forward", nargs="?", const=True, default=True, type=_bool)
     g.add_argument("--network-tag", default="", help="a suffix for Berth's iptables chains, so that several "
                    "berthds on one host keep their rules apart")
+    g.add_argument("--network-pool", type=int, default=2, help="network namespaces with a veth pair made ahead "
+                   "of container starts (0: make each at its start)")
     g.add_argument("--network-cleanup", action="store_true",
                    help="remove every bridge, veth, namespace and iptables rule this berthd made, then exit")
     a = p.parse_args(argv)
@@ -79,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if a.network_tag and (len(a.network_tag) > 10 or not a.network_tag.replace("-", "").isalnum()):
         p.error("--network-tag: at most 10 letters, digits or dashes")
     net = NetConfig(bridge=a.bridge, bip=a.bip, fixed_cidr=a.fixed_cidr, mtu=a.mtu, tag=a.network_tag,
-                    iptables=a.iptables, ip_forward=a.ip_forward)
+                    iptables=a.iptables, ip_forward=a.ip_forward, pool=max(0, min(a.network_pool, 32)))
     if pools:
         net.pools = pools
     driver = "overlay" if a.storage_driver == "overlay2" else a.storage_driver

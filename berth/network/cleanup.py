@@ -23,9 +23,11 @@ def remove_everything(conn: sqlite3.Connection, exec_root: str, cfg: NetConfig) 
             if host and nl.run_sync(nl.delete_link, host):
                 done.append(f"veth {host}")
         d = os.path.join(exec_root, "netns")
-        for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-            netns.remove(os.path.join(d, name))
-            done.append(f"network namespace {name[:12]}")
+        for sub in (os.path.join(d, "pool"), d):
+            for name in sorted(os.listdir(sub)) if os.path.isdir(sub) else []:
+                if name != "pool":
+                    netns.remove(os.path.join(sub, name))
+                    done.append(f"network namespace {name[:12]}")
         for ep in store.endpoints():
             store.release(ep.container_id, ep.network_id)
         for n in store.networks():

@@ -43,6 +43,7 @@ class NetConfig:
     tag: str = ""  # keeps the iptables chains of several berthds on one host apart
     iptables: bool = True
     ip_forward: bool = True
+    pool: int = 2  # sandboxes (namespace + veth pair) made ahead of starts
 
     @property
     def chain_tag(self) -> str:

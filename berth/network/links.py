@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from berth.network import netns
+from berth.network import ifconf, netns
 
 T = TypeVar("T")
 
@@ -45,44 +45,13 @@ def mac_of(address: str) -> str:
     return "02:42:" + ":".join(f"{x:02x}" for x in b)
 
 
-def _inner_ipr() -> IPRoute:
-    # made here, in the thread that is inside the namespace: the socket belongs to that namespace
-    return IPRoute(use_socket=socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0))
-
-
-def _plug_inside(plugs: list[Plug], host_ns_fd: int, lo_up: bool) -> None:
-    with _inner_ipr() as ipr:
-        if lo_up:
-            ipr.link("set", index=1, state="up")  # lo is always index 1 in a new namespace
-        for p in plugs:
-            ipr.link("add", ifname=p.ifname, kind="veth", address=p.mac, mtu=p.mtu,
-                     peer={"ifname": p.host_ifname, "net_ns_fd": host_ns_fd, "mtu": p.mtu})
-            idx = ipr.link_lookup(ifname=p.ifname)[0]
-            ipr.addr("add", index=idx, address=p.address, prefixlen=p.prefixlen)
-            ipr.link("set", index=idx, state="up")
-            if p.default_route:
-                ipr.route("add", dst="0.0.0.0/0", gateway=p.gateway)
-
-
-def _unplug_inside(ifname: str) -> None:
-    with _inner_ipr() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        if idx:
-            ipr.link("del", index=idx[0])
-
-
-def _inside_ifnames() -> list[str]:
-    with _inner_ipr() as ipr:
-        return [str(link.get("ifname")) for link in ipr.get_links()]
-
-
 class Netlink:
     """The host's netlink socket and the namespace operations, for the network service."""
+
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="berth-netlink")
         self._ipr: IPRoute | None = None
-        self._host_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
     async def run(self, fn: Any, *args: Any) -> Any:
         """Host-side work, in the netlink thread."""
@@ -103,7 +72,6 @@ class Netlink:
                 self._ipr.close()
         self._pool.submit(shut).result()
         self._pool.shutdown()
-        os.close(self._host_ns)
 
     # -- host side (call through ``run``) ----------------------------------------------------------
     def index(self, name: str) -> int | None:
@@ -139,43 +107,36 @@ class Netlink:
             return False
         return True
 
-    def attach_host_end(self, host_ifname: str, bridge: str) -> None:
+    def link_names(self) -> list[str]:
+        return [str(link.get("ifname")) for link in self.ipr().get_links()]
+
+    def add_veth_into(self, host_ifname: str, path: str, ifname: str, mtu: int) -> None:
+        """A veth pair: ``host_ifname`` here (down, on no bridge), ``ifname`` (down) in the namespace at ``path``."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.ipr().link("add", ifname=host_ifname, kind="veth", mtu=mtu,
+                            peer={"ifname": ifname, "net_ns_fd": fd, "mtu": mtu})
+        finally:
+            os.close(fd)
+
+    def bridge_host_end(self, host_ifname: str, bridge: str) -> None:
+        """Put a host end on ``bridge`` and bring it up, in one netlink request."""
         br = self.index(bridge)
         idx = self.index(host_ifname)
         if br is None or idx is None:
             raise OSError(errno.ENODEV, f"bridge {bridge} or interface {host_ifname} is missing")
         self.ipr().link("set", index=idx, master=br, state="up")
 
-    def link_names(self) -> list[str]:
-        return [str(link.get("ifname")) for link in self.ipr().get_links()]
+    # -- a namespace's side (blocking; call in a thread) --------------------------------------------
+    @staticmethod
+    def make_namespace(path: str) -> None:
+        """A new namespace bound at ``path``, with lo up."""
+        netns.create(path, lambda: ifconf.set_up("lo"))
 
-    def counters(self, host_ifname: str) -> dict[str, int] | None:
-        """The host end's counters, turned round to read as the container's interface sees them."""
-        idx = self.index(host_ifname)
-        if idx is None:
-            return None
-        link = self.ipr().get_links(idx)[0]
-        s = link.get("IFLA_STATS64") or {}
-        return {"rx_bytes": s.get("tx_bytes", 0), "rx_packets": s.get("tx_packets", 0),
-                "rx_errors": s.get("tx_errors", 0), "rx_dropped": s.get("tx_dropped", 0),
-                "tx_bytes": s.get("rx_bytes", 0), "tx_packets": s.get("rx_packets", 0),
-                "tx_errors": s.get("rx_errors", 0), "tx_dropped": s.get("rx_dropped", 0)}
-
-    # -- namespaces (blocking; call in a thread) -----------------------------------------------------
-    def make_sandbox(self, path: str, plugs: list[Plug]) -> None:
-        """A new namespace at ``path`` with lo up and ``plugs`` made inside (their host ends appear in
-        berthd's namespace, not yet on a bridge)."""
-        netns.create(path, lambda: _plug_inside(plugs, self._host_ns, True))
-
-    def plug_into(self, path: str, plugs: list[Plug]) -> None:
-        netns.run_in(path, lambda: _plug_inside(plugs, self._host_ns, False))
-
-    def unplug_from(self, path: str, ifname: str) -> None:
-        netns.run_in(path, lambda: _unplug_inside(ifname))
-
-    def sandbox_ifnames(self, path: str) -> list[str]:
-        return netns.run_in(path, _inside_ifnames)
-
+    @staticmethod
+    def configure_inside(path: str, plug: Plug) -> None:
+        netns.run_in(path, lambda: ifconf.configure(plug.ifname, plug.address, plug.prefixlen, plug.mac,
+                                                     plug.gateway if plug.default_route else None))
 
 def _sysctl(key: str, value: str) -> None:
     with open(os.path.join("/proc/sys", key), "w") as f:

@@ -94,6 +94,19 @@ def run_in(path: str, fn: Callable[[], T]) -> T:
         os.close(fd)
 
 
+def move(src: str, dst: str) -> None:
+    """Bind the namespace at ``src`` on ``dst`` (a new file) and take it away from ``src`` (a mount
+    point cannot be renamed)."""
+    fd = os.open(dst, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o444)
+    os.close(fd)
+    try:
+        _check(_libc.mount(src.encode(), dst.encode(), None, _MS_BIND, None), f"bind mount of {src} on {dst}")
+    except BaseException:
+        os.unlink(dst)
+        raise
+    remove(src)
+
+
 def remove(path: str) -> None:
     """Unbind and delete a namespace file; the kernel frees the namespace (and the veth ends in it)
     once nothing else holds it. A path that is not there is fine."""

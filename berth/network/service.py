@@ -53,7 +53,8 @@ class NetworkService:
         self.netlink = links.Netlink()
         self.holds = Holds()
         self.chains = firewall.Chains(cfg.tag)
-        self.sandboxes = Sandboxes(self.store, self.netlink, self.holds, os.path.join(exec_root, "netns"))
+        self.sandboxes = Sandboxes(self.store, self.netlink, self.holds, os.path.join(exec_root, "netns"),
+                                   cfg.pool, cfg.mtu)
         self.directory: Directory | None = None
         self.publish: Callable[[str, str, str, dict[str, str]], None] = lambda *_a: None
         self._fw_lock = asyncio.Lock()
@@ -72,11 +73,14 @@ class NetworkService:
         """At berthd start: the netns directory, forwarding, the default bridge, every bridge up, and
         the rules rewritten from the records."""
         os.makedirs(self.sandboxes.dir, mode=0o700, exist_ok=True)
+        await asyncio.to_thread(self.sandboxes.clear_pool_dir)  # a previous berthd's pool
         if self.cfg.ip_forward:
             links.enable_ip_forward()
         self._load()
         if self.cfg.bridge != "none":
             await asyncio.to_thread(self._ensure_default)
+            default = self.default()
+            self.sandboxes.pool_bridge = default.bridge if default is not None else None
         for n in list(self.by_id.values()):
             if not n.predefined:
                 await self.netlink.run(self.netlink.ensure_bridge, n.bridge, n.gateway, n.net.prefixlen, n.mtu)
@@ -139,6 +143,7 @@ class NetworkService:
 
     async def close(self) -> None:
         await self.dns.close()
+        await self.sandboxes.drain()
         self.holds.close()
         await asyncio.to_thread(self.netlink.close)
 
@@ -275,8 +280,10 @@ class NetworkService:
 
     # -- names (the embedded DNS server of user-defined networks) --------------------------------------
     async def serve_dns(self, cid: str) -> None:
-        await self.dns.attach(cid, self.sandboxes.path(cid), lambda name: self.resolve(cid, name),
-                              reverse=lambda ip: self.reverse(cid, ip))
+        path = self.sandboxes.path(cid)
+        if path is None:
+            return
+        await self.dns.attach(cid, path, lambda name: self.resolve(cid, name), reverse=lambda ip: self.reverse(cid, ip))
 
     def _names(self, cid: str, ep: Endpoint) -> set[str]:
         d = self.directory
@@ -373,8 +380,8 @@ class NetworkService:
             networks[n.name] = views.endpoint_settings(ep if running else None, n, n.id, aliases if not n.predefined
                                                        else None)
         sandboxed = running and not mode.startswith("container:") and mode != "host"
-        out: JSON = {"Bridge": "", "SandboxID": cid if sandboxed else "", "SandboxKey":
-                     self.sandboxes.path(cid) if sandboxed and networks and mode != "none" else "",
+        key = self.sandboxes.path(cid) if sandboxed else None
+        out: JSON = {"Bridge": "", "SandboxID": cid if sandboxed else "", "SandboxKey": key or "",
                      "Ports": views.port_map(exposed, self._ports(cid), running) if mode != "host" else {},
                      "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
                      "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None}
@@ -411,8 +418,11 @@ class NetworkService:
     async def restore(self, running: set[str]) -> None:
         """After a berthd restart: running containers keep their endpoints (and get their host ports
         held again); everything of a container that is gone or stopped is released."""
+        kept = set()
         for cid in {ep.container_id for ep in self.store.endpoints() if ep.live or ep.address}:
-            if cid in running and netns.is_bound(self.sandboxes.path(cid)):
+            key = self.sandboxes.path(cid)
+            if cid in running and key is not None and netns.is_bound(key):
+                kept.add(os.path.basename(key))
                 ports = self._ports(cid)
                 if ports:
                     self.sandboxes.reacquire(cid, ports)
@@ -425,9 +435,11 @@ class NetworkService:
             else:
                 await self.sandboxes.remove(cid)
         for name in sorted(os.listdir(self.sandboxes.dir)):
-            if name not in running:
+            if name not in kept and name != "pool":
                 await asyncio.to_thread(netns.remove, os.path.join(self.sandboxes.dir, name))
         await self.refresh_firewall()
+        if self.cfg.pool:
+            self.sandboxes.refill()
 
 
 def _host_resolvers() -> list[str]:
