@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -46,20 +47,23 @@ def timed(host: str, *args: str) -> float:
     return time.perf_counter() - t0
 
 
-def run_pairs(host: str, n: int) -> tuple[list[float], list[float]]:
+def run_pairs(host: str, n: int) -> tuple[list[float], list[float], list[float]]:
     """``run --rm`` on the default network and with --network none, alternating (after a warm-up)."""
     for _ in range(2):
         timed(host, "run", "--rm", "busybox", "true")
         timed(host, "run", "--rm", "--network", "none", "busybox", "true")
-    bridge, none = [], []
+    bridge, none, diffs = [], [], []
     for i in range(n):
         order = [("bridge", []), ("none", ["--network", "none"])]
         if i % 2:
             order.reverse()
+        pair = {}
         for kind, extra in order:
-            t = timed(host, "run", "--rm", *extra, "busybox", "true")
-            (bridge if kind == "bridge" else none).append(t)
-    return bridge, none
+            pair[kind] = timed(host, "run", "--rm", *extra, "busybox", "true")
+        bridge.append(pair["bridge"])
+        none.append(pair["none"])
+        diffs.append(pair["bridge"] - pair["none"])
+    return bridge, none, diffs
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
@@ -115,15 +119,20 @@ def busybox_tar() -> bytes:
 
 
 def berth_figures(args: argparse.Namespace, root: str) -> dict[str, float]:
-    d = Berthd(os.path.join(root, "berth"), extra=["--default-address-pool", "base=172.29.0.0/16,size=24"])
+    d = Berthd(os.path.join(root, "berth"), extra=["--default-address-pool", "base=172.29.0.0/16,size=24",
+                                                   "--log-level", "debug"])
     os.makedirs(d.root)
     try:
         d.start()
         assert d.client is not None
         list(d.client.api.load_image(busybox_tar()))
-        bridge, none = run_pairs(d.host, args.runs)
+        bridge, none, diffs = run_pairs(d.host, args.runs)
+        # berthd's own account of the start path's network step (debug log): immune to the host's load
+        with open(d.log_path, errors="replace") as f:
+            steps = [float(m) for m in re.findall(r"network ([0-9.]+) ms", f.read())]
         c2c, h2c = throughput(d.host, args.mb, args.rounds)
-        return {"bridge": statistics.median(bridge), "none": statistics.median(none), "c2c": c2c, "h2c": h2c}
+        return {"bridge": statistics.median(bridge), "none": statistics.median(none), "diff": statistics.median(diffs),
+                "step": statistics.median([s for s in steps if s > 0.05] or [0.0]), "c2c": c2c, "h2c": h2c}
     finally:
         d.stop()
         unmount_all(d.root)
@@ -153,8 +162,9 @@ def dockerd_figures(args: argparse.Namespace, root: str) -> dict[str, float] | N
                 raise BenchError(f"dockerd did not start; see {droot}/dockerd.log")
             time.sleep(0.2)
         subprocess.run([DOCKER, "-H", sock, "load"], input=busybox_tar(), capture_output=True, check=True)
-        bridge_t, none_t = run_pairs(sock, args.runs)
-        return {"bridge": statistics.median(bridge_t), "none": statistics.median(none_t)}
+        bridge_t, none_t, diffs = run_pairs(sock, args.runs)
+        return {"bridge": statistics.median(bridge_t), "none": statistics.median(none_t),
+                "diff": statistics.median(diffs)}
     finally:
         if proc is not None and proc.poll() is None:
             subprocess.run([DOCKER, "-H", sock, "rm", "-f", *cli(sock, "ps", "-aq").split()], capture_output=True)
@@ -186,11 +196,13 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     out = io.StringIO()
     out.write(f"run --rm busybox true, median of {args.runs} (alternating):\n")
-    out.write(f"  berth    bridge {b['bridge'] * 1e3:6.1f} ms   none {b['none'] * 1e3:6.1f} ms   "
-              f"bridge - none {(b['bridge'] - b['none']) * 1e3:+6.1f} ms\n")
-    if dk:
-        out.write(f"  dockerd  bridge {dk['bridge'] * 1e3:6.1f} ms   none {dk['none'] * 1e3:6.1f} ms   "
-                  f"bridge - none {(dk['bridge'] - dk['none']) * 1e3:+6.1f} ms\n")
+    for label, f in (("berth", b), ("dockerd", dk)):
+        if f:
+            out.write(f"  {label:8} bridge {f['bridge'] * 1e3:6.1f} ms   none {f['none'] * 1e3:6.1f} ms   "
+                      f"difference of medians {(f['bridge'] - f['none']) * 1e3:+6.1f} ms   "
+                      f"median of paired differences {f['diff'] * 1e3:+6.1f} ms\n")
+    out.write(f"  berthd's network step on the start path (its debug log), median: {b['step']:.1f} ms\n")
+    out.write(f"  load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     out.write(f"throughput, {args.mb} MB per transfer, median of {args.rounds}:\n")
     out.write(f"  container -> container (one bridge)   {b['c2c']:8.0f} MB/s\n")
     out.write(f"  host -> published port (127.0.0.1)    {b['h2c']:8.0f} MB/s\n")
