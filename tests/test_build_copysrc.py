@@ -538,3 +538,24 @@ def test_dockerignore_can_exclude_the_dockerfile_after_it_is_read(dirs):
         assert c.dockerfile() == "FROM a\n"
         c.apply_dockerignore()
         assert os.listdir(c.root) == ["a"]
+
+
+def test_context_tar_ending_right_after_the_last_entry_is_accepted(dirs):
+    # the docker CLI's `-f -` context: no padding after the last file, no end-of-archive blocks;
+    # Go's tar reader (dockerd) reads it as a complete archive
+    _, _, work = dirs
+    raw = _tar_bytes({"data.txt": b"d", "Dockerfile": b"FROM busybox\nLABEL from=stdin\n"})
+    cut = raw.rstrip(b"\0")
+    for body in (cut, gzip.compress(cut)):
+        path = os.path.join(work, "ctx.tar")
+        with open(path, "wb") as f:
+            f.write(body)
+        with BuildContext.from_tar(path, work) as c:
+            assert c.dockerfile() == "FROM busybox\nLABEL from=stdin\n"
+            assert open(os.path.join(c.root, "data.txt"), "rb").read() == b"d"
+    path = os.path.join(work, "ctx.tar")
+    with open(path, "wb") as f:
+        f.write(cut[:-5])                              # data itself cut short: refused
+    with pytest.raises(ContextError, match="unexpected EOF"):
+        BuildContext.from_tar(path, work)
+    assert os.listdir(work) == ["ctx.tar"]
