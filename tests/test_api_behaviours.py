@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import docker
 import pytest
@@ -179,3 +180,113 @@ def test_bad_log_config_is_refused(daemon: Daemon, args: list[str], message: str
     r = daemon.cli("create", *args, "busybox", "true", check=False)
     assert r.returncode == 1 and message.encode() in r.stderr
     assert daemon.client().api.containers(all=True) == before
+
+
+# -- docker cp and the volumes of created and stopped containers ---------------------------------------
+
+def _host_mounts_under(path: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path)]
+
+
+@pytest.mark.parametrize("state", ["created", "exited"])
+def test_cp_sees_volumes_and_binds_of_a_stopped_container(daemon: Daemon, tmp_path: pytest.TempPathFactory,
+                                                          state: str) -> None:
+    d = daemon
+    bind = tmp_path / "bind"  # type: ignore[operator]
+    outside = tmp_path / "outside"  # type: ignore[operator]
+    bind.mkdir()
+    outside.mkdir()
+    (bind / "from-bind.txt").write_text("bind content\n")
+    (outside / "secret").write_text("host only\n")
+    # hostile links, as a container could leave them: in the bind and in the volume, to / and to a host dir
+    os.symlink("/", bind / "to-root")
+    os.symlink(str(outside), bind / "to-outside")
+    name = f"cpvol-{state}"
+    d.cli("volume", "create", name)
+    d.cli("create", "--name", name, "-v", f"{name}:/vol", "-v", f"{bind}:/data/bind", "busybox", "sh", "-c",
+          "ln -s / /vol/to-root; ln -s " + str(outside) + " /vol/to-outside; echo made > /vol/made.txt")
+    try:
+        if state == "exited":
+            d.cli("start", "-a", name)
+        src = tmp_path / "in.txt"  # type: ignore[operator]
+        src.write_text("copied in\n")
+        d.cli("cp", str(src), f"{name}:/vol/in.txt")
+        d.cli("cp", str(src), f"{name}:/data/bind/in.txt")
+        assert (bind / "in.txt").read_text() == "copied in\n"
+        out = tmp_path / "out"  # type: ignore[operator]
+        out.mkdir()
+        d.cli("cp", f"{name}:/data/bind/from-bind.txt", str(out))
+        assert (out / "from-bind.txt").read_text() == "bind content\n"
+        d.cli("cp", f"{name}:/vol/in.txt", str(out / "vol-in.txt"))
+        assert (out / "vol-in.txt").read_text() == "copied in\n"
+        if state == "exited":
+            d.cli("cp", f"{name}:/vol/made.txt", str(out))
+            assert (out / "made.txt").read_text() == "made\n"
+        # the volume's content really is in the volume: a new container sees it
+        assert d.cli("run", "--rm", "-v", f"{name}:/v", "busybox", "cat", "/v/in.txt").stdout == b"copied in\n"
+        # links lead nowhere outside the container: a host-only file is not found through them ...
+        for link in ("/data/bind/to-outside/secret", "/data/bind/to-root" + str(outside) + "/secret"):
+            r = d.cli("cp", f"{name}:{link}", str(out / "leak"), check=False)
+            assert r.returncode == 1 and b"Could not find the file" in r.stderr
+            assert not (out / "leak").exists()
+        # ... and a copy through them lands inside the container, never on the host
+        d.cli("cp", str(src), f"{name}:/data/bind/to-root/tmp/")
+        r = d.cli("cp", str(src), f"{name}:/data/bind/to-outside/", check=False)
+        assert r.returncode == 1
+        assert sorted(os.listdir(outside)) == ["secret"]
+        assert not os.path.exists("/tmp/in.txt") or open("/tmp/in.txt").read() != "copied in\n"
+        d.cli("cp", f"{name}:/tmp/in.txt", str(out / "container-tmp.txt"))
+        assert (out / "container-tmp.txt").read_text() == "copied in\n"
+        # nothing of the view is left mounted on the host
+        assert _host_mounts_under(str(bind)) == []
+        assert d.client().api.inspect_container(name)["State"]["Status"] == state
+    finally:
+        d.cli("rm", "-f", name, check=False)
+        d.cli("volume", "rm", name, check=False)
+
+
+# -- commit, load, prune ----------------------------------------------------------------------------------
+
+def test_commit_with_pause_of_stopped_and_exiting_containers(daemon: Daemon) -> None:
+    c = daemon.client()
+    stopped = c.containers.run("busybox", ["sh", "-c", "echo x > /made"], detach=True)
+    stopped.wait()
+    iid = c.api.commit(stopped.id, repository="committed", tag="stopped", pause=True)["Id"]
+    assert daemon.cli("run", "--rm", iid, "cat", "/made").stdout == b"x\n"
+    stopped.remove()
+    # a container that ends while the commit asks to pause it: committed, not a 500
+    for i in range(6):
+        ct = c.containers.run("busybox", ["sh", "-c", "echo y > /made; sleep 0.3"], detach=True)
+        time.sleep(0.27 + 0.01 * i)
+        c.api.commit(ct.id, repository="committed", tag=f"race{i}", pause=True)
+        ct.remove(force=True)
+    assert daemon.client().api.inspect_image("committed:race0")["Id"]
+    for i in range(6):
+        c.api.remove_image(f"committed:race{i}")
+    c.api.remove_image("committed:stopped")
+
+
+def test_load_errors_arrive_in_the_stream(daemon: Daemon) -> None:
+    c = daemon.client()
+    before = c.api.images(all=True)
+    with pytest.raises(docker.errors.ImageLoadError):
+        c.images.load(b"this is not an image archive")
+    for quiet in (False, True):
+        resp = c.api._post(c.api._url("/images/load"), data=b"not a tar", params={"quiet": int(quiet)})
+        assert resp.status_code == 200
+        last = [line for line in resp.text.splitlines() if line.strip()][-1]
+        assert "errorDetail" in last and "error" in last
+    r = daemon.cli("load", input=b"garbage" * 100, check=False)
+    assert r.returncode == 1 and r.stderr.strip()
+    assert c.api.images(all=True) == before
+
+
+def test_prune_answers_are_lists(daemon: Daemon) -> None:
+    c = daemon.client()
+    assert c.api.prune_containers(filters={"label": "nothing-has-this"}) == \
+        {"ContainersDeleted": [], "SpaceReclaimed": 0}
+    assert c.api.prune_volumes(filters={"label": "nothing-has-this"}) == {"VolumesDeleted": [], "SpaceReclaimed": 0}
+    assert c.api.prune_images(filters={"label": "nothing-has-this"}) == {"ImagesDeleted": [], "SpaceReclaimed": 0}
+    assert c.api.prune_networks(filters={"label": "nothing-has-this"})["NetworksDeleted"] == []
+    assert c.api.prune_builds()["CachesDeleted"] == []
