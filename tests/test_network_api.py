@@ -80,7 +80,7 @@ def test_prune_keeps_used_and_predefined(daemon: Daemon) -> None:
     c.networks.create("unused1", labels={"x": "1"})
     ct = c.containers.create("busybox", ["true"], network="used1")
     try:
-        assert c.networks.prune(filters={"label": "x=2"})["NetworksDeleted"] is None
+        assert c.networks.prune(filters={"label": "x=2"})["NetworksDeleted"] == []
         assert c.networks.prune()["NetworksDeleted"] == ["unused1"]
         assert {"bridge", "host", "none", "used1"} <= {n.name for n in c.networks.list()}
     finally:

@@ -224,7 +224,7 @@ class Networks:
                 continue
             await self.remove(n.id)
             deleted.append(n.name)
-        return {"NetworksDeleted": deleted or None}
+        return {"NetworksDeleted": deleted}  # [] when none, as dockerd answers (not null)
 
     # -- connect / disconnect --------------------------------------------------------------------------
     async def connect(self, ref: str, body: JSON) -> None:
