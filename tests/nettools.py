@@ -76,8 +76,12 @@ def pool_files(exec_root: str) -> set[str]:
     return set(os.listdir(d)) if os.path.isdir(d) else set()
 
 
-def host_view() -> dict[str, set[str]]:
-    return {"links": links(), "routes": routes(), "addresses": addresses()}
+def host_view(prefixes: tuple[str, ...] = (POOL_PREFIX, "br-", "bt")) -> dict[str, set[str]]:
+    """Berth's part of the host's network (links named as Berth names them, and the routes and addresses
+    on them): other programs on a shared host may add and remove interfaces of their own meanwhile."""
+    mine = {n for n in links() if n.startswith(prefixes)}
+    return {"links": mine, "routes": {r for r in routes() if any(f"dev {n} " in r + " " for n in mine)},
+            "addresses": {a for a in addresses() if a.split()[0] in mine}}
 
 
 def wait_for(pred, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
