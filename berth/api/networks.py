@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from berth.api.backends import NETWORKS, NetworkBackend
-from berth.api.common import filters, json_body, json_response, qbool
+from berth.api.common import filters, json_body, json_response
 from berth.errors import InvalidParameter
 
 routes = web.RouteTableDef()
@@ -36,11 +36,9 @@ async def inspect(request: web.Request) -> web.Response:
     if scope not in ("", "local", "swarm", "global"):
         raise InvalidParameter(f"invalid scope {scope!r}")
     n = svc(request).inspect(request.match_info["id"])
-    if scope in ("swarm", "global"):
+    if scope in ("swarm", "global"):  # every network of this engine is local
         return json_response({"message": f"network {request.match_info['id']} not found"}, status=404)
-    if qbool(request, "verbose"):
-        n = dict(n)
-    return json_response(n)
+    return json_response(n)  # ``verbose`` adds swarm service details: there are none
 
 
 @routes.delete("/networks/{id}")

@@ -11,15 +11,19 @@ import asyncio
 import ipaddress
 import logging
 import os
+import secrets
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from berth.containers.networking import Sandbox
 from berth.errors import InvalidParameter, NotFound
+from berth.images.service import rfc3339
 from berth.network import firewall, links, netns, views
 from berth.network.config import NetConfig, check_in, host_lock, parse_bip, pick_subnet
 from berth.network.dns import EmbeddedDNS
+from berth.network.names import Names, host_resolvers
 from berth.network.ports import Holds, bindings_of, validate_exposed
 from berth.network.sandbox import Sandboxes
 from berth.network.store import Endpoint, Network, NetworkStore
@@ -60,11 +64,13 @@ class NetworkService:
         self._fw_lock = asyncio.Lock()
         self._jumps_missing = True
         self.by_id: dict[str, Network] = {}
-        self.dns = EmbeddedDNS(_host_resolvers)
+        self.dns = EmbeddedDNS(host_resolvers)
+        self.names = Names(self.store, self.by_id, lambda cid: self.directory.name_of(cid) if self.directory else None)
 
     # -- set-up ----------------------------------------------------------------------------------------
     def _load(self) -> None:
-        self.by_id = {n.id: n for n in self.store.networks()}
+        self.by_id.clear()  # the same dict: Names reads it
+        self.by_id.update({n.id: n for n in self.store.networks()})
 
     def default(self) -> Network | None:
         return next((n for n in self.by_id.values() if n.predefined), None)
@@ -90,10 +96,6 @@ class NetworkService:
         await self.refresh_firewall()
 
     def _ensure_default(self) -> None:
-        import secrets
-
-        from berth.images.service import rfc3339
-
         cur = self.default()
         want_gw, want_net = parse_bip(self.cfg.bip) if self.cfg.bip else (None, None)
         if cur is not None and (cur.bridge != self.cfg.bridge or (want_net is not None and
@@ -116,7 +118,7 @@ class NetworkService:
                     fixed = ipaddress.IPv4Network(self.cfg.fixed_cidr, strict=False)
                     if not fixed.subnet_of(net):
                         raise ValueError(f"--fixed-cidr {self.cfg.fixed_cidr} is not within {net}")
-                cur = Network(id=secrets.token_hex(32), name="bridge", created=rfc3339(__import__("time").time()),
+                cur = Network(id=secrets.token_hex(32), name="bridge", created=rfc3339(time.time()),
                               subnet=str(net), gateway=gw, bridge=self.cfg.bridge, mtu=self.cfg.mtu, predefined=True,
                               ip_range=str(ipaddress.IPv4Network(self.cfg.fixed_cidr, strict=False))
                               if self.cfg.fixed_cidr else "")
@@ -283,45 +285,8 @@ class NetworkService:
         path = self.sandboxes.path(cid)
         if path is None:
             return
-        await self.dns.attach(cid, path, lambda name: self.resolve(cid, name), reverse=lambda ip: self.reverse(cid, ip))
-
-    def _names(self, cid: str, ep: Endpoint) -> set[str]:
-        d = self.directory
-        name = d.name_of(cid) if d is not None else None
-        names = {cid[:12], *(a.lower() for a in ep.config.get("Aliases") or [])}
-        if name:
-            names.add(name.lower())
-        return names
-
-    def _peers(self, cid: str) -> list[tuple[Network, Endpoint]]:
-        """Endpoints with an address on the user-defined networks ``cid`` is on."""
-        out = []
-        for mine in self.store.endpoints(cid):
-            n = self.by_id.get(mine.network_id)
-            if n is None or n.predefined:
-                continue
-            out += [(n, ep) for ep in self.store.endpoints(network_id=n.id) if ep.address]
-        return out
-
-    def resolve(self, cid: str, name: str) -> list[str]:
-        """The addresses ``name`` has for container ``cid``: names, aliases and short IDs of containers
-        on its user-defined networks (also as ``name.network``)."""
-        name = name.rstrip(".").lower()
-        out: list[str] = []
-        for n, ep in self._peers(cid):
-            names = self._names(ep.container_id, ep)
-            if (name in names or (name.endswith("." + n.name.lower()) and name[:-len(n.name) - 1] in names)) \
-                    and ep.address not in out:
-                out.append(str(ep.address))
-        return out
-
-    def reverse(self, cid: str, ip: str) -> str | None:
-        for n, ep in self._peers(cid):
-            if ep.address == ip:
-                d = self.directory
-                name = (d.name_of(ep.container_id) if d is not None else None) or ep.container_id[:12]
-                return f"{name}.{n.name}"
-        return None
+        await self.dns.attach(cid, path, lambda name: self.names.resolve(cid, name),
+                              reverse=lambda ip: self.names.reverse(cid, ip))
 
     def _endpoints_of(self, cid: str, host_config: JSON) -> list[tuple[Endpoint, Network]]:
         """The container's endpoints, the primary (NetworkMode's) first."""
@@ -441,12 +406,3 @@ class NetworkService:
         if self.cfg.pool:
             self.sandboxes.refill()
 
-
-def _host_resolvers() -> list[str]:
-    """The host's nameservers, which the embedded DNS server forwards other names to (from berthd's
-    namespace, so a loopback resolver of the host works too)."""
-    try:
-        with open("/etc/resolv.conf") as f:
-            return [ln.split()[1] for ln in f if ln.startswith("nameserver") and len(ln.split()) > 1]
-    except OSError:
-        return []
