@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
+import functools
 import ipaddress
 import logging
 import os
@@ -43,6 +44,7 @@ MAX_FORWARDS = 128  # queries one container may have in flight upstream
 MAX_TCP_CONNS = 32  # TCP connections one container may hold open
 TCP_IDLE = 8.0  # seconds a TCP client may keep a connection silent
 MAX_TCP_QUERIES = 100  # queries on one TCP connection before it is closed
+UDP_BATCH = 64  # datagrams read per wake-up before the loop gets a turn
 
 Resolve = Callable[[str], list[str]]
 Reverse = Callable[[str], "str | None"]
@@ -54,7 +56,7 @@ class _Attachment:
     resolve: Resolve
     reverse: Reverse | None
     ndots_set: bool
-    udp: asyncio.DatagramTransport | None = None
+    udp: socket.socket | None = None
     tcp: asyncio.Server | None = None
     forwards: int = 0
     rotation: int = 0
@@ -81,14 +83,11 @@ class EmbeddedDNS:
         att = _Attachment(key, resolve, reverse, ndots_set)
         loop = asyncio.get_running_loop()
         try:
-            transport, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self, att), sock=udp_sock)
-            att.udp = transport
             att.tcp = await asyncio.start_server(lambda r, wr: self._serve_tcp(att, r, wr), sock=tcp_sock)
+            loop.add_reader(udp_sock.fileno(), self._udp_readable, att)
+            att.udp = udp_sock
         except BaseException:
-            if att.udp is not None:
-                att.udp.close()
-            else:
-                udp_sock.close()
+            udp_sock.close()
             tcp_sock.close()
             raise
         self._attached[key] = att
@@ -99,9 +98,8 @@ class EmbeddedDNS:
             return
         att.closed = True
         if att.udp is not None:
-            proto = typing.cast(_UDPProtocol, att.udp.get_protocol())
-            att.udp.close()  # the socket itself closes on a later loop turn: wait, or a re-attach cannot bind
-            await proto.lost
+            asyncio.get_running_loop().remove_reader(att.udp.fileno())
+            att.udp.close()
         if att.tcp is not None:
             att.tcp.close()
         for writer in list(att.tcp_writers):
@@ -134,7 +132,7 @@ class EmbeddedDNS:
             return w.answer_reply(q, [(w.TYPE_PTR, RESP_TTL, w.encode_name(name))], max_size, tcp=tcp)
         if q.qtype not in (w.TYPE_A, w.TYPE_AAAA, w.TYPE_MX):
             return None
-        addresses = _valid_ipv4(att.resolve(q.qname)) if q.plain and q.qname else []
+        addresses = _packed_ipv4(att.resolve(q.qname)) if q.plain and q.qname else []
         if not addresses:
             if att.ndots_set and q.qtype != w.TYPE_MX and q.qname and "." not in q.qname:
                 return w.answer_reply(q, [], max_size, tcp=tcp)
@@ -144,7 +142,7 @@ class EmbeddedDNS:
         att.rotation = (att.rotation + 1) % 1_000_000
         start = att.rotation % len(addresses)
         ordered = addresses[start:] + addresses[:start]
-        return w.answer_reply(q, w.a_records(ordered, RESP_TTL), max_size, tcp=tcp)
+        return w.answer_reply(q, [(w.TYPE_A, RESP_TTL, a) for a in ordered], max_size, tcp=tcp)
 
     def handle(self, att: _Attachment, data: bytes, *, tcp: bool) -> tuple[bytes | None, w.Query | None]:
         """(reply now, or query to forward); (None, None) means drop. Never raises."""
@@ -221,6 +219,26 @@ class EmbeddedDNS:
         att.tasks.add(task)
         task.add_done_callback(att.tasks.discard)
 
+    def _udp_readable(self, att: _Attachment) -> None:
+        """Drain up to a batch of datagrams per wake-up (asyncio's datagram transport reads one per loop turn,
+        which halves throughput under load); replies go straight back, and are dropped if the socket is full."""
+        sock = att.udp
+        if sock is None:
+            return
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = sock.recvfrom(w.MAX_MSG_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. ECONNREFUSED left by an earlier reply to a closed client port
+                log.debug("embedded DNS: UDP receive for %s: %r", att.key, e)
+                continue
+            reply, q = self.handle(att, data, tcp=False)
+            if reply is not None:
+                _send_udp(att, addr, reply)
+            elif q is not None:
+                self.start_forward(att, q, data, functools.partial(_send_udp, att, addr), tcp=False)
+
     async def _serve_tcp(self, att: _Attachment, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
         if len(att.tcp_writers) >= MAX_TCP_CONNS or att.closed:
@@ -254,34 +272,10 @@ class EmbeddedDNS:
             writer.close()
 
 
-class _UDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: EmbeddedDNS, att: _Attachment) -> None:
-        self.server = server
-        self.att = att
-        self.transport: asyncio.DatagramTransport | None = None
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = typing.cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[typing.Any, ...]) -> None:
-        reply, q = self.server.handle(self.att, data, tcp=False)
-        if reply is not None:
-            self._send(reply, addr)
-        elif q is not None:
-            self.server.start_forward(self.att, q, data, lambda r: self._send(r, addr), tcp=False)
-
-    def _send(self, reply: bytes, addr: tuple[typing.Any, ...]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            with contextlib.suppress(OSError):
-                self.transport.sendto(reply, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("embedded DNS: UDP error for %s: %r", self.att.key, exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
+def _send_udp(att: _Attachment, addr: typing.Any, reply: bytes) -> None:
+    if att.udp is not None and not att.closed:
+        with contextlib.suppress(OSError):  # a full buffer or a vanished client: UDP may drop
+            att.udp.sendto(reply, addr)
 
 
 # -- upstream exchanges (from the host's namespace) -------------------------------------------------------
@@ -447,11 +441,12 @@ async def _sockets_in_netns(netns_path: str) -> tuple[socket.socket, socket.sock
     return out[0], out[1]
 
 
-def _valid_ipv4(addresses: list[str]) -> list[str]:
+def _packed_ipv4(addresses: list[str]) -> list[bytes]:
+    """The 4-byte forms of the valid dotted-quad IPv4 addresses (others skipped); inet_pton is strict."""
     out = []
     for a in addresses:
         try:
-            out.append(str(ipaddress.IPv4Address(a)))
-        except ValueError:
+            out.append(socket.inet_pton(socket.AF_INET, a))
+        except (OSError, TypeError, ValueError):
             continue
     return out
