@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in crun:crun runc:runc conmon:conmon busybox:busybox-static tini-static:tini catatonit:catatonit \
-            docker-registry:docker-registry skopeo:skopeo gcc:gcc; do  # registry interop tests; gcc builds the race helper
+            docker-registry:docker-registry skopeo:skopeo gcc:gcc iptables:iptables ip:iproute2 curl:curl; do  # registry interop tests; gcc builds the race helper; networking
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

@@ -88,7 +88,12 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None) 
     )
     svc.pending_names.add(name)
     try:
-        return await _make(svc, c, cdir, mount_points, image.top_layer), warnings
+        svc.network.plan(cid, hc, body.get("NetworkingConfig"), cfg.get("ExposedPorts"))  # 400/404 before anything
+        try:
+            return await _make(svc, c, cdir, mount_points, image.top_layer), warnings
+        except BaseException:
+            svc.network.forget(cid)
+            raise
     finally:
         svc.pending_names.discard(name)
 

@@ -39,6 +39,27 @@ def write(c: Container) -> None:
     write_file(c.resolv_conf_path, ("\n".join(lines) + "\n").encode())
 
 
+def write_hosts(c: Container, addresses: list[str]) -> None:
+    """At a start on a network: the container's own name at its addresses, as Docker writes it."""
+    hostname = c.config["Hostname"]
+    names = hostname + (f".{c.config['Domainname']}\t{hostname}" if c.config.get("Domainname") else "")
+    write_file(c.hosts_path, (_HOSTS + "".join(f"{a}\t{names}\n" for a in addresses)).encode())
+
+
+def write_resolv(c: Container, embedded_dns: bool) -> None:
+    """At a start: the embedded DNS server (user-defined networks) or the host's resolvers."""
+    if not embedded_dns:
+        return  # written at create
+    try:
+        with open("/etc/resolv.conf") as f:
+            host = f.read().splitlines()
+    except OSError:
+        host = []
+    keep = [ln for ln in host if ln.startswith(("search", "options"))]
+    write_file(c.resolv_conf_path, ("nameserver 127.0.0.11\n" + "".join(ln + "\n" for ln in keep)
+                                    + "options ndots:0\n").encode())
+
+
 def binds(c: Container) -> dict[str, str]:
     """Path in the container -> file on the host, for the runtime spec."""
     return {"/etc/hostname": c.hostname_path, "/etc/hosts": c.hosts_path, "/etc/resolv.conf": c.resolv_conf_path}
