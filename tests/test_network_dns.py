@@ -202,6 +202,30 @@ def test_forwarding_order_failover_and_servfail(ns: str) -> None:
         run(body)
 
 
+def test_container_dns_servers_are_asked_from_its_namespace(ns: str) -> None:
+    """--dns servers are asked from inside the container's namespace, as Docker does: 127.0.0.1 there is the
+    container's own loopback (here a fake resolver the test runs in that namespace), not the host's."""
+    with fake_upstream(lambda q, p: reply_a(q, "198.51.100.7")) as host_side, \
+            fake_upstream(lambda q, p: reply_a(q, "198.51.100.53"), netns_path=f"/run/netns/{ns}", port=53) as inside:
+
+        async def body() -> None:
+            dns = EmbeddedDNS(lambda: [host_side.addr])
+            await dns.attach("c1", f"/run/netns/{ns}", table_resolver({}), dns_servers=["127.0.0.1"])
+            try:
+                assert (await ask1(ns, query("ext.test"))).addresses == ["198.51.100.53"]
+                assert (await ask1(ns, query("ext.test"), proto="tcp")).addresses == ["198.51.100.53"]
+                assert [p for p, _, _ in inside.seen] == ["udp", "tcp"] and host_side.seen == []
+            finally:
+                await dns.detach("c1")
+            await dns.attach("c1", f"/run/netns/{ns}", table_resolver({}))  # no --dns: the host's resolvers
+            try:
+                assert (await ask1(ns, query("ext.test"))).addresses == ["198.51.100.7"]
+            finally:
+                await dns.close()
+
+        run(body)
+
+
 def test_tcp_queries_and_truncation(ns: str) -> None:
     many = [f"192.0.2.{i}" for i in range(1, 61)]
     table = {"many": many}
@@ -341,7 +365,7 @@ def test_handler_never_raises_on_query_shaped_bytes(data: bytes) -> None:
     dns = EmbeddedDNS(lambda: [])
     from berth.network.dns import _Attachment
 
-    att = _Attachment("k", lambda n: ["192.0.2.1"] if n == "x" else [], lambda ip: "x.app", True)
+    att = _Attachment("k", lambda n: ["192.0.2.1"] if n == "x" else [], lambda ip: "x.app", True, "", [])
     reply, q = dns.handle(att, data, tcp=False)
     assert reply is None or q is None
     if reply is not None:

@@ -17,22 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
 import functools
 import ipaddress
 import logging
-import os
 import random
 import socket
 import struct
-import threading
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from berth.network import dnswire as w
+from berth.network import netns
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +53,8 @@ class _Attachment:
     resolve: Resolve
     reverse: Reverse | None
     ndots_set: bool
+    netns_path: str
+    dns_servers: list[str]
     udp: socket.socket | None = None
     tcp: asyncio.Server | None = None
     forwards: int = 0
@@ -74,13 +73,14 @@ class EmbeddedDNS:
         self._attached: dict[str, _Attachment] = {}
 
     async def attach(self, key: str, netns_path: str, resolve: Resolve, *, reverse: Reverse | None = None,
-                     ndots_set: bool = False) -> None:
+                     ndots_set: bool = False, dns_servers: list[str] | None = None) -> None:
         """Serve 127.0.0.11:53 in the namespace at ``netns_path`` for container ``key`` (re-attaching replaces
-        the old sockets). ``reverse(ip)`` names a known address for PTR; ``ndots_set``: the user gave ndots."""
+        the old sockets). ``reverse(ip)`` names a known address for PTR; ``ndots_set``: the user gave an ndots
+        option; ``dns_servers``: the container's --dns servers, asked instead of the host's resolvers."""
         if key in self._attached:
             await self.detach(key)
         udp_sock, tcp_sock = await _sockets_in_netns(netns_path)
-        att = _Attachment(key, resolve, reverse, ndots_set)
+        att = _Attachment(key, resolve, reverse, ndots_set, netns_path, list(dns_servers or []))
         loop = asyncio.get_running_loop()
         try:
             att.tcp = await asyncio.start_server(lambda r, wr: self._serve_tcp(att, r, wr), sock=tcp_sock)
@@ -171,15 +171,23 @@ class EmbeddedDNS:
             log.exception("embedded DNS: unexpected error handling a query for %s", att.key)
             return None, None
 
-    async def forward(self, q: w.Query, data: bytes, *, tcp: bool) -> bytes:
-        """Ask each upstream in turn; the first real answer goes back with the client's ID."""
+    async def forward(self, att: _Attachment, q: w.Query, data: bytes, *, tcp: bool) -> bytes:
+        """Ask each upstream in turn; the first real answer goes back with the client's ID. The container's own
+        --dns servers are asked from inside its namespace (as Docker: 127.0.0.1 there is its own loopback), the
+        host's resolvers from berthd's."""
         message = data[:q.end]
         max_size = w.MAX_MSG_SIZE if tcp else q.udp_size
-        for server in _parse_upstreams(self._upstreams())[:MAX_UPSTREAMS]:
+        if att.dns_servers:
+            servers, where = _parse_upstreams(att.dns_servers), att.netns_path
+        else:
+            servers, where = _parse_upstreams(self._upstreams()), None
+        for server in servers[:MAX_UPSTREAMS]:
             upstream_id = random.getrandbits(16)
             try:
+                sock = await _client_socket(where, socket.AF_INET6 if ":" in server[0] else socket.AF_INET,
+                                            socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
                 reply = await asyncio.wait_for(
-                    (_exchange_tcp if tcp else _exchange_udp)(server, w.rewrite_id(message, upstream_id),
+                    (_exchange_tcp if tcp else _exchange_udp)(sock, server, w.rewrite_id(message, upstream_id),
                                                               upstream_id, q.question),
                     self._timeout)
             except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
@@ -205,7 +213,7 @@ class EmbeddedDNS:
 
         async def run() -> None:
             try:
-                reply = await self.forward(q, data, tcp=tcp)
+                reply = await self.forward(att, q, data, tcp=tcp)
                 if not att.closed:
                     send(reply)
             except asyncio.CancelledError:
@@ -256,7 +264,7 @@ class EmbeddedDNS:
                     else:
                         att.forwards += 1
                         try:
-                            reply = await self.forward(q, data, tcp=True)
+                            reply = await self.forward(att, q, data, tcp=True)
                         finally:
                             att.forwards -= 1
                 if reply is None:
@@ -325,10 +333,16 @@ class _UpstreamProtocol(asyncio.DatagramProtocol):
             self.done.set_exception(exc)
 
 
-async def _exchange_udp(server: tuple[str, int], message: bytes, want_id: int, question: bytes) -> bytes:
+async def _exchange_udp(sock: socket.socket, server: tuple[str, int], message: bytes, want_id: int,
+                        question: bytes) -> bytes:
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(lambda: _UpstreamProtocol(want_id, question),
-                                                           remote_addr=server)
+    try:
+        sock.connect(server)  # connected: only the upstream's datagrams reach us
+        transport, proto = await loop.create_datagram_endpoint(lambda: _UpstreamProtocol(want_id, question),
+                                                               sock=sock)
+    except BaseException:
+        sock.close()
+        raise
     try:
         transport.sendto(message)
         return await proto.done
@@ -336,8 +350,14 @@ async def _exchange_udp(server: tuple[str, int], message: bytes, want_id: int, q
         transport.close()
 
 
-async def _exchange_tcp(server: tuple[str, int], message: bytes, want_id: int, question: bytes) -> bytes | None:
-    reader, writer = await asyncio.open_connection(server[0], server[1])
+async def _exchange_tcp(sock: socket.socket, server: tuple[str, int], message: bytes, want_id: int,
+                        question: bytes) -> bytes | None:
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, server)
+        reader, writer = await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
     try:
         writer.write(struct.pack("!H", len(message)) + message)
         await writer.drain()
@@ -352,15 +372,7 @@ async def _exchange_tcp(server: tuple[str, int], message: bytes, want_id: int, q
 
 # -- sockets inside a network namespace ---------------------------------------------------------------------
 
-CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _bring_lo_up() -> None:
@@ -371,7 +383,7 @@ def _bring_lo_up() -> None:
             fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
-def _make_sockets() -> tuple[socket.socket, socket.socket]:
+def _make_listeners() -> tuple[socket.socket, socket.socket]:
     _bring_lo_up()
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -389,56 +401,21 @@ def _make_sockets() -> tuple[socket.socket, socket.socket]:
     return udp, tcp
 
 
-def _in_netns(netns_path: str, result: list[object]) -> None:
-    """Thread body: enter the namespace, make the sockets, go back. setns() only moves this thread; if the
-    way back fails the thread simply ends, so no other work ever runs in the wrong namespace."""
-    try:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(target)
-                try:
-                    result.append(_make_sockets())
-                finally:
-                    _setns(own)
-            finally:
-                os.close(target)
-        finally:
-            os.close(own)
-    except BaseException as e:
-        result.append(e)
-
-
 async def _sockets_in_netns(netns_path: str) -> tuple[socket.socket, socket.socket]:
-    result: list[object] = []
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
+    """The listening sockets, made inside the namespace (a socket stays in the namespace it was made in)."""
+    return await asyncio.to_thread(netns.run_in, netns_path, _make_listeners)
 
-    def wake() -> None:
-        if not done.done():
-            done.set_result(None)
 
-    def body() -> None:
-        _in_netns(netns_path, result)
-        loop.call_soon_threadsafe(wake)
+async def _client_socket(netns_path: str | None, family: int, kind: int) -> socket.socket:
+    """A non-blocking socket for talking upstream: in berthd's namespace, or in the container's."""
+    def make() -> socket.socket:
+        s = socket.socket(family, kind)
+        s.setblocking(False)
+        return s
 
-    threading.Thread(target=body, name="berth-dns-netns", daemon=True).start()
-    await done
-    out = result[0] if result else RuntimeError("netns thread gave no result")
-    if isinstance(out, BaseException):
-        for extra in result[1:]:  # sockets made before the way back failed: do not leak them
-            if isinstance(extra, tuple):
-                for s in extra:
-                    s.close()
-        raise out
-    if len(result) > 1:  # made the sockets but could not return: treat as failure
-        for s in out if isinstance(out, tuple) else ():
-            s.close()
-        err = result[1]
-        raise err if isinstance(err, BaseException) else RuntimeError("netns thread failed")
-    assert isinstance(out, tuple)
-    return out[0], out[1]
+    if netns_path is None:
+        return make()
+    return await asyncio.to_thread(netns.run_in, netns_path, make)
 
 
 def _packed_ipv4(addresses: list[str]) -> list[bytes]:
