@@ -172,7 +172,7 @@ class ContainerService:
             networked = True
             t_net = time.perf_counter() - t_net
             if sandbox.addresses:
-                etcfiles.write_hosts(c, sandbox.addresses)
+                etcfiles.write_hosts(c, sandbox.addresses, self.network.host_gateway())
                 etcfiles.write_resolv(c, sandbox.embedded_dns)
             await asyncio.to_thread(startspec.write_bundle, c, rootfs, user_mounts, b.dir, sandbox.path)
             t_spec = time.perf_counter()

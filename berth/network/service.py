@@ -20,6 +20,7 @@ from berth.errors import InvalidParameter, NotFound
 from berth.network import firewall, links, netns, views
 from berth.network.config import NetConfig, check_in, host_lock, parse_bip, pick_subnet
 from berth.network.dns import EmbeddedDNS
+from berth.network.etcfiles import user_sets_ndots
 from berth.network.ports import Holds, bindings_of, validate_exposed
 from berth.network.sandbox import Sandboxes
 from berth.network.store import Endpoint, Network, NetworkStore
@@ -67,6 +68,11 @@ class NetworkService:
 
     def default(self) -> Network | None:
         return next((n for n in self.by_id.values() if n.predefined), None)
+
+    def host_gateway(self) -> str:
+        """The address "host-gateway" in --add-host stands for: the default bridge's gateway, as Docker."""
+        n = self.default()
+        return str(n.gateway) if n is not None and n.gateway else ""
 
     async def setup(self) -> None:
         """At berthd start: the netns directory, forwarding, the default bridge, every bridge up, and
@@ -263,7 +269,7 @@ class NetworkService:
         embedded = any(not p.network.predefined for p in plugged)
         if embedded:
             try:
-                await self.serve_dns(cid)
+                await self.serve_dns(cid, host_config)
             except BaseException:
                 await self.detach(cid)
                 raise
@@ -274,9 +280,12 @@ class NetworkService:
                        embedded_dns=embedded)
 
     # -- names (the embedded DNS server of user-defined networks) --------------------------------------
-    async def serve_dns(self, cid: str) -> None:
+    async def serve_dns(self, cid: str, host_config: JSON | None = None) -> None:
+        hc = host_config or {}
         await self.dns.attach(cid, self.sandboxes.path(cid), lambda name: self.resolve(cid, name),
-                              reverse=lambda ip: self.reverse(cid, ip))
+                              reverse=lambda ip: self.reverse(cid, ip),
+                              ndots_set=user_sets_ndots([str(o) for o in hc.get("DnsOptions") or []]),
+                              dns_servers=[str(d) for d in hc.get("Dns") or []])
 
     def _names(self, cid: str, ep: Endpoint) -> set[str]:
         d = self.directory
