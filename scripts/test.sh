@@ -11,6 +11,4 @@ bash scripts/setup.sh
 .venv/bin/mypy --strict --follow-imports=silent berth/api berth/daemon/main.py berth/daemon/system.py \
     berth/containers/transfer.py berth/threadstream.py
 .venv/bin/mypy --follow-imports=silent --warn-unused-ignores berth/runtime berth/containers
-# the embedded DNS server, its wire codec and the per-container /etc files (strict, self-contained)
-.venv/bin/mypy --strict --follow-imports=silent berth/network/dns.py berth/network/dnswire.py berth/network/etcfiles.py
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

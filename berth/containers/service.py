@@ -95,6 +95,10 @@ class ContainerService:
         c = self.by_id[cid]
         return str(c.host_config.get("NetworkMode") or "default"), c.state.running
 
+    def host_config(self, cid: str) -> dict[str, Any]:
+        c = self.by_id.get(cid)
+        return dict(c.host_config) if c is not None else {}
+
     def event(self, c: Container, action: str, **extra: str) -> None:
         attrs = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
         attrs.update(image=c.image, name=c.name, **extra)

@@ -36,6 +36,7 @@ class Directory(Protocol):
     def find(self, ref: str) -> tuple[str, str, int]: ...  # (id, name, pid or 0); NotFound otherwise
     def name_of(self, cid: str) -> str | None: ...
     def state(self, cid: str) -> tuple[str, bool]: ...  # (NetworkMode, running)
+    def host_config(self, cid: str) -> JSON: ...  # {} for a container that is gone
 
 
 class NetworkNotFound(NotFound):
@@ -281,7 +282,10 @@ class NetworkService:
 
     # -- names (the embedded DNS server of user-defined networks) --------------------------------------
     async def serve_dns(self, cid: str, host_config: JSON | None = None) -> None:
-        hc = host_config or {}
+        """Serve the container's names; its --dns servers and ndots option come from its host config (looked
+        up when not given: after a connect or a berthd restart)."""
+        hc = host_config if host_config is not None else \
+            (self.directory.host_config(cid) if self.directory is not None else {})
         await self.dns.attach(cid, self.sandboxes.path(cid), lambda name: self.resolve(cid, name),
                               reverse=lambda ip: self.reverse(cid, ip),
                               ndots_set=user_sets_ndots([str(o) for o in hc.get("DnsOptions") or []]),
