@@ -60,7 +60,7 @@ async def main() -> None:
     args = ap.parse_args()
     ns = f"berth-dnsbench-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
-    dns = EmbeddedDNS(lambda: [])
+    dns = EmbeddedDNS(lambda: [], query_rate=None)  # the server's capacity, not the per-container limit
     try:
         table = {"web.app": ["192.0.2.10", "192.0.2.11"]}
         await dns.attach("bench", f"/run/netns/{ns}", lambda name: table.get(name, []))

@@ -2,8 +2,9 @@
 
 Each attached container gets a UDP and a TCP socket bound to 127.0.0.11:53 inside its network namespace
 (created there by a short-lived thread that setns()es in and out; a socket stays in the namespace it was
-made in). Names the network knows are answered from ``resolve`` (A, TTL 600); everything else is forwarded
-from the host's namespace to the host's resolvers, as Docker's resolver does for host resolvers.
+made in). Names the network knows are answered from ``resolve`` (A, TTL 600); everything else is forwarded:
+to the host's resolvers from berthd's namespace, or to the container's own --dns servers from inside its
+namespace, as Docker's resolver does.
 
 Docker's rules followed here: AAAA or MX for a known name is NOERROR with no answers; a PTR for a known
 address is answered, other PTRs forwarded; with an ``ndots`` the user set, an unknown single-label A/AAAA
@@ -11,6 +12,8 @@ name gets an empty NOERROR (the client then tries its search domains) instead of
 at most three upstreams is tried in turn, moving on after a timeout, SERVFAIL or REFUSED; SERVFAIL when
 none answers; REFUSED when the container already has too many queries in flight. Requests with odd
 headers get FORMERR, other opcodes NOTIMP, responses and runts are dropped (the Go DNS library's rules).
+Beyond Docker: each container gets at most QUERY_RATE queries/s answered, so that a flood from one cannot
+hold berthd's loop.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ MAX_TCP_CONNS = 32  # TCP connections one container may hold open
 TCP_IDLE = 8.0  # seconds a TCP client may keep a connection silent
 MAX_TCP_QUERIES = 100  # queries on one TCP connection before it is closed
 UDP_BATCH = 64  # datagrams read per wake-up before the loop gets a turn
+QUERY_RATE = 2000.0  # queries/s one container gets answered (a token bucket); beyond it UDP queries are dropped
+QUERY_BURST = 1000.0
 
 Resolve = Callable[[str], list[str]]
 Reverse = Callable[[str], "str | None"]
@@ -62,15 +67,34 @@ class _Attachment:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     tcp_writers: set[asyncio.StreamWriter] = field(default_factory=set)
     closed: bool = False
+    tokens: float = QUERY_BURST
+    refilled: float = 0.0
 
 
 class EmbeddedDNS:
     def __init__(self, upstreams: Callable[[], list[str]], *, forward_timeout: float = FORWARD_TIMEOUT,
-                 max_forwards: int = MAX_FORWARDS) -> None:
+                 max_forwards: int = MAX_FORWARDS, query_rate: float | None = QUERY_RATE,
+                 query_burst: float = QUERY_BURST) -> None:
+        """``query_rate``: queries/s per container (None: no limit). Every query costs a ``resolve`` call on
+        berthd's loop, so one container's flood must not take the loop from the rest of the daemon."""
         self._upstreams = upstreams
         self._timeout = forward_timeout
         self._max_forwards = max_forwards
+        self._rate = query_rate
+        self._burst = query_burst
         self._attached: dict[str, _Attachment] = {}
+
+    def _admit(self, att: _Attachment) -> float:
+        """Take a token for one query: 0 when admitted, else the seconds until one is there."""
+        if self._rate is None:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        att.tokens = min(self._burst, att.tokens + (now - att.refilled) * self._rate)
+        att.refilled = now
+        if att.tokens >= 1:
+            att.tokens -= 1
+            return 0.0
+        return (1 - att.tokens) / self._rate
 
     async def attach(self, key: str, netns_path: str, resolve: Resolve, *, reverse: Reverse | None = None,
                      ndots_set: bool = False, dns_servers: list[str] | None = None) -> None:
@@ -82,6 +106,7 @@ class EmbeddedDNS:
         udp_sock, tcp_sock = await _sockets_in_netns(netns_path)
         att = _Attachment(key, resolve, reverse, ndots_set, netns_path, list(dns_servers or []))
         loop = asyncio.get_running_loop()
+        att.tokens, att.refilled = self._burst, loop.time()
         try:
             att.tcp = await asyncio.start_server(lambda r, wr: self._serve_tcp(att, r, wr), sock=tcp_sock)
             loop.add_reader(udp_sock.fileno(), self._udp_readable, att)
@@ -241,6 +266,8 @@ class EmbeddedDNS:
             except OSError as e:  # e.g. ECONNREFUSED left by an earlier reply to a closed client port
                 log.debug("embedded DNS: UDP receive for %s: %r", att.key, e)
                 continue
+            if self._admit(att):
+                continue  # over the container's rate: dropped, as a busy resolver would
             reply, q = self.handle(att, data, tcp=False)
             if reply is not None:
                 _send_udp(att, addr, reply)
@@ -257,6 +284,8 @@ class EmbeddedDNS:
             for _ in range(MAX_TCP_QUERIES):
                 head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
                 data = await asyncio.wait_for(reader.readexactly(struct.unpack("!H", head)[0]), TCP_IDLE)
+                while wait := self._admit(att):  # over the rate: this connection waits its turn
+                    await asyncio.sleep(wait)
                 reply, q = self.handle(att, data, tcp=True)
                 if q is not None:
                     if att.forwards >= self._max_forwards:
