@@ -178,16 +178,27 @@ def reply_a(q: bytes, address: str, *, rcode: int = 0, flags: int = 0, aa: bool 
 class FakeUpstream:
     """A DNS server on 127.0.0.1 (UDP and TCP, same port) run by threads; records what it was asked."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, netns_path: str | None = None, port: int = 0) -> None:
+        """On 127.0.0.1 of berthd's (the test's) namespace, or of the namespace at ``netns_path``."""
         self.handler = handler
         self.seen: list[tuple[str, str, int]] = []  # (proto, qname, id)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
+
+        def make() -> tuple[socket.socket, socket.socket]:
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("127.0.0.1", port))
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            tcp.listen(16)
+            return udp, tcp
+
+        if netns_path is None:
+            self.udp, self.tcp = make()
+        else:
+            from berth.network import netns
+
+            self.udp, self.tcp = netns.run_in(netns_path, make)
         self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
-        self.tcp.listen(16)
         self.udp.settimeout(0.2)
         self.tcp.settimeout(0.2)
         self.stopping = False
@@ -250,8 +261,8 @@ class FakeUpstream:
 
 
 @contextmanager
-def fake_upstream(handler: Handler) -> Iterator[FakeUpstream]:
-    up = FakeUpstream(handler)
+def fake_upstream(handler: Handler, *, netns_path: str | None = None, port: int = 0) -> Iterator[FakeUpstream]:
+    up = FakeUpstream(handler, netns_path=netns_path, port=port)
     try:
         yield up
     finally:

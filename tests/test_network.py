@@ -88,7 +88,10 @@ def test_user_network_reach_by_ip_name_and_alias(daemon: Daemon) -> None:
     daemon.cli("network", "create", "app")
     try:
         a = _httpd(daemon, "--name", "web1", "--network", "app", "--network-alias", "site", body="from-a")
-        b = daemon.cli("run", "-d", "--name", "cli1", "--network", "app", "busybox", "sleep", "300").stdout.decode()
+        # --dns 127.0.0.1: a name the network does not know is forwarded inside cli1's own namespace (where
+        # nothing answers), never to the host's resolvers
+        b = daemon.cli("run", "-d", "--name", "cli1", "--network", "app", "--dns", "127.0.0.1", "busybox", "sleep",
+                       "300").stdout.decode()
         ip = daemon.cli("inspect", "-f", "{{.NetworkSettings.Networks.app.IPAddress}}", a).stdout.decode().strip()
         assert ip
         for host in (ip, "web1", "site", a[:12]):

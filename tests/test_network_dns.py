@@ -202,6 +202,30 @@ def test_forwarding_order_failover_and_servfail(ns: str) -> None:
         run(body)
 
 
+def test_container_dns_servers_are_asked_from_its_namespace(ns: str) -> None:
+    """--dns servers are asked from inside the container's namespace, as Docker does: 127.0.0.1 there is the
+    container's own loopback (here a fake resolver the test runs in that namespace), not the host's."""
+    with fake_upstream(lambda q, p: reply_a(q, "198.51.100.7")) as host_side, \
+            fake_upstream(lambda q, p: reply_a(q, "198.51.100.53"), netns_path=f"/run/netns/{ns}", port=53) as inside:
+
+        async def body() -> None:
+            dns = EmbeddedDNS(lambda: [host_side.addr])
+            await dns.attach("c1", f"/run/netns/{ns}", table_resolver({}), dns_servers=["127.0.0.1"])
+            try:
+                assert (await ask1(ns, query("ext.test"))).addresses == ["198.51.100.53"]
+                assert (await ask1(ns, query("ext.test"), proto="tcp")).addresses == ["198.51.100.53"]
+                assert [p for p, _, _ in inside.seen] == ["udp", "tcp"] and host_side.seen == []
+            finally:
+                await dns.detach("c1")
+            await dns.attach("c1", f"/run/netns/{ns}", table_resolver({}))  # no --dns: the host's resolvers
+            try:
+                assert (await ask1(ns, query("ext.test"))).addresses == ["198.51.100.7"]
+            finally:
+                await dns.close()
+
+        run(body)
+
+
 def test_tcp_queries_and_truncation(ns: str) -> None:
     many = [f"192.0.2.{i}" for i in range(1, 61)]
     table = {"many": many}
@@ -341,7 +365,7 @@ def test_handler_never_raises_on_query_shaped_bytes(data: bytes) -> None:
     dns = EmbeddedDNS(lambda: [])
     from berth.network.dns import _Attachment
 
-    att = _Attachment("k", lambda n: ["192.0.2.1"] if n == "x" else [], lambda ip: "x.app", True)
+    att = _Attachment("k", lambda n: ["192.0.2.1"] if n == "x" else [], lambda ip: "x.app", True, "", [])
     reply, q = dns.handle(att, data, tcp=False)
     assert reply is None or q is None
     if reply is not None:
@@ -407,7 +431,7 @@ print(json.dumps(codes))
     with fake_upstream(lambda q, p: None) as quiet:
 
         async def body() -> None:
-            dns = EmbeddedDNS(lambda: [quiet.addr], forward_timeout=2.0, max_forwards=50)
+            dns = EmbeddedDNS(lambda: [quiet.addr], forward_timeout=2.0, max_forwards=50, query_rate=None)
             await dns.attach("c1", f"/run/netns/{ns}", table_resolver({"web": ["192.0.2.10"]}))
             gaps: list[float] = []
             stop = False
@@ -438,6 +462,48 @@ print(json.dumps(codes))
             assert max(gaps) < 0.5, max(gaps)
 
         run(body)
+
+
+def test_query_rate_per_container(ns: str) -> None:
+    """Past its rate a container's UDP queries are dropped (its TCP ones wait), and it is served again later."""
+    burst = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+q = struct.pack("!HHHHHH", 1, 0x100, 1, 0, 0, 0) + b"\3web\0\0\1\0\1"
+t = time.monotonic()
+for i in range(1500):
+    s.sendto(q, ("127.0.0.11", 53))
+    if i % 50 == 49:
+        time.sleep(0.002)
+s.settimeout(0.5)
+n = 0
+try:
+    while True:
+        s.recv(512)
+        n += 1
+except socket.timeout:
+    pass
+print(n, time.monotonic() - t)
+"""
+
+    async def body() -> None:
+        dns = EmbeddedDNS(lambda: [], query_rate=200, query_burst=50)
+        await dns.attach("c1", f"/run/netns/{ns}", table_resolver({"web": ["192.0.2.10"]}))
+        try:
+            code, out = await run_in_ns(ns, "python3", "-c", burst)
+            assert code == 0, out
+            answered, seconds = int(out.split()[0]), float(out.split()[1])
+            assert 50 <= answered <= 50 + 200 * seconds + 20, out
+            await asyncio.sleep(0.3)
+            assert (await ask1(ns, query("web"))).addresses == ["192.0.2.10"]
+            # TCP: 150 queries, three times the bucket: they wait for their turn, none is lost
+            replies = await ask(ns, *(query("web", qid=i) for i in range(150)), proto="tcp")
+            assert [r.id for r in replies if isinstance(r, Reply) and r.addresses] == list(range(150))
+        finally:
+            await dns.close()
+
+    run(body)
 
 
 def test_tcp_connections_are_bounded(ns: str) -> None:

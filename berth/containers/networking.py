@@ -33,6 +33,7 @@ class ContainerNetworking(Protocol):
     def network_ids(self, cid: str, host_config: dict[str, Any]) -> set[str]: ...
     def counters(self, cid: str) -> dict[str, Any] | None: ...
     async def restore(self, running: set[str]) -> None: ...
+    def host_gateway(self) -> str: ...  # what "host-gateway" in --add-host stands for ("" if unknown)
 
 
 class NoNetworking:
@@ -68,3 +69,6 @@ class NoNetworking:
 
     async def restore(self, running: set[str]) -> None:
         pass
+
+    def host_gateway(self) -> str:
+        return ""

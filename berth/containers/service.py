@@ -96,6 +96,10 @@ class ContainerService:
         c = self.by_id[cid]
         return str(c.host_config.get("NetworkMode") or "default"), c.state.running
 
+    def host_config(self, cid: str) -> dict[str, Any]:
+        c = self.by_id.get(cid)
+        return dict(c.host_config) if c is not None else {}
+
     def event(self, c: Container, action: str, **extra: str) -> None:
         attrs = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
         attrs.update(image=c.image, name=c.name, **extra)
@@ -173,7 +177,7 @@ class ContainerService:
             networked = True
             t_net = time.perf_counter() - t_net
             if sandbox.addresses:
-                etcfiles.write_hosts(c, sandbox.addresses)
+                etcfiles.write_hosts(c, sandbox.addresses, self.network.host_gateway())
                 etcfiles.write_resolv(c, sandbox.embedded_dns)
             await asyncio.to_thread(startspec.write_bundle, c, rootfs, user_mounts, b.dir, sandbox.path)
             t_spec = time.perf_counter()

@@ -2,8 +2,9 @@
 
 Each attached container gets a UDP and a TCP socket bound to 127.0.0.11:53 inside its network namespace
 (created there by a short-lived thread that setns()es in and out; a socket stays in the namespace it was
-made in). Names the network knows are answered from ``resolve`` (A, TTL 600); everything else is forwarded
-from the host's namespace to the host's resolvers, as Docker's resolver does for host resolvers.
+made in). Names the network knows are answered from ``resolve`` (A, TTL 600); everything else is forwarded:
+to the host's resolvers from berthd's namespace, or to the container's own --dns servers from inside its
+namespace, as Docker's resolver does.
 
 Docker's rules followed here: AAAA or MX for a known name is NOERROR with no answers; a PTR for a known
 address is answered, other PTRs forwarded; with an ``ndots`` the user set, an unknown single-label A/AAAA
@@ -11,27 +12,27 @@ name gets an empty NOERROR (the client then tries its search domains) instead of
 at most three upstreams is tried in turn, moving on after a timeout, SERVFAIL or REFUSED; SERVFAIL when
 none answers; REFUSED when the container already has too many queries in flight. Requests with odd
 headers get FORMERR, other opcodes NOTIMP, responses and runts are dropped (the Go DNS library's rules).
+Beyond Docker: each container gets at most QUERY_RATE queries/s answered, so that a flood from one cannot
+hold berthd's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
+import functools
 import ipaddress
 import logging
-import os
 import random
 import socket
 import struct
-import threading
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from berth.network import dnswire as w
+from berth.network import netns
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ MAX_FORWARDS = 128  # queries one container may have in flight upstream
 MAX_TCP_CONNS = 32  # TCP connections one container may hold open
 TCP_IDLE = 8.0  # seconds a TCP client may keep a connection silent
 MAX_TCP_QUERIES = 100  # queries on one TCP connection before it is closed
+UDP_BATCH = 64  # datagrams read per wake-up before the loop gets a turn
+QUERY_RATE = 2000.0  # queries/s one container gets answered (a token bucket); beyond it UDP queries are dropped
+QUERY_BURST = 1000.0
 
 Resolve = Callable[[str], list[str]]
 Reverse = Callable[[str], "str | None"]
@@ -54,41 +58,61 @@ class _Attachment:
     resolve: Resolve
     reverse: Reverse | None
     ndots_set: bool
-    udp: asyncio.DatagramTransport | None = None
+    netns_path: str
+    dns_servers: list[str]
+    udp: socket.socket | None = None
     tcp: asyncio.Server | None = None
     forwards: int = 0
     rotation: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     tcp_writers: set[asyncio.StreamWriter] = field(default_factory=set)
     closed: bool = False
+    tokens: float = QUERY_BURST
+    refilled: float = 0.0
 
 
 class EmbeddedDNS:
     def __init__(self, upstreams: Callable[[], list[str]], *, forward_timeout: float = FORWARD_TIMEOUT,
-                 max_forwards: int = MAX_FORWARDS) -> None:
+                 max_forwards: int = MAX_FORWARDS, query_rate: float | None = QUERY_RATE,
+                 query_burst: float = QUERY_BURST) -> None:
+        """``query_rate``: queries/s per container (None: no limit). Every query costs a ``resolve`` call on
+        berthd's loop, so one container's flood must not take the loop from the rest of the daemon."""
         self._upstreams = upstreams
         self._timeout = forward_timeout
         self._max_forwards = max_forwards
+        self._rate = query_rate
+        self._burst = query_burst
         self._attached: dict[str, _Attachment] = {}
 
+    def _admit(self, att: _Attachment) -> float:
+        """Take a token for one query: 0 when admitted, else the seconds until one is there."""
+        if self._rate is None:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        att.tokens = min(self._burst, att.tokens + (now - att.refilled) * self._rate)
+        att.refilled = now
+        if att.tokens >= 1:
+            att.tokens -= 1
+            return 0.0
+        return (1 - att.tokens) / self._rate
+
     async def attach(self, key: str, netns_path: str, resolve: Resolve, *, reverse: Reverse | None = None,
-                     ndots_set: bool = False) -> None:
+                     ndots_set: bool = False, dns_servers: list[str] | None = None) -> None:
         """Serve 127.0.0.11:53 in the namespace at ``netns_path`` for container ``key`` (re-attaching replaces
-        the old sockets). ``reverse(ip)`` names a known address for PTR; ``ndots_set``: the user gave ndots."""
+        the old sockets). ``reverse(ip)`` names a known address for PTR; ``ndots_set``: the user gave an ndots
+        option; ``dns_servers``: the container's --dns servers, asked instead of the host's resolvers."""
         if key in self._attached:
             await self.detach(key)
         udp_sock, tcp_sock = await _sockets_in_netns(netns_path)
-        att = _Attachment(key, resolve, reverse, ndots_set)
+        att = _Attachment(key, resolve, reverse, ndots_set, netns_path, list(dns_servers or []))
         loop = asyncio.get_running_loop()
+        att.tokens, att.refilled = self._burst, loop.time()
         try:
-            transport, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self, att), sock=udp_sock)
-            att.udp = transport
             att.tcp = await asyncio.start_server(lambda r, wr: self._serve_tcp(att, r, wr), sock=tcp_sock)
+            loop.add_reader(udp_sock.fileno(), self._udp_readable, att)
+            att.udp = udp_sock
         except BaseException:
-            if att.udp is not None:
-                att.udp.close()
-            else:
-                udp_sock.close()
+            udp_sock.close()
             tcp_sock.close()
             raise
         self._attached[key] = att
@@ -99,9 +123,8 @@ class EmbeddedDNS:
             return
         att.closed = True
         if att.udp is not None:
-            proto = typing.cast(_UDPProtocol, att.udp.get_protocol())
-            att.udp.close()  # the socket itself closes on a later loop turn: wait, or a re-attach cannot bind
-            await proto.lost
+            asyncio.get_running_loop().remove_reader(att.udp.fileno())
+            att.udp.close()
         if att.tcp is not None:
             att.tcp.close()
         for writer in list(att.tcp_writers):
@@ -134,7 +157,7 @@ class EmbeddedDNS:
             return w.answer_reply(q, [(w.TYPE_PTR, RESP_TTL, w.encode_name(name))], max_size, tcp=tcp)
         if q.qtype not in (w.TYPE_A, w.TYPE_AAAA, w.TYPE_MX):
             return None
-        addresses = _valid_ipv4(att.resolve(q.qname)) if q.plain and q.qname else []
+        addresses = _packed_ipv4(att.resolve(q.qname)) if q.plain and q.qname else []
         if not addresses:
             if att.ndots_set and q.qtype != w.TYPE_MX and q.qname and "." not in q.qname:
                 return w.answer_reply(q, [], max_size, tcp=tcp)
@@ -144,7 +167,7 @@ class EmbeddedDNS:
         att.rotation = (att.rotation + 1) % 1_000_000
         start = att.rotation % len(addresses)
         ordered = addresses[start:] + addresses[:start]
-        return w.answer_reply(q, w.a_records(ordered, RESP_TTL), max_size, tcp=tcp)
+        return w.answer_reply(q, [(w.TYPE_A, RESP_TTL, a) for a in ordered], max_size, tcp=tcp)
 
     def handle(self, att: _Attachment, data: bytes, *, tcp: bool) -> tuple[bytes | None, w.Query | None]:
         """(reply now, or query to forward); (None, None) means drop. Never raises."""
@@ -173,15 +196,23 @@ class EmbeddedDNS:
             log.exception("embedded DNS: unexpected error handling a query for %s", att.key)
             return None, None
 
-    async def forward(self, q: w.Query, data: bytes, *, tcp: bool) -> bytes:
-        """Ask each upstream in turn; the first real answer goes back with the client's ID."""
+    async def forward(self, att: _Attachment, q: w.Query, data: bytes, *, tcp: bool) -> bytes:
+        """Ask each upstream in turn; the first real answer goes back with the client's ID. The container's own
+        --dns servers are asked from inside its namespace (as Docker: 127.0.0.1 there is its own loopback), the
+        host's resolvers from berthd's."""
         message = data[:q.end]
         max_size = w.MAX_MSG_SIZE if tcp else q.udp_size
-        for server in _parse_upstreams(self._upstreams())[:MAX_UPSTREAMS]:
+        if att.dns_servers:
+            servers, where = _parse_upstreams(att.dns_servers), att.netns_path
+        else:
+            servers, where = _parse_upstreams(self._upstreams()), None
+        for server in servers[:MAX_UPSTREAMS]:
             upstream_id = random.getrandbits(16)
             try:
+                sock = await _client_socket(where, socket.AF_INET6 if ":" in server[0] else socket.AF_INET,
+                                            socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
                 reply = await asyncio.wait_for(
-                    (_exchange_tcp if tcp else _exchange_udp)(server, w.rewrite_id(message, upstream_id),
+                    (_exchange_tcp if tcp else _exchange_udp)(sock, server, w.rewrite_id(message, upstream_id),
                                                               upstream_id, q.question),
                     self._timeout)
             except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
@@ -207,7 +238,7 @@ class EmbeddedDNS:
 
         async def run() -> None:
             try:
-                reply = await self.forward(q, data, tcp=tcp)
+                reply = await self.forward(att, q, data, tcp=tcp)
                 if not att.closed:
                     send(reply)
             except asyncio.CancelledError:
@@ -221,6 +252,28 @@ class EmbeddedDNS:
         att.tasks.add(task)
         task.add_done_callback(att.tasks.discard)
 
+    def _udp_readable(self, att: _Attachment) -> None:
+        """Drain up to a batch of datagrams per wake-up (asyncio's datagram transport reads one per loop turn,
+        which halves throughput under load); replies go straight back, and are dropped if the socket is full."""
+        sock = att.udp
+        if sock is None:
+            return
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = sock.recvfrom(w.MAX_MSG_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. ECONNREFUSED left by an earlier reply to a closed client port
+                log.debug("embedded DNS: UDP receive for %s: %r", att.key, e)
+                continue
+            if self._admit(att):
+                continue  # over the container's rate: dropped, as a busy resolver would
+            reply, q = self.handle(att, data, tcp=False)
+            if reply is not None:
+                _send_udp(att, addr, reply)
+            elif q is not None:
+                self.start_forward(att, q, data, functools.partial(_send_udp, att, addr), tcp=False)
+
     async def _serve_tcp(self, att: _Attachment, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
         if len(att.tcp_writers) >= MAX_TCP_CONNS or att.closed:
@@ -231,6 +284,8 @@ class EmbeddedDNS:
             for _ in range(MAX_TCP_QUERIES):
                 head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
                 data = await asyncio.wait_for(reader.readexactly(struct.unpack("!H", head)[0]), TCP_IDLE)
+                while wait := self._admit(att):  # over the rate: this connection waits its turn
+                    await asyncio.sleep(wait)
                 reply, q = self.handle(att, data, tcp=True)
                 if q is not None:
                     if att.forwards >= self._max_forwards:
@@ -238,7 +293,7 @@ class EmbeddedDNS:
                     else:
                         att.forwards += 1
                         try:
-                            reply = await self.forward(q, data, tcp=True)
+                            reply = await self.forward(att, q, data, tcp=True)
                         finally:
                             att.forwards -= 1
                 if reply is None:
@@ -254,34 +309,10 @@ class EmbeddedDNS:
             writer.close()
 
 
-class _UDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: EmbeddedDNS, att: _Attachment) -> None:
-        self.server = server
-        self.att = att
-        self.transport: asyncio.DatagramTransport | None = None
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = typing.cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[typing.Any, ...]) -> None:
-        reply, q = self.server.handle(self.att, data, tcp=False)
-        if reply is not None:
-            self._send(reply, addr)
-        elif q is not None:
-            self.server.start_forward(self.att, q, data, lambda r: self._send(r, addr), tcp=False)
-
-    def _send(self, reply: bytes, addr: tuple[typing.Any, ...]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            with contextlib.suppress(OSError):
-                self.transport.sendto(reply, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("embedded DNS: UDP error for %s: %r", self.att.key, exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
+def _send_udp(att: _Attachment, addr: typing.Any, reply: bytes) -> None:
+    if att.udp is not None and not att.closed:
+        with contextlib.suppress(OSError):  # a full buffer or a vanished client: UDP may drop
+            att.udp.sendto(reply, addr)
 
 
 # -- upstream exchanges (from the host's namespace) -------------------------------------------------------
@@ -331,10 +362,16 @@ class _UpstreamProtocol(asyncio.DatagramProtocol):
             self.done.set_exception(exc)
 
 
-async def _exchange_udp(server: tuple[str, int], message: bytes, want_id: int, question: bytes) -> bytes:
+async def _exchange_udp(sock: socket.socket, server: tuple[str, int], message: bytes, want_id: int,
+                        question: bytes) -> bytes:
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(lambda: _UpstreamProtocol(want_id, question),
-                                                           remote_addr=server)
+    try:
+        sock.connect(server)  # connected: only the upstream's datagrams reach us
+        transport, proto = await loop.create_datagram_endpoint(lambda: _UpstreamProtocol(want_id, question),
+                                                               sock=sock)
+    except BaseException:
+        sock.close()
+        raise
     try:
         transport.sendto(message)
         return await proto.done
@@ -342,8 +379,14 @@ async def _exchange_udp(server: tuple[str, int], message: bytes, want_id: int, q
         transport.close()
 
 
-async def _exchange_tcp(server: tuple[str, int], message: bytes, want_id: int, question: bytes) -> bytes | None:
-    reader, writer = await asyncio.open_connection(server[0], server[1])
+async def _exchange_tcp(sock: socket.socket, server: tuple[str, int], message: bytes, want_id: int,
+                        question: bytes) -> bytes | None:
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, server)
+        reader, writer = await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
     try:
         writer.write(struct.pack("!H", len(message)) + message)
         await writer.drain()
@@ -358,15 +401,7 @@ async def _exchange_tcp(server: tuple[str, int], message: bytes, want_id: int, q
 
 # -- sockets inside a network namespace ---------------------------------------------------------------------
 
-CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _bring_lo_up() -> None:
@@ -377,7 +412,7 @@ def _bring_lo_up() -> None:
             fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
-def _make_sockets() -> tuple[socket.socket, socket.socket]:
+def _make_listeners() -> tuple[socket.socket, socket.socket]:
     _bring_lo_up()
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -395,63 +430,29 @@ def _make_sockets() -> tuple[socket.socket, socket.socket]:
     return udp, tcp
 
 
-def _in_netns(netns_path: str, result: list[object]) -> None:
-    """Thread body: enter the namespace, make the sockets, go back. setns() only moves this thread; if the
-    way back fails the thread simply ends, so no other work ever runs in the wrong namespace."""
-    try:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(target)
-                try:
-                    result.append(_make_sockets())
-                finally:
-                    _setns(own)
-            finally:
-                os.close(target)
-        finally:
-            os.close(own)
-    except BaseException as e:
-        result.append(e)
-
-
 async def _sockets_in_netns(netns_path: str) -> tuple[socket.socket, socket.socket]:
-    result: list[object] = []
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    def body() -> None:
-        _in_netns(netns_path, result)
-        loop.call_soon_threadsafe(wake)
-
-    threading.Thread(target=body, name="berth-dns-netns", daemon=True).start()
-    await done
-    out = result[0] if result else RuntimeError("netns thread gave no result")
-    if isinstance(out, BaseException):
-        for extra in result[1:]:  # sockets made before the way back failed: do not leak them
-            if isinstance(extra, tuple):
-                for s in extra:
-                    s.close()
-        raise out
-    if len(result) > 1:  # made the sockets but could not return: treat as failure
-        for s in out if isinstance(out, tuple) else ():
-            s.close()
-        err = result[1]
-        raise err if isinstance(err, BaseException) else RuntimeError("netns thread failed")
-    assert isinstance(out, tuple)
-    return out[0], out[1]
+    """The listening sockets, made inside the namespace (a socket stays in the namespace it was made in)."""
+    return await asyncio.to_thread(netns.run_in, netns_path, _make_listeners)
 
 
-def _valid_ipv4(addresses: list[str]) -> list[str]:
+async def _client_socket(netns_path: str | None, family: int, kind: int) -> socket.socket:
+    """A non-blocking socket for talking upstream: in berthd's namespace, or in the container's."""
+    def make() -> socket.socket:
+        s = socket.socket(family, kind)
+        s.setblocking(False)
+        return s
+
+    if netns_path is None:
+        return make()
+    return await asyncio.to_thread(netns.run_in, netns_path, make)
+
+
+def _packed_ipv4(addresses: list[str]) -> list[bytes]:
+    """The 4-byte forms of the valid dotted-quad IPv4 addresses (others skipped); inet_pton is strict."""
     out = []
     for a in addresses:
         try:
-            out.append(str(ipaddress.IPv4Address(a)))
-        except ValueError:
+            out.append(socket.inet_pton(socket.AF_INET, a))
+        except (OSError, TypeError, ValueError):
             continue
     return out

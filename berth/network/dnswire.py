@@ -7,7 +7,6 @@ capped before anything is read. Anything malformed raises FormatError; nothing e
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass
 
@@ -83,10 +82,11 @@ def read_name(data: bytes, off: int) -> tuple[list[bytes], int]:
         pos += 1 + length
 
 
+_HOSTNAME_BYTES = b"-_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
 def _label_text(label: bytes) -> tuple[str, bool]:
-    plain = all(c == 0x2D or c == 0x5F or 0x30 <= c <= 0x39 or 0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A
-                for c in label)
-    if plain:
+    if not label.translate(None, _HOSTNAME_BYTES):  # only hostname characters
         return label.decode("ascii").lower(), True
     out = []
     for c in label:
@@ -177,10 +177,6 @@ def answer_reply(q: Query, records: list[tuple[int, int, bytes]], max_size: int,
         size += len(rr)
         count += 1
     return HEADER.pack(q.id, flags, 1, count, 0, 0) + bytes(body)
-
-
-def a_records(addresses: list[str], ttl: int) -> list[tuple[int, int, bytes]]:
-    return [(TYPE_A, ttl, ipaddress.IPv4Address(a).packed) for a in addresses]
 
 
 def ptr_address(qname: str) -> str | None:

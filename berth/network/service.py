@@ -23,6 +23,7 @@ from berth.images.service import rfc3339
 from berth.network import firewall, links, netns, views
 from berth.network.config import NetConfig, check_in, host_lock, parse_bip, pick_subnet
 from berth.network.dns import EmbeddedDNS
+from berth.network.etcfiles import user_sets_ndots
 from berth.network.names import Names, host_resolvers
 from berth.network.ports import Holds, bindings_of, validate_exposed
 from berth.network.sandbox import Sandboxes
@@ -39,6 +40,7 @@ class Directory(Protocol):
     def find(self, ref: str) -> tuple[str, str, int]: ...  # (id, name, pid or 0); NotFound otherwise
     def name_of(self, cid: str) -> str | None: ...
     def state(self, cid: str) -> tuple[str, bool]: ...  # (NetworkMode, running)
+    def host_config(self, cid: str) -> JSON: ...  # {} for a container that is gone
 
 
 class NetworkNotFound(NotFound):
@@ -74,6 +76,11 @@ class NetworkService:
 
     def default(self) -> Network | None:
         return next((n for n in self.by_id.values() if n.predefined), None)
+
+    def host_gateway(self) -> str:
+        """The address "host-gateway" in --add-host stands for: the default bridge's gateway, as Docker."""
+        n = self.default()
+        return str(n.gateway) if n is not None and n.gateway else ""
 
     async def setup(self) -> None:
         """At berthd start: the netns directory, forwarding, the default bridge, every bridge up, and
@@ -270,7 +277,7 @@ class NetworkService:
         embedded = any(not p.network.predefined for p in plugged)
         if embedded:
             try:
-                await self.serve_dns(cid)
+                await self.serve_dns(cid, host_config)
             except BaseException:
                 await self.detach(cid)
                 raise
@@ -281,12 +288,18 @@ class NetworkService:
                        embedded_dns=embedded)
 
     # -- names (the embedded DNS server of user-defined networks) --------------------------------------
-    async def serve_dns(self, cid: str) -> None:
+    async def serve_dns(self, cid: str, host_config: JSON | None = None) -> None:
+        """Serve the container's names; its --dns servers and ndots option come from its host config (looked
+        up when not given: after a connect or a berthd restart)."""
         path = self.sandboxes.path(cid)
         if path is None:
             return
+        hc = host_config if host_config is not None else \
+            (self.directory.host_config(cid) if self.directory is not None else {})
         await self.dns.attach(cid, path, lambda name: self.names.resolve(cid, name),
-                              reverse=lambda ip: self.names.reverse(cid, ip))
+                              reverse=lambda ip: self.names.reverse(cid, ip),
+                              ndots_set=user_sets_ndots([str(o) for o in hc.get("DnsOptions") or []]),
+                              dns_servers=[str(d) for d in hc.get("Dns") or []])
 
     def _endpoints_of(self, cid: str, host_config: JSON) -> list[tuple[Endpoint, Network]]:
         """The container's endpoints, the primary (NetworkMode's) first."""
