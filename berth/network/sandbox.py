@@ -59,12 +59,14 @@ class Sandboxes:
         self._filling: asyncio.Task[None] | None = None
         self.pool_bridge: str | None = None  # the default bridge, once it is up
 
+    def key(self, cid: str) -> str:
+        return os.path.join(self.dir, cid[:12])
+
     def path(self, cid: str) -> str | None:
-        """The container's namespace file (its SandboxKey) while it runs."""
-        for ep in self.store.endpoints(cid):
-            if ep.live and ep.live.get("SandboxKey"):
-                return str(ep.live["SandboxKey"])
-        return None
+        """The container's namespace file (its SandboxKey) while it runs (also when a disconnect took
+        its last endpoint: the namespace stays until it stops)."""
+        key = self.key(cid)
+        return key if netns.is_bound(key) else None
 
     # -- the pool ----------------------------------------------------------------------------------------
     def _prepare(self) -> Prepared:
@@ -111,7 +113,7 @@ class Sandboxes:
     def _take(self, cid: str, pooled: Prepared | None) -> Prepared:
         """Blocking: a prepared sandbox (pooled, or made now), its namespace file moved to a sandbox key."""
         prepared = pooled or self._prepare()
-        key = os.path.join(self.dir, cid[:12])
+        key = self.key(cid)
         try:
             netns.move(prepared.path, key)
         except BaseException:
@@ -130,7 +132,7 @@ class Sandboxes:
         """Everything for a start; all or nothing. ``eps[0]`` is the primary endpoint (default route,
         published ports)."""
         plugged: list[Plugged] = []
-        key = os.path.join(self.dir, cid[:12])
+        key = self.key(cid)
         if os.path.lexists(key):  # a leftover of a crash before this start
             await asyncio.to_thread(netns.remove, key)
         t0 = time.perf_counter()
@@ -187,8 +189,7 @@ class Sandboxes:
         """At exit: the namespace file goes (the kernel then frees the namespace and its veths), the
         host ports and addresses are released."""
         self.holds.release(cid)
-        key = self.path(cid) or os.path.join(self.dir, cid[:12])
-        await asyncio.to_thread(netns.remove, key)
+        await asyncio.to_thread(netns.remove, self.key(cid))
         self.store.release(cid)
 
     async def plug_one(self, cid: str, ep: Endpoint, n: Network, index: int) -> None:

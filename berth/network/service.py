@@ -396,11 +396,9 @@ class NetworkService:
     async def restore(self, running: set[str]) -> None:
         """After a berthd restart: running containers keep their endpoints (and get their host ports
         held again); everything of a container that is gone or stopped is released."""
-        kept = set()
+        kept = {os.path.basename(self.sandboxes.key(cid)) for cid in running if self.sandboxes.path(cid)}
         for cid in {ep.container_id for ep in self.store.endpoints() if ep.live or ep.address}:
-            key = self.sandboxes.path(cid)
-            if cid in running and key is not None and netns.is_bound(key):
-                kept.add(os.path.basename(key))
+            if cid in running and self.sandboxes.path(cid) is not None:
                 ports = self._ports(cid)
                 if ports:
                     self.sandboxes.reacquire(cid, ports)
