@@ -3,8 +3,8 @@ an "outside" namespace joined to the host by a veth on a benchmarking-range /30 
 
 - a container's connection out is masqueraded: the outside sees the host's address, not the container's;
 - a container on an --internal network cannot get out;
-- a published port answers from that outside namespace (an address of the host other than loopback)
-  and from another container through the bridge's gateway.
+- a published port answers from that outside namespace (an address of the host other than loopback),
+  from another container through the bridge's gateway, and from the container itself (hairpin).
 """
 
 from __future__ import annotations
@@ -109,6 +109,8 @@ def test_published_port_answers_from_other_addresses_and_containers(daemon: Daem
         assert out == b"via-dnat\n"
         gateway = daemon.cli("inspect", "-f", "{{.NetworkSettings.Gateway}}", other).stdout.decode().strip()
         code, body = _wget(daemon, other, f"http://{gateway}:{port}/")
+        assert code == 0 and body == "via-dnat\n"
+        code, body = _wget(daemon, web, f"http://{gateway}:{port}/")  # its own port, back through the host
         assert code == 0 and body == "via-dnat\n"
     finally:
         daemon.cli("rm", "-f", web, other)

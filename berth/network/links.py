@@ -126,6 +126,8 @@ class Netlink:
         if br is None or idx is None:
             raise OSError(errno.ENODEV, f"bridge {bridge} or interface {host_ifname} is missing")
         self.ipr().link("set", index=idx, master=br, state="up")
+        # hairpin: a container reaching its own published port through the host comes back to it
+        _sysctl_path(f"/sys/class/net/{host_ifname}/brport/hairpin_mode", "1")
 
     # -- a namespace's side (blocking; call in a thread) --------------------------------------------
     @staticmethod
@@ -139,7 +141,11 @@ class Netlink:
                                                      plug.gateway if plug.default_route else None))
 
 def _sysctl(key: str, value: str) -> None:
-    with open(os.path.join("/proc/sys", key), "w") as f:
+    _sysctl_path(os.path.join("/proc/sys", key), value)
+
+
+def _sysctl_path(path: str, value: str) -> None:
+    with open(path, "w") as f:
         f.write(value)
 
 
