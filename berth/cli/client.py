@@ -282,15 +282,18 @@ class Client:
     def url(self, path: str, params: dict[str, Any] | None = None) -> str:
         q = ""
         if params:
-            clean: dict[str, str] = {}
+            clean: list[tuple[str, str]] = []
             for k, v in params.items():
                 if v is None:
                     continue
                 if isinstance(v, bool):
                     v = "1" if v else "0"
-                elif isinstance(v, (dict, list)):
+                elif isinstance(v, dict):
                     v = json.dumps(v)
-                clean[k] = str(v)
+                if isinstance(v, (list, tuple)):  # a repeated key: names=a&names=b
+                    clean += [(k, str(x)) for x in v]
+                else:
+                    clean.append((k, str(v)))
             if clean:
                 q = "?" + urlencode(clean)
         return self.prefix + path + q

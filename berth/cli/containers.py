@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from berth.cli import completion as complete
 from berth.cli.common import DURATION, SIZE, api, each, filters
 from berth.cli.errors import CLIError
 
@@ -29,7 +30,8 @@ def ps(all_: bool, filter_: tuple[str, ...], fmt: str | None, last: int, latest:
 
 
 def _names(cmd: click.Command) -> click.Command:
-    return click.argument("containers", nargs=-1, required=True, metavar="CONTAINER...")(cmd)
+    return click.argument("containers", nargs=-1, required=True, metavar="CONTAINER...",
+                          shell_complete=complete.containers)(cmd)
 
 
 @click.command()
@@ -130,7 +132,7 @@ def _time_param(v: str | None) -> str | None:
 @click.option("-n", "--tail", default="all", help='Number of lines to show from the end of the logs')
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
 @click.option("--details", is_flag=True, help="Show extra details provided to logs")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 def logs(follow: bool, since: str | None, until: str | None, tail: str, timestamps: bool, details: bool,
          container: str) -> None:
     """Fetch the logs of a container."""
@@ -158,7 +160,7 @@ def logs(follow: bool, since: str | None, until: str | None, tail: str, timestam
 
 
 @click.command()
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("ps_args", nargs=-1)
 def top(container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
@@ -239,7 +241,7 @@ def stats(all_: bool, fmt: str | None, no_stream: bool, no_trunc: bool, containe
 
 
 @click.command()
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("private_port", required=False)
 def port(container: str, private_port: str | None) -> None:
     """List port mappings or a specific mapping for the container."""
@@ -264,7 +266,7 @@ def port(container: str, private_port: str | None) -> None:
 
 
 @click.command()
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("new_name")
 def rename(container: str, new_name: str) -> None:
     """Rename a container."""
@@ -284,7 +286,7 @@ def wait(containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 def diff(container: str) -> None:
     """Inspect changes to files or directories on a container's filesystem."""
     from berth.cli.client import q
@@ -299,7 +301,7 @@ def diff(container: str) -> None:
 @click.option("-m", "--message", default=None, help="Commit message")
 @click.option("-p", "--pause", "pause_", default=True, type=click.BOOL, is_flag=False, flag_value=True,
               help="Pause container during commit (default true)")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("repository", required=False)
 def commit(author: str | None, change: tuple[str, ...], message: str | None, pause_: bool,
            container: str, repository: str | None) -> None:
@@ -339,7 +341,7 @@ def stream_to(resp: Any, output: str | None) -> None:
 
 @click.command()
 @click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 def export(output: str | None, container: str) -> None:
     """Export a container's filesystem as a tar archive."""
     from berth.cli.client import q
@@ -366,7 +368,7 @@ def update(cpus: float | None, cpu_shares: int | None, cpuset_cpus: str | None, 
            restart: str | None, blkio_weight: int | None, containers: tuple[str, ...]) -> None:
     """Update configuration of one or more containers."""
     from berth.cli.client import q
-    from berth.cli.run import restart_policy
+    from berth.cli.runopts import restart_policy
 
     body: dict[str, Any] = {}
     if cpus is not None:

@@ -12,10 +12,14 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    from berth.cli.fast import try_fast
+    import os
 
-    code = try_fast(args)
+    args = sys.argv[1:] if argv is None else argv
+    code = None
+    if "_BERTH_COMPLETE" not in os.environ:  # click answers completion requests
+        from berth.cli.fast import try_fast
+
+        code = try_fast(args)
     if code is None:
         from berth.cli.app import cli
         from berth.cli.errors import run_cli
