@@ -133,11 +133,4 @@ def list_images(client: Any, all_: bool, flt: dict[str, list[str]] | None, fmt: 
     items = client.get("/images/json", all=all_ or None, filters=flt, digests=digests or None)
     items.sort(key=lambda im: -(im.get("Created") or 0))
     rows = [r for im in items for r in image_rows(im, no_trunc)]
-    if quiet and not fmt:
-        seen: list[str] = []
-        for r in rows:
-            if r["ID"] not in seen:
-                seen.append(r["ID"])
-        print("\n".join(seen)) if seen else None
-        return
     write_rows(rows, fmt, IMAGES_DIGESTS if digests else IMAGES_DEFAULT, headers_for(IMAGES_HEADERS), "ID", quiet)
