@@ -29,7 +29,7 @@ _TOKEN = re.compile(r"""
   | (?P<raw>`[^`]*`)
   | (?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)
   | (?P<decl>:=)
-  | (?P<var>\$[A-Za-z0-9_]*)
+  | (?P<var>\$[A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)
   | (?P<field>(?:\.[A-Za-z0-9_]+)+|\.)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<punct>[|(),])
