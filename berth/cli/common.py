@@ -97,7 +97,8 @@ def filters(items: tuple[str, ...]) -> dict[str, list[str]] | None:
     for it in items:
         k, sep, v = it.partition("=")
         if not sep:
-            raise click.BadParameter(f"bad format of filter (expected name=value): {it}", param_hint="'-f' / '--filter'")
+            raise click.BadParameter(f"bad format of filter (expected name=value): {it}",
+                                     param_hint="'-f' / '--filter'")
         out.setdefault(k.strip().lower(), []).append(v)
     return out
 
