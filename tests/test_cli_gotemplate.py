@@ -107,3 +107,36 @@ def test_parse_iso() -> None:
     assert fmt.parse_iso("1970-01-01T00:01:00Z") == 60
     assert fmt.parse_iso("1970-01-01T01:00:00.5+01:00") == 0.5
     assert fmt.parse_iso("0001-01-01T00:00:00Z") == 0
+
+
+def test_progress_lines_on_a_tty_and_off() -> None:
+    """One line per layer rewritten in place on a terminal; plain status-change lines otherwise."""
+    import io
+
+    from berth.cli.images import Progress
+
+    msgs = [{"status": "Pulling from x/y", "id": "1"}, {"status": "Pulling fs layer", "id": "aaa"},
+            {"status": "Pulling fs layer", "id": "bbb"},
+            {"status": "Downloading", "id": "aaa", "progress": "[=>   ] 1kB/2kB",
+             "progressDetail": {"current": 1000, "total": 2000}},
+            {"status": "Downloading", "id": "aaa", "progress": "[===> ] 2kB/2kB",
+             "progressDetail": {"current": 2000, "total": 2000}},
+            {"status": "Pull complete", "id": "aaa"}, {"status": "Already exists", "id": "bbb"},
+            {"status": "Digest: sha256:abc"}]
+    tty = io.StringIO()
+    p = Progress(tty, tty=True)
+    for m in msgs:
+        p.show(m)
+    out = tty.getvalue()
+    assert out.count("\n") == 4  # three id lines and the digest; updates move the cursor instead
+    assert "\x1b[2A\x1b[2K\rbbb: Already exists" not in out and "\x1b[1A\x1b[2K\rbbb: Already exists" in out
+    assert "\x1b[2A\x1b[2K\raaa: Downloading [===> ] 2kB/2kB" in out
+    plain = io.StringIO()
+    p = Progress(plain, tty=False)
+    for m in msgs:
+        p.show(m)
+    assert plain.getvalue().splitlines() == ["1: Pulling from x/y", "aaa: Pulling fs layer", "bbb: Pulling fs layer",
+                                             "aaa: Downloading", "aaa: Pull complete", "bbb: Already exists",
+                                             "Digest: sha256:abc"]
+    with pytest.raises(Exception, match="manifest unknown"):
+        Progress(plain, tty=False).show({"error": "x", "errorDetail": {"message": "manifest unknown"}})
