@@ -79,7 +79,11 @@ def resize_loop(resize: Callable[[int, int], None]) -> Callable[[], None]:
 
     send()
     old = signal.signal(signal.SIGWINCH, send)
-    return lambda: signal.signal(signal.SIGWINCH, old)
+
+    def stop() -> None:
+        signal.signal(signal.SIGWINCH, old)
+
+    return stop
 
 
 class Demux:

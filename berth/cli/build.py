@@ -28,7 +28,7 @@ def _matcher(root: str) -> Any:
     except FileNotFoundError:
         return None
     try:
-        from berth.build.dockerignore import Matcher, read_patterns
+        from berth.build.dockerignore import Matcher, read_patterns  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # the builder's matcher is not in this tree: the daemon applies the file
         return None
     return Matcher(read_patterns(text))

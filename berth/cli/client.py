@@ -247,7 +247,8 @@ class Client:
                     s.close()
                     raise
             else:
-                h, p = self.addr  # type: ignore[misc]
+                assert isinstance(self.addr, tuple)
+                h, p = self.addr
                 s = socket.create_connection((h, p), timeout=30)
                 s.settimeout(None)
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -40,7 +40,7 @@ def each(names: tuple[str, ...], action: Any, echo: bool = True) -> None:
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtpb]?)(?:i?b)?$", re.I)
 
 
-class SizeType(click.ParamType):
+class SizeType(click.ParamType):  # type: ignore[type-arg]
     """Docker's RAMInBytes: 512, 512k, 64m, 1g (binary multiples)."""
 
     name = "bytes"
@@ -55,7 +55,7 @@ class SizeType(click.ParamType):
         return int(float(m.group(1)) * mult[m.group(2).lower()])
 
 
-class DurationType(click.ParamType):
+class DurationType(click.ParamType):  # type: ignore[type-arg]
     """Go durations (``10s``, ``1m30s``, ``500ms``) to seconds; a bare number is seconds."""
 
     name = "duration"

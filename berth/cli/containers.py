@@ -29,7 +29,7 @@ def ps(all_: bool, filter_: tuple[str, ...], fmt: str | None, last: int, latest:
     list_containers(api(), all_, filters(filter_), fmt, last, latest, no_trunc, quiet, size)
 
 
-def _names(cmd: click.Command) -> click.Command:
+def _names(cmd: Any) -> Any:
     return click.argument("containers", nargs=-1, required=True, metavar="CONTAINER...",
                           shell_complete=complete.containers)(cmd)
 

@@ -18,7 +18,7 @@ class CLIError(click.ClickException):
 
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = code
+        self.code = code
 
 
 def _usage(e: click.UsageError) -> str:
@@ -58,7 +58,7 @@ def run_cli(group: click.Group, argv: list[str] | None) -> int:
     except CLIError as e:
         if e.message:
             print(e.message, file=sys.stderr)
-        return e.exit_code
+        return e.code
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.Abort:

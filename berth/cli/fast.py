@@ -88,6 +88,11 @@ def _filters(items: list[str]) -> dict[str, list[str]] | None:
     return out
 
 
+def _opt(d: dict[str, object], k: str) -> str | None:
+    v = d.get(k)
+    return v if isinstance(v, str) else None
+
+
 def try_fast(args: list[str]) -> int | None:
     if args in ([], ["--help"]):
         from berth.cli.commands import top_help
@@ -114,8 +119,9 @@ def try_fast(args: list[str]) -> int | None:
     host = str(g.get("host") or os.environ.get("BERTH_HOST") or os.environ.get("DOCKER_HOST")
                or "unix:///var/run/berth.sock")
     try:
-        client = Client(host, tls_from_env(bool(g.get("tls")), bool(g.get("tlsverify")), g.get("tlscacert"),
-                                           g.get("tlscert"), g.get("tlskey")))  # type: ignore[arg-type]
+        tls = tls_from_env(bool(g.get("tls")), bool(g.get("tlsverify")), _opt(g, "tlscacert"), _opt(g, "tlscert"),
+                           _opt(g, "tlskey"))
+        client = Client(host, tls)
     except ValueError:
         return None  # click reports the bad host
     fmt = o.get("format")

@@ -291,7 +291,7 @@ def _cmp(op: str) -> Callable[..., bool]:
             return any(a == b for b in bs)
         b = bs[0]
         try:
-            return {"ne": a != b, "lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
+            return bool({"ne": a != b, "lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op])
         except TypeError as e:
             raise TemplateError(f"error calling {op}: incompatible types for comparison") from e
     return f
@@ -312,8 +312,7 @@ def _or(*a: Any) -> Any:
 
 
 def _truncate(s: Any, n: int) -> str:
-    s = to_text(s)
-    return s[:n]
+    return to_text(s)[:n]
 
 
 FUNCS: dict[str, Callable[..., Any]] = {
@@ -428,7 +427,7 @@ class Template:
         if node[0] == "field":
             return "." + ".".join(node[1])
         if node[0] == "var":
-            return node[1]
+            return str(node[1])
         return to_text(node[1]) if node[0] == "lit" else "expression"
 
     def _arg(self, node: Node, dot: Any, vars_: dict[str, Any]) -> Any:

@@ -134,10 +134,10 @@ def attach_and_run(c: Any, cid: str, o: dict[str, Any], start: bool, cmd: str) -
         return 0
     waiter.join()
     if "e" in result:
-        e = result["e"]
-        if isinstance(e, APIError) and e.status == 404:  # removed before we asked: fall back to inspect
+        failure = result["e"]
+        if isinstance(failure, APIError) and failure.status == 404:  # removed before we asked
             return 0
-        raise e
+        raise failure
     r = result.get("r") or {}
     err = (r.get("Error") or {}).get("Message") if isinstance(r.get("Error"), dict) else None
     if err:
@@ -191,7 +191,7 @@ def start(attach_: bool, interactive: bool, detach_keys: str | None, containers:
         try:
             code = attach_and_run(c, info["Id"], o, True, "start")
         except CLIError as e:
-            e.exit_code = 1 if e.exit_code == 125 else e.exit_code
+            e.code = 1 if e.code == 125 else e.code
             raise
         if code:
             raise CLIError("", code)
