@@ -27,11 +27,12 @@ def _matcher(root: str) -> Any:
             text = f.read()
     except FileNotFoundError:
         return None
+    from berth.build.dockerignore import Matcher, PatternError, read_patterns
+
     try:
-        from berth.build.dockerignore import Matcher, read_patterns  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the builder's matcher is not in this tree: the daemon applies the file
-        return None
-    return Matcher(read_patterns(text))
+        return Matcher(read_patterns(text))
+    except PatternError as e:
+        raise CLIError(f"error from sender: failed to parse .dockerignore: {e}", 1) from e
 
 
 def _walk(root: str, matcher: Any, keep: set[str]) -> Iterator[tuple[str, str]]:
