@@ -188,6 +188,7 @@ def build(tag: tuple[str, ...], dockerfile: str | None, build_arg: tuple[str, ..
         if body:
             body.close()
     image_id = ""
+    quiet_out: list[str] = []
     prog = Progress(sys.stdout)
     try:
         for m in r.iter_json():
@@ -196,12 +197,13 @@ def build(tag: tuple[str, ...], dockerfile: str | None, build_arg: tuple[str, ..
                 image_id = aux["ID"]
                 continue
             if quiet and "error" not in m:
+                quiet_out.append(m.get("stream") or "")
                 continue
             prog.show(m)
     finally:
         r.close()
-    if quiet and image_id:
-        click.echo(image_id)
+    if quiet:  # the ID from aux; a daemon that sends none (dockerd with q=1) streams it as text
+        click.echo(image_id or "".join(quiet_out).strip())
     if iidfile and image_id:
         with open(iidfile, "w") as f:
             f.write(image_id)
