@@ -36,6 +36,13 @@ class State:
         return self._client
 
 
+def _print_version(ctx: click.Context) -> None:
+    import berth
+
+    click.echo(f"Berth version {berth.__version__}, API {berth.API_VERSION}")
+    ctx.exit(0)
+
+
 def default_host() -> str:
     return os.environ.get("BERTH_HOST") or os.environ.get("DOCKER_HOST") or "unix:///var/run/berth.sock"
 
@@ -52,6 +59,8 @@ def default_host() -> str:
 @click.option("-D", "--debug", is_flag=True, help="Enable debug mode (tracebacks on internal errors)")
 @click.option("-l", "--log-level", default="info", metavar="LEVEL", help="Set the logging level (accepted)")
 @click.option("--config", default=None, metavar="DIR", help="Location of client config files (DOCKER_CONFIG)")
+@click.option("-v", "--version", "show_version", is_flag=True, is_eager=True, expose_value=False,
+              callback=lambda ctx, p, v: _print_version(ctx) if v else None, help="Print version information and quit")
 @click.pass_context
 def cli(ctx: click.Context, host: str | None, tls: bool, tlsverify: bool, tlscacert: str | None,
         tlscert: str | None, tlskey: str | None, debug: bool, log_level: str, config: str | None) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -301,8 +301,9 @@ class Client:
 
     def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None,
                 data: bytes | Iterable[bytes] | None = None, headers: dict[str, str] | None = None,
-                upgrade: bool = False) -> Response:
-        """Send one request on a fresh connection; raise APIError for a status >= 400."""
+                upgrade: bool = False, sent: Callable[[], None] | None = None) -> Response:
+        """Send one request on a fresh connection; raise APIError for a status >= 400. ``sent`` is
+        called once the whole request is on the wire (before the answer is awaited)."""
         hdrs = {"Host": "api" if self.kind == "unix" else str(self.addr[0]), "User-Agent": "berth-cli"}
         if headers:
             hdrs.update(headers)
@@ -335,6 +336,8 @@ class Client:
                         if part:
                             sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
                     sock.sendall(b"0\r\n\r\n")
+            if sent is not None:
+                sent()
             resp = self._read_head(conn, method)
         except BrokenPipeError:
             # the daemon answered (an error) and closed before the whole body was sent

@@ -67,6 +67,7 @@ GLOBAL_OPTIONS = [
     ("--tlscert PATH", "Path to TLS certificate file"),
     ("--tlskey PATH", "Path to TLS key file"),
     ("--tlsverify", "Use TLS and verify the remote"),
+    ("-v, --version", "Print version information and quit"),
     ("--help", "Show this message and exit."),
 ]
 

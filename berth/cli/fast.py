@@ -94,6 +94,11 @@ def _opt(d: dict[str, object], k: str) -> str | None:
 
 
 def try_fast(args: list[str]) -> int | None:
+    if args in (["-v"], ["--version"]):
+        import berth
+
+        sys.stdout.write(f"Berth version {berth.__version__}, API {berth.API_VERSION}\n")
+        return 0
     if args in ([], ["--help"]):
         from berth.cli.commands import top_help
 

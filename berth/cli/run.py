@@ -78,15 +78,23 @@ def create(image: str, command: tuple[str, ...], **o: Any) -> None:
 def _wait_thread(c: Any, cid: str, condition: str) -> tuple[threading.Thread, dict[str, Any]]:
     """Start the wait before the container starts (docker's order), so a fast exit is not missed."""
     result: dict[str, Any] = {}
+    sent = threading.Event()
 
     def run() -> None:
         try:
-            result["r"] = c.post(f"/containers/{cid}/wait", {"condition": condition})
+            r = c.request("POST", f"/containers/{cid}/wait", {"condition": condition}, sent=sent.set)
+            try:
+                result["r"] = r.json()
+            finally:
+                r.close()
         except Exception as e:  # reported by the caller
             result["e"] = e
+        finally:
+            sent.set()
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
+    sent.wait(30)
     return t, result
 
 
