@@ -36,6 +36,8 @@ def test_version_and_unreachable_daemon(daemon: Daemon, tmp_path: object) -> Non
     out = ok(b(daemon, "version"))
     assert "Client:" in out and "Server: Berth" in out and "API version:      1.45" in out
     assert ok(b(daemon, "version", "--format", "{{.Server.ApiVersion}}")).strip() == "1.45"
+    assert ok(b(daemon, "--version")).startswith("Berth version ")
+    assert ok(b(daemon, "-D", "-v")) == ok(b(daemon, "--version"))
     r = berth("unix:///nonexistent/berth.sock", "ps")
     assert r.returncode == 1
     assert r.stderr.decode().strip() == \

@@ -27,8 +27,9 @@ CHUNK = 65536
 class ConnectError(Exception):
     """The daemon cannot be reached at all (docker exits 1 with its ``Cannot connect`` line)."""
 
-    def __init__(self, host: str) -> None:
-        super().__init__(f"Cannot connect to the Berth daemon at {host}. Is berthd running?")
+    def __init__(self, host: str, denied: bool = False) -> None:
+        super().__init__(f"permission denied while trying to connect to the Berth daemon socket at {host}" if denied
+                         else f"Cannot connect to the Berth daemon at {host}. Is berthd running?")
         self.host = host
 
 
@@ -252,6 +253,8 @@ class Client:
                 s = socket.create_connection((h, p), timeout=30)
                 s.settimeout(None)
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except PermissionError as e:
+            raise ConnectError(self.host, denied=True) from e
         except OSError as e:
             raise ConnectError(self.host) from e
         if self.tls is not None and self.kind == "tcp":
