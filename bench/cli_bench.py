@@ -1,7 +1,7 @@
 """Start-up cost of the ``berth`` CLI beside the docker CLI, against the same private berthd.
 
-Medians of N runs (default 20, after 2 unrecorded warm-ups) of ``version``, ``ps`` with 10 running
-containers, ``images`` and ``--help``, each a fresh process with its output thrown away; then the
+Medians of N runs (default 20, after 2 unrecorded warm-ups; docker and berth runs alternate) of
+``version``, ``ps`` with 10 running containers, ``images`` and ``--help``, each a fresh process with its output thrown away; then the
 import cost of what a Python CLI could be built on (interpreter alone, click, http.client, the
 Docker SDK), measured the same way. Needs root (berthd). Usage:
 
@@ -36,17 +36,25 @@ TARGET_RATIO = 3.0
 HELP_BUDGET_MS = 100.0
 
 
-def median_ms(argv: list[str], env: dict[str, str], runs: int) -> float:
-    times = []
+def _timed(argv: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT, timeout=60)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise BenchError(f"{' '.join(argv[-2:])}: exit {p.returncode}: {p.stderr.decode()[-300:]}")
+    return dt
+
+
+def medians_ms(argvs: list[list[str]], env: dict[str, str], runs: int) -> list[float]:
+    """Median wall time of each command line, the lines run in turn (a, b, a, b, ...) so that a
+    change in the machine's load hits them alike; 2 warm-up rounds are not recorded."""
+    times: list[list[float]] = [[] for _ in argvs]
     for i in range(runs + 2):
-        t0 = time.perf_counter()
-        p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT, timeout=60)
-        dt = time.perf_counter() - t0
-        if p.returncode != 0:
-            raise BenchError(f"{' '.join(argv[-2:])}: exit {p.returncode}: {p.stderr.decode()[-300:]}")
-        if i >= 2:
-            times.append(dt)
-    return statistics.median(times) * 1000
+        for j, argv in enumerate(argvs):
+            dt = _timed(argv, env)
+            if i >= 2:
+                times[j].append(dt)
+    return [statistics.median(t) * 1000 for t in times]
 
 
 def main() -> int:
@@ -84,8 +92,7 @@ def main() -> int:
         rows = {}
         failed = False
         for cmd in COMMANDS:
-            d = median_ms([docker_cli, *cmd], env, args.runs)
-            b = median_ms([*BERTH, *cmd], env, args.runs)
+            d, b = medians_ms([[docker_cli, *cmd], [*BERTH, *cmd]], env, args.runs)
             if cmd == ["--help"]:
                 ok = b < HELP_BUDGET_MS
                 target = f"< {HELP_BUDGET_MS:.0f} ms"
@@ -97,14 +104,13 @@ def main() -> int:
             print(f"{' '.join(cmd):<10} {d:7.1f}ms {b:7.1f}ms {b / d:5.2f}x  {target} {'ok' if ok else 'MISSED'}")
         results["commands"] = rows
         print("\nimport cost (fresh interpreter, median):")
-        base = None
         imports = {}
-        for label, code in (("python alone", "pass"), ("socket+json (lean client)", "import socket, json"),
-                            ("click", "import click"), ("http.client", "import http.client"),
-                            ("docker SDK", "import docker"), ("berth.cli fast path", "import berth.cli.fast, "
-                                                              "berth.cli.rows, berth.cli.client")):
-            ms = median_ms([sys.executable, "-c", code], env, args.runs)
-            base = ms if base is None else base
+        cases = (("python alone", "pass"), ("socket+json (lean client)", "import socket, json"),
+                 ("click", "import click"), ("http.client", "import http.client"), ("docker SDK", "import docker"),
+                 ("berth.cli fast path", "import berth.cli.fast, berth.cli.rows, berth.cli.client"))
+        figures = medians_ms([[sys.executable, "-c", code] for _, code in cases], env, args.runs)
+        base = figures[0]
+        for (label, _), ms in zip(cases, figures, strict=True):
             imports[label] = round(ms, 1)
             extra = "" if label == "python alone" else f"  (+{ms - base:.1f} ms)"
             print(f"  {label:<28}{ms:7.1f} ms{extra}")

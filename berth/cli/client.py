@@ -15,8 +15,11 @@ import json
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 from urllib.parse import quote, urlencode
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import: annotations only on the hot path
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_HOST = "unix:///var/run/berth.sock"
 MAX_HEADER_LINE = 65536

@@ -3,9 +3,11 @@ fetches and prints them: ``fast.py`` runs the hot commands through here without 
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.cli.fmt import ago, go_time, headers_for, human_size, label_func, write_rows
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import: annotations only on the hot path
+if TYPE_CHECKING:
+    from typing import Any
 
 PS_DEFAULT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 IMAGES_DEFAULT = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
