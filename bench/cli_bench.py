@@ -1,9 +1,9 @@
 """Start-up cost of the ``berth`` CLI beside the docker CLI, against the same private berthd.
 
 Medians of N runs (default 20, after 2 unrecorded warm-ups; docker and berth runs alternate) of
-``version``, ``ps`` with 10 running containers, ``images`` and ``--help``, each a fresh process with its output thrown away; then the
-import cost of what a Python CLI could be built on (interpreter alone, click, http.client, the
-Docker SDK), measured the same way. Needs root (berthd). Usage:
+``version``, ``ps`` with 10 running containers, ``images`` and ``--help``, each a fresh process with
+its output thrown away; then the import cost of what a Python CLI could be built on (interpreter
+alone, click, http.client, the Docker SDK), measured the same way. Needs root (berthd). Usage:
 
     sudo .venv/bin/python bench/cli_bench.py [--runs 20] [--json out.json]
 
