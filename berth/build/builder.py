@@ -71,7 +71,8 @@ class Build:
         self.step = 0
         self.total = 0
         self.containers: list[StepContainer] = []  # made by this build: removed per rm/forcerm
-        self.created = rfc3339(opts.epoch) if opts.reproducible else ""
+        # whole seconds, as Go's RFC 3339 renders them (no fraction when it is zero)
+        self.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(opts.epoch)) if opts.reproducible else ""
         self.clamp = opts.epoch if opts.reproducible else None
         self.stages: list[int] = []
         self.final = ""
