@@ -4,10 +4,8 @@ Docker SDK, against a real berthd: output stream, images, history, cache, errors
 from __future__ import annotations
 
 import io
-import json
 import os
 import tarfile
-from collections.abc import Iterator
 
 import docker
 import pytest
@@ -101,3 +99,144 @@ def test_cli_build_runs_steps_and_tags(daemon: Daemon, tmp_path: object) -> None
     assert out2.count(" ---> Using cache") == 6
     assert out2.splitlines()[-2].split()[-1] == out.splitlines()[-2].split()[-1]
 
+
+
+def test_sdk_build_path_and_fileobj(client: docker.DockerClient, tmp_path: object) -> None:
+    ctx = write_ctx(str(tmp_path) + "/sdk", {"Dockerfile": "FROM busybox\nRUN echo sdk > /s\nCMD [\"cat\", \"/s\"]\n"})
+    image, logs = client.images.build(path=ctx, tag="sdk:path")
+    assert "sdk:path" in image.tags
+    assert any("Step 2/3 : RUN echo sdk > /s" in x.get("stream", "") for x in logs)
+    assert client.containers.run("sdk:path", remove=True) == b"sdk\n"
+    df = io.BytesIO(b"FROM busybox\nENV K=v\nLABEL a=b\n")
+    image2, _ = client.images.build(fileobj=df, tag="sdk:fileobj")
+    assert "K=v" in image2.attrs["Config"]["Env"] and image2.labels == {"a": "b"}
+
+
+def test_run_output_streams_live(client: docker.DockerClient) -> None:
+    import time
+
+    tar = ctx_tar({"Dockerfile": "FROM busybox\nRUN echo first && sleep 1.5 && echo second\n"})
+    seen: dict[str, float] = {}
+    for msg in client.api.build(fileobj=io.BytesIO(tar), custom_context=True, decode=True, nocache=True):
+        for word in ("first", "second"):
+            if msg.get("stream", "").strip() == word:
+                seen[word] = time.monotonic()
+    assert seen["second"] - seen["first"] > 1.0  # the first line came while the step still ran
+
+
+def test_quiet_and_build_args_and_labels(client: docker.DockerClient) -> None:
+    tar = ctx_tar({"Dockerfile": "FROM busybox\nARG V=default\nRUN echo $V > /v\n"})
+    msgs = api_build(client, tar, quiet=True, buildargs={"V": "given", "UNUSED": "x"}, labels={"l": "1"})
+    streams = [m["stream"] for m in msgs if "stream" in m]
+    iid = next(m["aux"]["ID"] for m in msgs if "aux" in m)
+    assert streams == [iid + "\n"]
+    assert client.containers.run(iid, ["cat", "/v"], remove=True) == b"given\n"
+    assert client.images.get(iid).labels == {"l": "1"}
+    loud = api_build(client, tar, buildargs={"V": "given", "UNUSED": "x"})
+    assert "[Warning] One or more build-args [UNUSED] were not consumed\n" in stream_text(loud)
+
+
+def test_multi_stage_target_and_copy_from_stage(client: docker.DockerClient) -> None:
+    df = """FROM busybox AS base
+RUN echo base > /b
+FROM busybox AS unused
+RUN exit 9
+FROM base AS final
+RUN cat /b > /c
+FROM final
+RUN echo last > /l
+"""
+    msgs = api_build(client, ctx_tar({"Dockerfile": df}), target="final", tag="ms:final")
+    assert not errors(msgs), msgs
+    text = stream_text(msgs)
+    assert "exit 9" not in text and "echo last" not in text  # stages the target does not need: skipped
+    assert "Step 1/4 : FROM busybox AS base" in text
+    assert client.containers.run("ms:final", ["cat", "/c"], remove=True) == b"base\n"
+
+
+def test_onbuild_triggers_run_in_child(client: docker.DockerClient) -> None:
+    parent = ctx_tar({"Dockerfile": "FROM busybox\nONBUILD RUN echo triggered > /t\n"})
+    assert not errors(api_build(client, parent, tag="onb:parent"))
+    msgs = api_build(client, ctx_tar({"Dockerfile": "FROM onb:parent\nCMD [\"cat\", \"/t\"]\n"}), tag="onb:child")
+    assert "# Executing 1 build trigger\n" in stream_text(msgs)
+    assert client.containers.run("onb:child", remove=True) == b"triggered\n"
+    assert not client.images.get("onb:child").attrs["Config"].get("OnBuild")
+
+
+def test_config_instructions(client: docker.DockerClient) -> None:
+    df = """FROM busybox
+MAINTAINER someone
+SHELL ["/bin/sh", "-ec"]
+USER 1000:1000
+EXPOSE 80 53/udp
+VOLUME /data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD true
+ENTRYPOINT ["echo"]
+"""
+    msgs = api_build(client, ctx_tar({"Dockerfile": df}), tag="cfg:all")
+    assert not errors(msgs), msgs
+    attrs = client.images.get("cfg:all").attrs
+    c = attrs["Config"]
+    assert attrs["Author"] == "someone"
+    assert c["Shell"] == ["/bin/sh", "-ec"] and c["User"] == "1000:1000"
+    assert set(c["ExposedPorts"]) == {"80/tcp", "53/udp"} and c["Volumes"] == {"/data": {}}
+    assert c["StopSignal"] == "SIGINT" and c["Entrypoint"] == ["echo"] and not c["Cmd"]
+    assert c["Healthcheck"]["Test"] == ["CMD-SHELL", "true"] and c["Healthcheck"]["Interval"] == 5_000_000_000
+    # no layer for config-only instructions
+    assert attrs["RootFS"]["Layers"] == client.images.get("busybox").attrs["RootFS"]["Layers"]
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+def _no_change(client: docker.DockerClient) -> tuple[list[str], list[str]]:
+    return (sorted(t for i in client.images.list() for t in i.tags),
+            sorted(c["Id"] for c in client.api.containers(all=True)))
+
+
+def test_failing_run_reports_exit_code_and_tags_nothing(client: docker.DockerClient) -> None:
+    before = _no_change(client)
+    tar = ctx_tar({"Dockerfile": "FROM busybox\nRUN echo ok\nRUN exit 3\n"})
+    msgs = api_build(client, tar, tag="bad:run", forcerm=True)
+    err = errors(msgs)
+    assert err == [{"errorDetail": {"code": 3, "message": "The command '/bin/sh -c exit 3' returned a non-zero "
+                                                           "code: 3"},
+                    "error": "The command '/bin/sh -c exit 3' returned a non-zero code: 3"}]
+    assert _no_change(client) == before
+
+
+def test_cli_failing_run(daemon: Daemon, tmp_path: object) -> None:
+    ctx = write_ctx(str(tmp_path) + "/fail", {"Dockerfile": "FROM busybox\nRUN false\n"})
+    code, out = cli_build(daemon, ctx, "--force-rm", "-t", "bad:cli", check=False)
+    assert code == 1
+    assert "The command '/bin/sh -c false' returned a non-zero code: 1" in out
+
+
+@pytest.mark.parametrize("dockerfile,status,needle", [
+    ("FROM busybox\nFOO bar\n", 400, "dockerfile parse error on line 2: unknown instruction: FOO"),
+    ("FROM busybox\nRUN true\nFROM\n", 400, "line 3"),
+    ("RUN true\n", 400, "no build stage in current context"),
+])
+def test_bad_dockerfile_is_400(client: docker.DockerClient, dockerfile: str, status: int, needle: str) -> None:
+    with pytest.raises(docker.errors.APIError) as e:
+        api_build(client, ctx_tar({"Dockerfile": dockerfile}), tag="bad:df")
+    assert e.value.status_code == status and needle in str(e.value.explanation)
+
+
+def test_invalid_from_in_stream(client: docker.DockerClient) -> None:
+    before = _no_change(client)
+    msgs = api_build(client, ctx_tar({"Dockerfile": "FROM localhost:1/nothing/here\nRUN true\n"}), tag="bad:from")
+    assert errors(msgs) and "Step 1/2 : FROM localhost:1/nothing/here" in stream_text(msgs)
+    msgs = api_build(client, ctx_tar({"Dockerfile": "FROM Bad:Name:x\n"}), tag="bad:from")
+    assert "invalid reference format" in errors(msgs)[0]["error"]
+    assert _no_change(client) == before
+
+
+def test_not_a_tar_and_refused_parameters(client: docker.DockerClient) -> None:
+    api = client.api
+    r = api._post(api._url("/build"), data=b"this is not a tar archive at all" * 40)
+    assert r.status_code == 400
+    r = api._post(api._url("/build"), params={"squash": "1"}, data=ctx_tar({"Dockerfile": "FROM busybox\n"}))
+    assert r.status_code == 400 and "squash" in r.json()["message"]
+    r = api._post(api._url("/build"), params={"cachefrom": "", "buildargs": "", "labels": "null", "t": "lenient:1"},
+                  data=ctx_tar({"Dockerfile": "FROM busybox\n"}))
+    assert r.status_code == 200 and "Successfully tagged lenient:1" in r.text
