@@ -4,7 +4,6 @@ wall-clock behaviour."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 
 import pytest
