@@ -3,8 +3,6 @@ and it survives a berthd restart."""
 
 from __future__ import annotations
 
-import io
-
 import docker
 import pytest
 
@@ -99,4 +97,3 @@ def test_copy_inputs_one_at_a_time(client: docker.DockerClient) -> None:
     assert out == b"onetwo"
     assert client.containers.run(iid, ["ls", "/app"], remove=True).split() == [b".dockerignore", b"Dockerfile",
                                                                                b"a.txt", b"sub"]
-    del io

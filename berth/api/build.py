@@ -120,14 +120,14 @@ async def build(request: web.Request) -> web.StreamResponse:
             async for msg in messages:
                 await json_stream_write(resp, msg)
         except (ConnectionResetError, asyncio.CancelledError):
-            await messages.aclose()
+            await messages.aclose()  # type: ignore[attr-defined]  # an async generator: its finally runs now
             raise
         except Exception as e:  # the builder reports its own errors in-stream; this is a bug or I/O
             if isinstance(e, BerthError | OSError | aiohttp.ClientError):
-                msg = str(e) or type(e).__name__
+                text = str(e) or type(e).__name__
             else:
                 log.exception("POST /build failed after the stream started")
-                msg = f"{type(e).__name__}: {e}"
-            await json_stream_write(resp, {"errorDetail": {"message": msg}, "error": msg})
+                text = f"{type(e).__name__}: {e}"
+            await json_stream_write(resp, {"errorDetail": {"message": text}, "error": text})
         await resp.write_eof()
         return resp

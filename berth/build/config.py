@@ -97,8 +97,9 @@ def volume(cfg: Config, paths: list[str]) -> str:
 
 def workdir(cfg: Config, path: str) -> str:
     path = posixpath.join(cfg.get("WorkingDir") or "/", path)
-    cfg["WorkingDir"] = posixpath.normpath(path) if path != "/" else "/"
-    return "WORKDIR " + cfg["WorkingDir"]
+    wd = posixpath.normpath(path) if path != "/" else "/"
+    cfg["WorkingDir"] = wd
+    return "WORKDIR " + wd
 
 
 def user(cfg: Config, name: str) -> str:

@@ -25,7 +25,7 @@ def say(text: str) -> JSON:
 
 
 async def copy_step(b: Build, st: StageState, inst: front.Instruction, name: str) -> AsyncIterator[JSON]:
-    from berth.build import copysrc
+    from berth.build import copysrc  # type: ignore[attr-defined,unused-ignore]
 
     env = b.sub_env(st)
     esc = front.escape(b.df)

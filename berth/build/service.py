@@ -21,6 +21,7 @@ from berth.build.engine import Engine
 from berth.build.options import BuildOptions
 from berth.errors import BerthError, InvalidParameter
 from berth.images import reference
+from berth.images.store import Image
 
 log = logging.getLogger("berth.build")
 JSON = dict[str, Any]
@@ -40,7 +41,7 @@ class BuildService:
         self.cache = cache
         self.scratch_path = scratch_path
         try:
-            from berth.build import copysrc
+            from berth.build import copysrc  # type: ignore[attr-defined,unused-ignore]
 
             self.stat_cache: Any = copysrc.StatCache()  # file hashes of earlier builds' contexts, by stat
         except ImportError:
@@ -63,9 +64,9 @@ class BuildService:
     async def build(self, context_tar: str, opts: BuildOptions) -> AsyncIterator[JSON]:
         refs = self._check(opts)
         try:
-            from berth.build.context import BuildContext, ContextError
+            from berth.build.context import BuildContext, ContextError  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
-            from berth.build.interim import BuildContext, ContextError  # type: ignore[assignment]
+            from berth.build.interim import BuildContext, ContextError
 
         workdir = self.scratch_path(".ctx")
         try:
@@ -99,12 +100,13 @@ class BuildService:
                 image = self.engine.images.get(name)
             except BerthError:
                 continue  # Docker ignores a cache source it cannot find
-            while image is not None and image.id not in out:
-                out.add(image.id)
+            current: Image | None = image
+            while current is not None and current.id not in out:
+                out.add(current.id)
                 try:
-                    image = self.engine.images.get(image.parent) if image.parent else None
+                    current = self.engine.images.get(current.parent) if current.parent else None
                 except BerthError:
-                    image = None
+                    current = None
         return out
 
     async def _run(self, b: Build, refs: list[reference.Reference]) -> AsyncIterator[JSON]:
