@@ -240,3 +240,37 @@ def test_not_a_tar_and_refused_parameters(client: docker.DockerClient) -> None:
     r = api._post(api._url("/build"), params={"cachefrom": "", "buildargs": "", "labels": "null", "t": "lenient:1"},
                   data=ctx_tar({"Dockerfile": "FROM busybox\n"}))
     assert r.status_code == 200 and "Successfully tagged lenient:1" in r.text
+
+
+def test_run_honours_network_and_user(client: docker.DockerClient) -> None:
+    df = """FROM busybox
+RUN grep -c : /proc/net/dev > /ifaces
+USER 1000
+WORKDIR /tmp
+RUN id -u > /tmp/uid && pwd > /tmp/pwd
+"""
+    msgs = api_build(client, ctx_tar({"Dockerfile": df}), tag="netb:1", network_mode="none")
+    assert not errors(msgs), msgs
+    out = client.containers.run("netb:1", ["cat", "/ifaces", "/tmp/uid", "/tmp/pwd"], remove=True,
+                                network_mode="none").decode().split()
+    assert out == ["1", "1000", "/tmp"]  # lo alone: no other interface
+
+
+def test_intermediates_hidden_then_pruned(client: docker.DockerClient) -> None:
+    before = {i["Id"] for i in client.api.images(all=True)}
+    msgs = api_build(client, ctx_tar({"Dockerfile": "FROM busybox\nRUN echo p > /p\nENV P=1\nRUN echo q > /q\n"}),
+                     tag="prune:me")
+    final = next(m["aux"]["ID"] for m in msgs if "aux" in m)
+    top = {i["Id"] for i in client.api.images()}
+    every = {i["Id"] for i in client.api.images(all=True)}
+    intermediates = every - top - before
+    assert final in top and len(intermediates) == 2  # RUN, ENV; the last RUN is the final image
+    df = client.api.df()
+    assert isinstance(df["BuildCache"], list) and isinstance(df["Images"], list)
+    client.api.remove_image("prune:me")
+    client.api.prune_images()
+    left = {i["Id"] for i in client.api.images(all=True)}
+    assert not (intermediates | {final}) & left
+    # a pruned step is a cache miss, not an error
+    again = api_build(client, ctx_tar({"Dockerfile": "FROM busybox\nRUN echo p > /p\n"}))
+    assert not errors(again) and " ---> Using cache" not in stream_text(again)
