@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -69,6 +70,7 @@ class BuildService:
             from berth.build.interim import BuildContext, ContextError
 
         workdir = self.scratch_path(".ctx")
+        os.mkdir(workdir, 0o700)
         try:
             ctx = await asyncio.to_thread(BuildContext.from_tar, context_tar, workdir)
         except ContextError as e:
