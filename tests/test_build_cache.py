@@ -95,5 +95,5 @@ def test_copy_inputs_one_at_a_time(client: docker.DockerClient) -> None:
     assert steps == [True, True] and iid == base_id
     out = client.containers.run(iid, ["cat", "/app/a.txt", "/app/sub/b.txt"], remove=True)
     assert out == b"onetwo"
-    assert client.containers.run(iid, ["ls", "/app"], remove=True).split() == [b".dockerignore", b"Dockerfile",
+    assert client.containers.run(iid, ["ls", "-A", "/app"], remove=True).split() == [b".dockerignore", b"Dockerfile",
                                                                                b"a.txt", b"sub"]

@@ -35,45 +35,50 @@ async def copy_step(b: Build, st: StageState, inst: front.Instruction, name: str
     chown = front.expand(inst.flags.get("chown", ""), env, esc)
     chmod = front.expand(inst.flags.get("chmod", ""), env, esc)
     src_ref = front.expand(inst.flags.get("from", ""), env, esc)
-    if inline:
-        raise InvalidParameter(f"{name} with a heredoc source is not supported by berth's builder yet")
-    async with contextlib.AsyncExitStack() as stack:
-        if src_ref:
-            src_root = await stack.enter_async_context(source_root(b, src_ref))
-        else:
-            src_root = b.context.root
-        rootfs = None
-        if chown and not all(part.isdigit() for part in chown.split(":") if part):
-            rootfs = await stack.enter_async_context(image_root(b, st.image_id))  # names from /etc/passwd
-        try:
-            plan = await asyncio.to_thread(
-                copysrc.plan_copy, src_root, sources, dest, workdir=st.config.get("WorkingDir") or "/",
-                rootfs=rootfs, chown=chown or None, chmod=chmod or None, add=name == "ADD",
-                stat_cache=b.stat_cache)
-        except copysrc.CopyError as e:
-            raise InvalidParameter(f"{name} failed: {e}") from None
-        comment = f"{name} {plan.checksum} in {dest} "
-        created_by = " ".join([*b.shell(st), "#(nop) ", comment])
-        key = b.key(st, created_by + f" chown={chown} chmod={chmod} from={src_ref}", plan.checksum)
-        hit = False
-        async for msg in b.cached(st, key):
-            hit = True
-            yield msg
-        if hit:
-            return
-        tmp = b.engine.images.scratch_path(".tar")
-        try:
-            with open(tmp, "wb") as f:
-                await asyncio.to_thread(plan.write_tar, f)
-            sc = await b.new_container(st, [*b.shell(st), "#(nop) " + comment], {})
-            await sc.put_tar(tmp)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    cfg = b.image_config(st, {"created": b.now(), "created_by": created_by})
-    iid = await sc.commit(st.image_id, cfg, b.clamp)
-    await sc.remove()  # no "Removing intermediate container" line: Docker's COPY makes none
-    b.containers.remove(sc)
+    files = [(hd.name, (front.expand(hd.content, env, esc) if hd.expand else hd.content).encode())
+             for hd in inline]
+    shell = b.shell(st)
+    # the container whose root the plan looks at (dest dirs, --chown names) and, on a miss, takes the files
+    sc = await b.new_container(st, [*shell, f"#(nop) {name}"], {})
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            src_root = await stack.enter_async_context(source_root(b, src_ref)) if src_ref else b.context.root
+            async with sc.rootfs() as rootfs:
+                try:
+                    plan = await asyncio.to_thread(
+                        copysrc.plan_copy, src_root, sources, dest, workdir=st.config.get("WorkingDir") or "/",
+                        rootfs=rootfs, chown=chown or None, chmod=chmod or None, add=name == "ADD",
+                        stat_cache=b.stat_cache, from_stage=bool(src_ref), inline=files,
+                        tmpdir=os.path.dirname(b.engine.images.scratch_path("")), cache_namespace="context")
+                except copysrc.CopyError as e:
+                    msg = str(e)
+                    raise InvalidParameter(msg if msg.startswith(name) else f"{name} failed: {msg}") from None
+            with plan:
+                kind = "multi" if len(sources) + len(files) > 1 else ("dir" if any(
+                    e.kind == "dir" for e in plan.entries) else "file")
+                comment = f"{name} {kind}:{plan.checksum.removeprefix('sha256:')} in {dest} "
+                created_by = " ".join([*shell, "#(nop) ", comment])
+                key = b.key(st, created_by + f" chown={chown} chmod={chmod} from={src_ref}", plan.checksum)
+                hit = False
+                async for msg in b.cached(st, key):
+                    hit = True
+                    yield msg
+                if hit:
+                    return
+                tmp = b.engine.images.scratch_path(".tar")
+                try:
+                    with open(tmp, "wb") as f:
+                        await asyncio.to_thread(plan.write_tar, f)
+                    await sc.put_tar(tmp)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+        cfg = b.image_config(st, {"created": b.now(), "created_by": created_by})
+        iid = await sc.commit(st.image_id, cfg, b.clamp)
+    finally:
+        await sc.remove()  # Docker's COPY makes no container: nothing of it is left either way
+        if sc in b.containers:
+            b.containers.remove(sc)
     async for msg in b.made(st, key, iid):
         yield msg
 

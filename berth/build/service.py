@@ -29,6 +29,15 @@ JSON = dict[str, Any]
 MAX_DOCKERFILE = 4 << 20
 
 
+def _stat_cache() -> Any:
+    """File hashes for this build only. Not kept across builds: an uploaded context is unpacked
+    afresh each time with the client's mtimes, and a freed inode is soon reused, so (path, size,
+    mtime, inode, mode) of a file could match a different content's entry from an earlier build."""
+    from berth.build import copysrc  # type: ignore[attr-defined,unused-ignore]
+
+    return copysrc.StatCache()
+
+
 def _error(msg: str, code: int | None = None) -> JSON:
     detail: JSON = {"message": msg}
     if code is not None:
@@ -41,12 +50,6 @@ class BuildService:
         self.engine = engine
         self.cache = cache
         self.scratch_path = scratch_path
-        try:
-            from berth.build import copysrc  # type: ignore[attr-defined,unused-ignore]
-
-            self.stat_cache: Any = copysrc.StatCache()  # file hashes of earlier builds' contexts, by stat
-        except ImportError:
-            self.stat_cache = None
 
     def _check(self, opts: BuildOptions) -> list[reference.Reference]:
         if opts.platform and opts.platform.split("/")[:2] != ["linux", "amd64"]:
@@ -84,7 +87,7 @@ class BuildService:
             except (ContextError, dfmod.DockerfileError) as e:
                 raise InvalidParameter(str(e)) from None
             b = Build(self.engine, self.cache, opts, df, ctx)
-            b.stat_cache = self.stat_cache
+            b.stat_cache = _stat_cache()
             b.cache_from_ids = self._cache_from(opts.cache_from)
             front_checked = b.plan()  # the target and the step count: a bad target is a 400
             del front_checked
