@@ -291,3 +291,62 @@ def test_cli_dockerfile_dash_f_with_context(daemon: Daemon, tmp_path: object) ->
     r = daemon.cli("build", "-t", "stdin:f", "-f", "-", ctx, input=b"FROM busybox\nLABEL from=stdin\n", timeout=120)
     assert b"Successfully tagged stdin:f" in r.stdout
     assert daemon.client().images.get("stdin:f").labels == {"from": "stdin"}
+
+
+# -- COPY / ADD ----------------------------------------------------------------------------------------
+def _tar_of(files: dict[str, str]) -> bytes:
+    return ctx_tar(files)
+
+
+def test_copy_add_chown_chmod_from_and_tar(client: docker.DockerClient) -> None:
+    pytest.importorskip("berth.build.copysrc")
+    inner = _tar_of({"x/in-tar.txt": "from the tar"})
+    df = """FROM busybox AS src
+RUN echo staged > /staged
+FROM busybox
+COPY --chown=nobody:nogroup --chmod=640 a.txt /dst/
+COPY --from=src /staged /from-stage
+COPY --from=busybox /bin/busybox /from-image
+ADD bundle.tar /unpacked/
+COPY *.md /docs/
+WORKDIR /w
+COPY rel.txt .
+"""
+    files: dict[str, str | bytes] = {"Dockerfile": df, "a.txt": "A", "bundle.tar": inner, "one.md": "1",
+                                     "two.md": "2", "rel.txt": "r", "ignored.md": "no", ".dockerignore": "ignored.md\n"}
+    msgs = api_build(client, ctx_tar(files), tag="copies:1")
+    assert not errors(msgs), msgs
+    script = ("stat -c '%U:%G %a' /dst/a.txt; cat /from-stage /unpacked/x/in-tar.txt; echo; ls /docs; "
+              "cat /w/rel.txt; test -x /from-image && echo exe")
+    out = client.containers.run("copies:1", ["sh", "-c", script], remove=True).decode().split("\n")
+    assert out[0] == "nobody:nogroup 640"
+    assert out[1:3] == ["staged", "from the tar"]
+    assert out[3:5] == ["one.md", "two.md"] and out[5] == "rexe"
+    history = [h["CreatedBy"] for h in client.api.history("copies:1")]
+    assert history[0].startswith("/bin/sh -c #(nop) COPY file:") and history[0].endswith(" in . ")
+    assert history[1] == "/bin/sh -c #(nop) WORKDIR /w"
+    assert history[2].startswith("/bin/sh -c #(nop) COPY multi:") and history[2].endswith(" in /docs/ ")
+    assert history[3].startswith("/bin/sh -c #(nop) ADD file:")
+
+
+@pytest.mark.parametrize("line,files,needle", [
+    ("COPY missing.txt /x", {}, "missing.txt"),
+    ("COPY ../outside /x", {}, "outside"),
+    ("COPY link/passwd /x", {}, "passwd"),
+])
+def test_copy_bad_sources(client: docker.DockerClient, line: str, files: dict[str, str], needle: str) -> None:
+    pytest.importorskip("berth.build.copysrc")
+    before = _no_change(client)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        df = f"FROM busybox\n{line}\n".encode()
+        ti = tarfile.TarInfo("Dockerfile")
+        ti.size = len(df)
+        tf.addfile(ti, io.BytesIO(df))
+        link = tarfile.TarInfo("link")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"  # resolves inside the context, never the host's /etc
+        tf.addfile(link)
+    msgs = api_build(client, buf.getvalue(), tag="bad:copy", forcerm=True)
+    err = errors(msgs)
+    assert err and needle in err[0]["error"], msgs
+    assert _no_change(client) == before

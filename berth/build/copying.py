@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from berth import safepath
 from berth.build import dockerfile as dfmod
 from berth.build import front
 from berth.errors import BerthError, InvalidParameter
@@ -25,7 +27,7 @@ def say(text: str) -> JSON:
 
 
 async def copy_step(b: Build, st: StageState, inst: front.Instruction, name: str) -> AsyncIterator[JSON]:
-    from berth.build import copysrc  # type: ignore[attr-defined,unused-ignore]
+    from berth.build import copysrc
 
     env = b.sub_env(st)
     esc = front.escape(b.df)
@@ -51,13 +53,12 @@ async def copy_step(b: Build, st: StageState, inst: front.Instruction, name: str
                         stat_cache=b.stat_cache, from_stage=bool(src_ref), inline=files,
                         tmpdir=os.path.dirname(b.engine.images.scratch_path("")), cache_namespace="context")
                 except copysrc.CopyError as e:
-                    msg = str(e)
-                    raise InvalidParameter(msg if msg.startswith(name) else f"{name} failed: {msg}") from None
+                    why = str(e)
+                    raise InvalidParameter(why if why.startswith(name) else f"{name} failed: {why}") from None
             with plan:
-                kind = "multi" if len(sources) + len(files) > 1 else ("dir" if any(
-                    e.kind == "dir" for e in plan.entries) else "file")
+                kind = _source_kind(src_root, sources, len(files))
                 comment = f"{name} {kind}:{plan.checksum.removeprefix('sha256:')} in {dest} "
-                created_by = " ".join([*shell, "#(nop) ", comment])
+                created_by = " ".join([*shell, "#(nop) " + comment])  # one space, as Docker's COPY
                 key = b.key(st, created_by + f" chown={chown} chmod={chmod} from={src_ref}", plan.checksum)
                 hit = False
                 async for msg in b.cached(st, key):
@@ -81,6 +82,27 @@ async def copy_step(b: Build, st: StageState, inst: front.Instruction, name: str
             b.containers.remove(sc)
     async for msg in b.made(st, key, iid):
         yield msg
+
+
+def _source_kind(src_root: str, sources: list[str], inline: int) -> str:
+    """Docker's history word for what was copied: ``multi`` (several sources or wildcard
+    patterns), ``dir`` or ``file``; looked up inside the source root, never following it out."""
+    from berth.build import copysrc
+
+    if len(sources) + inline != 1 or any(copysrc.has_wildcards(s) for s in sources):
+        return "multi"  # a wildcard too, even one matching a single file (Docker says file: then)
+    rel = sources[0].lstrip("/") or "."
+    root = os.open(src_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = safepath.openat2(root, rel, safepath.O_PATH)
+    except OSError:
+        return "file"
+    finally:
+        os.close(root)
+    try:
+        return "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+    finally:
+        os.close(fd)
 
 
 @contextlib.asynccontextmanager

@@ -33,7 +33,7 @@ def _stat_cache() -> Any:
     """File hashes for this build only. Not kept across builds: an uploaded context is unpacked
     afresh each time with the client's mtimes, and a freed inode is soon reused, so (path, size,
     mtime, inode, mode) of a file could match a different content's entry from an earlier build."""
-    from berth.build import copysrc  # type: ignore[attr-defined,unused-ignore]
+    from berth.build import copysrc
 
     return copysrc.StatCache()
 
@@ -67,10 +67,7 @@ class BuildService:
 
     async def build(self, context_tar: str, opts: BuildOptions) -> AsyncIterator[JSON]:
         refs = self._check(opts)
-        try:
-            from berth.build.context import BuildContext, ContextError  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            from berth.build.interim import BuildContext, ContextError
+        from berth.build.context import BuildContext, ContextError
 
         workdir = self.scratch_path(".ctx")
         os.mkdir(workdir, 0o700)

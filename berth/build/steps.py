@@ -174,7 +174,7 @@ async def workdir(b: Build, st: StageState, words: list[str]) -> AsyncIterator[J
     path = _one_path(words)
     new = dict(st.config)
     comment = cfgops.workdir(new, path)
-    created_by = " ".join([*b.shell(st), "#(nop) ", comment])
+    created_by = " ".join([*b.shell(st), "#(nop) " + comment])  # one space, as Docker's WORKDIR
     key = b.key(st, created_by)
     hit = False
     async for msg in b.cached(st, key):
