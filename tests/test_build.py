@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from tests.conftest import Daemon
+from tests.test_distribution import reference_registry  # noqa: F401 - a fixture
 
 
 def ctx_tar(files: dict[str, str | bytes], modes: dict[str, int] | None = None) -> bytes:
@@ -350,3 +351,20 @@ def test_copy_bad_sources(client: docker.DockerClient, line: str, files: dict[st
     err = errors(msgs)
     assert err and needle in err[0]["error"], msgs
     assert _no_change(client) == before
+
+
+def test_missing_base_is_pulled_and_pull_repulls(daemon: Daemon, request: pytest.FixtureRequest) -> None:
+    registry = request.getfixturevalue("reference_registry")  # Debian's docker-registry on loopback
+    client = daemon.client()
+    ref = f"{registry}/base/bb:v1"
+    daemon.cli("tag", "busybox", ref)
+    daemon.cli("push", ref)
+    daemon.cli("rmi", ref)
+    msgs = api_build(client, ctx_tar({"Dockerfile": f"FROM {ref}\nRUN echo pulled > /p\n"}), tag="pulledbase:1")
+    assert not errors(msgs), msgs
+    assert any(m.get("status", "") == f"Pulling from {registry}/base/bb" for m in msgs)
+    assert client.images.get(ref)  # the base stays, as docker pull would leave it
+    again = api_build(client, ctx_tar({"Dockerfile": f"FROM {ref}\n"}), pull=True)
+    assert any("Pulling from" in m.get("status", "") for m in again) and not errors(again)
+    cached = api_build(client, ctx_tar({"Dockerfile": f"FROM {ref}\n"}))
+    assert not any("Pulling from" in m.get("status", "") for m in cached)
