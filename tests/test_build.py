@@ -368,3 +368,21 @@ def test_missing_base_is_pulled_and_pull_repulls(daemon: Daemon, request: pytest
     assert any("Pulling from" in m.get("status", "") for m in again) and not errors(again)
     cached = api_build(client, ctx_tar({"Dockerfile": f"FROM {ref}\n"}))
     assert not any("Pulling from" in m.get("status", "") for m in cached)
+
+
+def test_client_gone_mid_run_leaves_no_container(client: docker.DockerClient) -> None:
+    import time
+
+    before = {c["Id"] for c in client.api.containers(all=True)}
+    tar = ctx_tar({"Dockerfile": "FROM busybox\nRUN echo started && sleep 30\n"})
+    stream = client.api.build(fileobj=io.BytesIO(tar), custom_context=True, decode=True, nocache=True)
+    for msg in stream:
+        if msg.get("stream", "").strip() == "started":
+            break
+    stream.close()  # the client hangs up while the RUN still runs
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if {c["Id"] for c in client.api.containers(all=True)} == before:
+            break
+        time.sleep(0.2)
+    assert {c["Id"] for c in client.api.containers(all=True)} == before

@@ -290,7 +290,8 @@ class Build:
             self.containers.remove(sc)
 
     async def cleanup(self, failed: bool) -> None:
-        """Containers left by a failed step: removed with ``forcerm``, kept otherwise (as Docker)."""
+        """Containers left by a failed step: removed with ``forcerm``, kept otherwise (as Docker);
+        ``failed=False`` after a success or a client that went away: all removed (killed if running)."""
         if failed and not self.opts.forcerm:
             return
         for sc in list(self.containers):

@@ -165,6 +165,7 @@ class BuildService:
     async def _run(self, b: Build, refs: list[reference.Reference]) -> AsyncIterator[JSON]:
         quiet = b.opts.quiet
         failed = True
+        gone = False  # the client went away: nobody waits for a half-done build's containers
         try:
             for warning in b.df.warnings:
                 if not quiet:
@@ -181,8 +182,11 @@ class BuildService:
             except BerthError as e:
                 yield _error(e.message)
                 return
+        except (GeneratorExit, asyncio.CancelledError):
+            gone = True
+            raise
         finally:
-            await b.cleanup(failed)
+            await b.cleanup(failed and not gone)
         iid = b.final
         unused = b.unconsumed_args()
         if unused and not quiet:

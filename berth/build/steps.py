@@ -29,8 +29,8 @@ async def dispatch(b: Build, st: StageState, inst: front.Instruction) -> AsyncIt
     env = b.sub_env(st)
     esc = front.escape(b.df)
     if name == "ARG":
-        await_pairs = arg(b, st, inst)
-        async for msg in b.config_step(st, name, lambda c: "ARG " + await_pairs):
+        declared = arg(b, st, inst)
+        async for msg in b.config_step(st, name, lambda c: "ARG " + declared):
             yield msg
         return
     if name == "RUN":
