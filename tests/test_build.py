@@ -285,9 +285,8 @@ def test_cli_dockerfile_on_stdin(daemon: Daemon, tmp_path: object) -> None:
     assert code != 0 and "Missing.Dockerfile" in out
 
 
-@pytest.mark.xfail(strict=True, reason="the docker CLI's -f - context tar ends inside the last entry's padding "
-                                       "(no end-of-archive blocks); dockerd accepts it, BuildContext does not yet")
 def test_cli_dockerfile_dash_f_with_context(daemon: Daemon, tmp_path: object) -> None:
+    # the CLI's tar ends right after the last entry's data (no padding, no end blocks), as dockerd accepts
     ctx = write_ctx(str(tmp_path) + "/dashf", {"data.txt": "d"})
     r = daemon.cli("build", "-t", "stdin:f", "-f", "-", ctx, input=b"FROM busybox\nLABEL from=stdin\n", timeout=120)
     assert b"Successfully tagged stdin:f" in r.stdout
@@ -386,3 +385,24 @@ def test_client_gone_mid_run_leaves_no_container(client: docker.DockerClient) ->
             break
         time.sleep(0.2)
     assert {c["Id"] for c in client.api.containers(all=True)} == before
+
+
+
+def test_heredocs_in_run_and_copy(client: docker.DockerClient) -> None:
+    df = """FROM busybox
+ENV WHO=heredoc
+RUN <<EOF
+echo script line one > /one
+echo "$WHO" >> /one
+EOF
+RUN cat <<EOT > /two
+inline $WHO
+EOT
+COPY <<EOF /three
+copied $WHO
+EOF
+"""
+    msgs = api_build(client, ctx_tar({"Dockerfile": df}), tag="heredoc:1")
+    assert not errors(msgs), msgs
+    out = client.containers.run("heredoc:1", ["cat", "/one", "/two", "/three"], remove=True).decode()
+    assert out == "script line one\nheredoc\ninline heredoc\ncopied heredoc\n"

@@ -91,6 +91,8 @@ def _source_kind(src_root: str, sources: list[str], inline: int) -> str:
 
     if len(sources) + inline != 1 or any(copysrc.has_wildcards(s) for s in sources):
         return "multi"  # a wildcard too, even one matching a single file (Docker says file: then)
+    if not sources:
+        return "file"  # one heredoc
     rel = sources[0].lstrip("/") or "."
     root = os.open(src_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
