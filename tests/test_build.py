@@ -406,3 +406,14 @@ EOF
     assert not errors(msgs), msgs
     out = client.containers.run("heredoc:1", ["cat", "/one", "/two", "/three"], remove=True).decode()
     assert out == "script line one\nheredoc\ninline heredoc\ncopied heredoc\n"
+
+
+def test_run_shmsize_and_memory(client: docker.DockerClient) -> None:
+    df = "FROM busybox\nRUN df -k /dev/shm | tail -1 > /shm && cat /sys/fs/cgroup/memory.max " \
+         "/sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null | head -1 > /mem; true\n"
+    msgs = api_build(client, ctx_tar({"Dockerfile": df}), tag="limits:1", shmsize=32 << 20,
+                     container_limits={"memory": 96 << 20})
+    assert not errors(msgs), msgs
+    shm, mem = client.containers.run("limits:1", ["cat", "/shm", "/mem"], remove=True).decode().splitlines()
+    assert shm.split()[1] == str(32 << 10)  # 1K-blocks
+    assert mem.strip() == str(96 << 20)
