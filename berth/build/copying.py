@@ -61,7 +61,7 @@ async def copy_step(b: Build, st: StageState, inst: front.Instruction, name: str
                 created_by = " ".join([*shell, "#(nop) " + comment])  # one space, as Docker's COPY
                 key = b.key(st, created_by + f" chown={chown} chmod={chmod} from={src_ref}", plan.checksum)
                 hit = False
-                async for msg in b.cached(st, key):
+                async for msg in b.cached(st, key, created_by, st.config):
                     hit = True
                     yield msg
                 if hit:

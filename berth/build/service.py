@@ -138,12 +138,20 @@ class BuildService:
             b = Build(self.engine, self.cache, opts, df, ctx)
             b.stat_cache = _stat_cache()
             b.cache_from_ids = self._cache_from(opts.cache_from)
+            b.cache_sources = [self.engine.images.get(i) for i in opts.cache_from if self._exists(i)]
             front_checked = b.plan()  # the target and the step count: a bad target is a 400
             del front_checked
             async for msg in self._run(b, refs):
                 yield msg
         finally:
             self._discard(workdir)  # after the answer: the client need not wait for the unlinks
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.engine.images.get(name)
+            return True
+        except BerthError:
+            return False
 
     def _cache_from(self, names: list[str]) -> set[str]:
         """The images ``--cache-from`` names, and every image below them."""

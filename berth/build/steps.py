@@ -131,7 +131,7 @@ async def run(b: Build, st: StageState, inst: front.Instruction) -> AsyncIterato
     created_by = " ".join(save_cmd)
     key = b.key(st, created_by)
     hit = False
-    async for msg in b.cached(st, key):
+    async for msg in b.cached(st, key, created_by, st.config):
         hit = True
         yield msg
     if hit:
@@ -177,7 +177,7 @@ async def workdir(b: Build, st: StageState, words: list[str]) -> AsyncIterator[J
     created_by = " ".join([*b.shell(st), "#(nop) " + comment])  # one space, as Docker's WORKDIR
     key = b.key(st, created_by)
     hit = False
-    async for msg in b.cached(st, key):
+    async for msg in b.cached(st, key, created_by, new):
         hit = True
         yield msg
     if hit:
