@@ -417,3 +417,32 @@ def test_run_shmsize_and_memory(client: docker.DockerClient) -> None:
     shm, mem = client.containers.run("limits:1", ["cat", "/shm", "/mem"], remove=True).decode().splitlines()
     assert shm.split()[1] == str(32 << 10)  # 1K-blocks
     assert mem.strip() == str(96 << 20)
+
+
+def test_add_url_from_loopback(client: docker.DockerClient, tmp_path: object) -> None:
+    import functools
+    import http.server
+    import threading
+
+    served = str(tmp_path) + "/served"
+    os.makedirs(served)
+    with open(served + "/data.tar", "wb") as f:
+        f.write(ctx_tar({"inside.txt": "not unpacked"}))
+    os.utime(served + "/data.tar", (1_600_000_000, 1_600_000_000))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        df = f"FROM busybox\nADD {url}/data.tar /dl/\nADD {url}/data.tar /renamed.tar\n"
+        msgs = api_build(client, ctx_tar({"Dockerfile": df}), tag="addurl:1", buildargs={"BERTH_REPRODUCIBLE": "0"})
+        assert not errors(msgs), msgs
+        out = client.containers.run("addurl:1", ["stat", "-c", "%a %Y %s", "/dl/data.tar", "/renamed.tar"],
+                                    remove=True).decode().splitlines()
+        size = os.path.getsize(served + "/data.tar")
+        assert out == [f"600 1600000000 {size}"] * 2
+        missing = api_build(client, ctx_tar({"Dockerfile": f"FROM busybox\nADD {url}/nothing /x\n"}))
+        assert "404" in errors(missing)[0]["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
