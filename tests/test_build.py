@@ -14,13 +14,13 @@ from tests.conftest import Daemon
 from tests.test_distribution import reference_registry  # noqa: F401 - a fixture
 
 
-def ctx_tar(files: dict[str, str | bytes], modes: dict[str, int] | None = None) -> bytes:
+def ctx_tar(files: dict[str, str | bytes], modes: dict[str, int] | None = None, mtime: int = 1_700_000_000) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
         for name, data in sorted(files.items()):
             raw = data.encode() if isinstance(data, str) else data
             ti = tarfile.TarInfo(name)
-            ti.size, ti.mode, ti.mtime = len(raw), (modes or {}).get(name, 0o644), 1_700_000_000
+            ti.size, ti.mode, ti.mtime = len(raw), (modes or {}).get(name, 0o644), mtime
             tf.addfile(ti, io.BytesIO(raw))
     return buf.getvalue()
 
