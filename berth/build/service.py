@@ -99,6 +99,11 @@ class BuildService:
         self._shm_prefix = _shm_prefix(scratch_path)
         _clear_leftovers(self._shm_prefix)  # a crash's unpacked contexts
 
+    async def close(self) -> None:
+        """Daemon shutdown: finish removing unpacked contexts (tmpfs ones would outlive the data root)."""
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+
     def _discard(self, workdir: str) -> None:
         task = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, workdir, True))
         self._cleanups.add(task)
