@@ -114,11 +114,14 @@ def _chunks(f: IO[bytes]) -> Iterator[bytes]:
 @click.option("-m", "--memory", type=SIZE, default=None, help="Memory limit")
 @click.option("--cpu-shares", "-c", type=int, default=None, help="CPU shares (relative weight)")
 @click.option("--progress", default="auto", hidden=True)
+@click.option("--timestamps", type=click.Choice(["reproducible", "now"]), default="reproducible",
+              help="Image and layer times: fixed (SOURCE_DATE_EPOCH or 0; the same ID for the same input) or now")
 @click.argument("path", metavar="PATH | URL | -")
 def build(tag: tuple[str, ...], dockerfile: str | None, build_arg: tuple[str, ...], no_cache: bool, pull: bool,
           quiet: bool, target: str | None, label: tuple[str, ...], platform: str | None, network: str | None,
           rm: bool, force_rm: bool, cache_from: tuple[str, ...], add_host: tuple[str, ...], iidfile: str | None,
-          shm_size: int | None, memory: int | None, cpu_shares: int | None, progress: str, path: str) -> None:
+          shm_size: int | None, memory: int | None, cpu_shares: int | None, progress: str, timestamps: str,
+          path: str) -> None:
     """Build an image from a Dockerfile."""
     import json
 
@@ -137,7 +140,8 @@ def build(tag: tuple[str, ...], dockerfile: str | None, build_arg: tuple[str, ..
                               "platform": platform, "networkmode": network, "rm": rm, "forcerm": force_rm or None,
                               "cachefrom": json.dumps(list(cache_from)) if cache_from else None,
                               "extrahosts": ",".join(add_host) or None, "shmsize": shm_size,
-                              "memory": memory, "cpushares": cpu_shares}
+                              "memory": memory, "cpushares": cpu_shares,
+                              "timestamps": "now" if timestamps == "now" else None}
     body: IO[bytes] | None = None
     if path.startswith(("http://", "https://", "git://", "git@", "github.com/")):
         params["remote"] = path
