@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from berth.build.options import BuildOptions
 from berth.containers.execs import ExecSession
 from berth.containers.logs import Record
 from berth.containers.store import Container
@@ -169,6 +170,13 @@ class EventsBackend(Protocol):
     def subscribe(self, since: float | None, until: float | None, filters: FilterMap) -> EventStream: ...
 
 
+class BuildBackend(Protocol):
+    """The classic builder behind ``POST /build``. ``build`` checks the context and Dockerfile before
+    its first message (raising: an HTTP error); later failures are ``errorDetail`` messages."""
+
+    def build(self, context_tar: str, options: BuildOptions) -> Progress: ...
+
+
 class Scratch(Protocol):
     """Where request bodies are spooled before the engine reads them (same filesystem as the stores)."""
 
@@ -189,6 +197,7 @@ NETWORKS = web.AppKey[NetworkBackend]("networks")
 SYSTEM = web.AppKey[SystemBackend]("system")
 EVENTS = web.AppKey[EventsBackend]("events")
 SCRATCH = web.AppKey[Scratch]("scratch")
+BUILD = web.AppKey[BuildBackend]("build")
 
 
 @dataclass
@@ -209,6 +218,7 @@ class Backends:
     events: EventsBackend
     scratch: Scratch
     networks: NetworkBackend
+    build: BuildBackend | None = None
 
     def install(self, app: web.Application) -> None:
         app[CONTAINERS] = self.containers
@@ -225,4 +235,6 @@ class Backends:
         app[EVENTS] = self.events
         app[SCRATCH] = self.scratch
         app[NETWORKS] = self.networks
+        if self.build is not None:
+            app[BUILD] = self.build
 
