@@ -138,3 +138,35 @@ def test_bad_input_names_the_field_and_makes_nothing(daemon: Daemon) -> None:
         assert len(api.networks(names=["dup1"])) == 1
     finally:
         api.remove_network("dup1")
+
+
+def test_ipam_hands_out_each_address_once_and_frees_it(daemon: Daemon) -> None:
+    """Five starts at once on a /29 (five addresses besides the gateway): five different addresses;
+    a sixth start finds none free, with nothing left of it; a stop frees one for the next start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = daemon.client()
+    net = c.networks.create("tiny", ipam=docker.types.IPAMConfig(pool_configs=[
+        docker.types.IPAMPool(subnet="10.231.9.0/29")]))
+    made = [c.containers.create("busybox", ["sleep", "300"], network="tiny") for _ in range(6)]
+    try:
+        with ThreadPoolExecutor(5) as pool:
+            list(pool.map(lambda ct: ct.start(), made[:5]))
+        ips = []
+        for ct in made[:5]:
+            ct.reload()
+            ips.append(ct.attrs["NetworkSettings"]["Networks"]["tiny"]["IPAddress"])
+        assert sorted(ips) == [f"10.231.9.{i}" for i in range(2, 7)]
+        before = links()
+        with pytest.raises(docker.errors.APIError) as e:
+            made[5].start()
+        assert "no available IPv4 addresses" in str(e.value.explanation)
+        assert links() == before
+        made[2].stop(timeout=0)
+        made[5].start()
+        made[5].reload()
+        assert made[5].attrs["NetworkSettings"]["Networks"]["tiny"]["IPAddress"] == ips[2]
+    finally:
+        for ct in made:
+            ct.remove(force=True)
+        net.remove()
