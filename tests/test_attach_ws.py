@@ -14,9 +14,11 @@ import pytest
 
 from tests.conftest import Daemon
 
+Messages = list[tuple[str, bytes]]
+
 
 async def _ws_session(daemon: Daemon, path: str, send: list[bytes], until: bytes | None = None,
-                      then: list[bytes] | None = None, timeout: float = 15) -> tuple[list[tuple[str, bytes]], int | None]:
+                      then: list[bytes] | None = None, timeout: float = 15) -> tuple[Messages, int | None]:
     """Connect, send each message of ``send``, and those of ``then`` once ``until`` was received;
     collect what arrives until the server closes; (messages, close code)."""
     conn = aiohttp.UnixConnector(path=daemon.sock)

@@ -187,7 +187,8 @@ class Daemon:
         self.content = content  # --registry-addr serves from it
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
-        system = SystemService(cfg, containers.queries, image_service, lambda: len(images.list()), volumes, driver)
+        system = SystemService(cfg, containers.queries, image_service, lambda: len(images.list()), volumes, driver,
+                               event_listeners=lambda: bus.subscribers)
         return build_app(Backends(containers=containers, container_queries=containers.queries,
                                   stdio=containers.stdio, snapshots=containers.snapshots,
                                   processes=containers.processes, execs=containers.execs,
