@@ -36,3 +36,9 @@ class NotModified(BerthError):
 
 class Unavailable(BerthError):
     status = 503
+
+
+class NotImplementedHere(BerthError):
+    """What Docker answers 501 to (e.g. reading the log of a container whose driver keeps none)."""
+
+    status = 501

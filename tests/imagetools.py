@@ -82,3 +82,12 @@ def save_tar(images: list[tuple[list[bytes], str | None, bytes | None]], layout:
 
 def image_id(raw_config: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw_config).hexdigest()
+
+
+def load_failure(api: object, data: bytes) -> str:
+    """Load ``data`` through the SDK's low-level API and return the error the daemon reported.
+    As dockerd, a failed load answers 200 and reports the error inside the JSON stream."""
+    messages = list(api.load_image(data))  # type: ignore[attr-defined]
+    errors = [m["errorDetail"]["message"] for m in messages if isinstance(m, dict) and "errorDetail" in m]
+    assert errors, f"the load did not fail: {messages}"
+    return str(errors[-1])

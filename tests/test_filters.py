@@ -91,7 +91,7 @@ def test_container_prune_until_and_labels(daemon: Daemon, client: docker.DockerC
     new_kept = client.containers.create("busybox", ["true"], labels={"keep": "no"})
     try:
         # nothing is older than an hour: a duration is "that long before now"
-        assert client.api.prune_containers(filters={"until": "1h"})["ContainersDeleted"] is None
+        assert client.api.prune_containers(filters={"until": "1h"})["ContainersDeleted"] == []
         out = daemon.cli("container", "prune", "-f", "--filter", f"until={cut:.3f}",
                          "--filter", "label!=keep=yes").stdout.decode()
         assert old_plain.id in out and old.id not in out and new.id not in out
@@ -203,7 +203,7 @@ def test_image_filters_and_prune(daemon: Daemon, client: docker.DockerClient) ->
         with pytest.raises(docker.errors.NotFound):
             client.api.images(filters={"before": "no/such:image"})
         # prune: nothing created over an hour ago; then every unused image without keep=yes
-        assert client.api.prune_images(filters={"dangling": False, "until": "1h"})["ImagesDeleted"] is None
+        assert client.api.prune_images(filters={"dangling": False, "until": "1h"})["ImagesDeleted"] == []
         out = daemon.cli("image", "prune", "-a", "-f", "--filter", "label!=keep=yes").stdout.decode()
         assert drop.id in out and keep.id not in out
         remaining = {i["Id"] for i in client.api.images()}
@@ -246,7 +246,7 @@ def test_network_filters(client: docker.DockerClient) -> None:
     assert names(name="ho") == {"host"} and names(driver="null") == {"none"}
     assert names(type="builtin") >= {"none", "host"} and names(type="custom") == set()
     assert names(dangling="true") == set() and names(dangling="false") >= {"none", "host"}
-    assert client.api.prune_networks(filters={"until": "10m", "label!": "x"})["NetworksDeleted"] is None
+    assert client.api.prune_networks(filters={"until": "10m", "label!": "x"})["NetworksDeleted"] == []
 
 
 # -- the parsers themselves ------------------------------------------------------------------------------

@@ -14,13 +14,12 @@ import tarfile
 import threading
 import time
 
-import docker
 import pytest
 
 from berth.layers.tarapply import UnsafeTarError, apply_tar
 from berth.layers.tarsplit import assemble
 from tests.conftest import Daemon, cleanup_daemon, new_daemon, store_snapshot
-from tests.imagetools import layer_tar, save_tar
+from tests.imagetools import layer_tar, load_failure, save_tar
 
 
 def _raw_tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
@@ -84,9 +83,7 @@ def test_loops_and_expansions_are_400_and_change_nothing(daemon: Daemon, case: s
     data = LOOPS[case](good)
     before = store_snapshot(daemon)
     t0 = time.monotonic()
-    with pytest.raises(docker.errors.APIError) as e:
-        list(c.api.load_image(data))
-    assert e.value.status_code == 400, e.value.explanation
+    load_failure(c.api, data)  # reported in the stream, as dockerd does
     assert time.monotonic() - t0 < 10
     assert store_snapshot(daemon) == before
     assert c.ping()
@@ -107,9 +104,7 @@ def test_self_referencing_oci_index_is_400(daemon: Daemon) -> None:
     members = [_file("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), _file("index.json", inner)]
     members += [_file(f"blobs/sha256/{hashlib.sha256(b).hexdigest()}", b) for b in chain]
     before = store_snapshot(daemon)
-    with pytest.raises(docker.errors.APIError) as e:
-        list(daemon.client().api.load_image(_raw_tar(members)))
-    assert e.value.status_code == 400, e.value.explanation
+    load_failure(daemon.client().api, _raw_tar(members))
     assert store_snapshot(daemon) == before
 
 
@@ -121,13 +116,10 @@ def test_parallel_hostile_loads_do_not_stall_the_daemon(busybox_tar: str) -> Non
         d.start()
         good = layer_tar([("ok/", "dir"), ("ok/file", "file", "fine")])
         bad = LOOPS["layer-self-link"](good)
-        errors: list[int] = []
+        errors: list[str] = []
 
         def load() -> None:
-            try:
-                list(d.client().api.load_image(bad))
-            except docker.errors.APIError as e:
-                errors.append(e.status_code or 0)
+            errors.append(load_failure(d.client().api, bad))
 
         threads = [threading.Thread(target=load) for _ in range(8)]
         for t in threads:
@@ -137,7 +129,7 @@ def test_parallel_hostile_loads_do_not_stall_the_daemon(busybox_tar: str) -> Non
         assert time.monotonic() - t0 < 2
         for t in threads:
             t.join(60)
-        assert errors == [400] * 8
+        assert len(errors) == 8
         assert d.proc is not None
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(10) == 0

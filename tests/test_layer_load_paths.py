@@ -76,8 +76,7 @@ def test_corrupt_layer_in_place_changes_nothing(client: docker.DockerClient, dae
     assert at > 0
     data[at:at + 2] = b"XX"
     before = store_snapshot(daemon)
-    with pytest.raises(docker.errors.APIError) as e:
+    with pytest.raises(docker.errors.ImageLoadError) as e:
         client.images.load(bytes(data))
-    assert e.value.status_code == 400
     assert "invalid diffID" in str(e.value)
     assert store_snapshot(daemon) == before

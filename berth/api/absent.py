@@ -37,7 +37,7 @@ async def plugin_inspect(request: web.Request) -> web.Response:
 async def networks_prune(request: web.Request) -> web.Response:
     f = filters(request).validate(("label", "label!", "until"))
     f.until()  # a bad value is still a 400
-    return json_response({"NetworksDeleted": None})  # only the predefined networks exist, never pruned
+    return json_response({"NetworksDeleted": []})  # only the predefined networks exist, never pruned
 
 
 # Networking (bridges, ports, DNS) is not built yet: the engine has the two networks that need no

@@ -85,6 +85,10 @@ HOST_CONFIG = Struct("HostConfig", embed(RESOURCES, {
     "Mounts": List(MOUNT), "MaskedPaths": STRS, "ReadonlyPaths": STRS, "Init": BOOL,
 }), "container")
 
+UPDATE_CONFIG = Struct("UpdateConfig", embed(RESOURCES, {
+    "RestartPolicy": Struct("RestartPolicy", {"Name": STR, "MaximumRetryCount": INT}, "container"),
+}), "container")
+
 ENDPOINT = Struct("EndpointSettings", {
     "IPAMConfig": Struct("EndpointIPAMConfig", {"IPv4Address": STR, "IPv6Address": STR, "LinkLocalIPs": STRS},
                          "network"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 
@@ -37,7 +38,7 @@ from berth.api.common import (
 )
 from berth.api.hijack import Hijacked, hijack
 from berth.containers import logs as logfile
-from berth.errors import InvalidParameter, NotFound
+from berth.errors import InvalidParameter, NotFound, NotImplementedHere
 from berth.runtime.interface import STDERR, STDOUT, Attachment
 
 routes = web.RouteTableDef()
@@ -249,6 +250,13 @@ async def rename(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.post("/containers/{id}/update")
+async def update(request: web.Request) -> web.Response:
+    svc(request).get(request.match_info["id"])  # 404 before a bad body is a 400
+    body = await json_body(request, schema=bodies.UPDATE_CONFIG)
+    return json_response({"Warnings": await svc(request).update(request.match_info["id"], body)})
+
+
 @routes.get("/containers/{id}/top")
 async def top(request: web.Request) -> web.Response:
     return json_response(await request.app[PROCESSES].top(request.match_info["id"], request.query.get("ps_args", "")))
@@ -308,10 +316,11 @@ async def attach(request: web.Request) -> web.StreamResponse:
     h = await hijack(request, RAW_STREAM if tty else MULTIPLEXED)
     try:
         if qbool(request, "logs"):
-            async for batch in s.logs(c.id, stdout=want_out, stderr=want_err, follow=False, tail=-1, since=0,
-                                      until=0):
-                if batch:
-                    await h.write(b"".join(_log_frame(rec, False, tty) for rec in batch))
+            with contextlib.suppress(NotImplementedHere):  # log driver "none": there is no past output
+                async for batch in s.logs(c.id, stdout=want_out, stderr=want_err, follow=False, tail=-1, since=0,
+                                          until=0):
+                    if batch:
+                        await h.write(b"".join(_log_frame(rec, False, tty) for rec in batch))
         if qbool(request, "stream"):
             att = await h.until_closed(io.attach(c.id))  # a created container: until it starts
             if att is not None:

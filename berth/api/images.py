@@ -33,13 +33,22 @@ def svc(request: web.Request) -> ImageBackend:
 
 @routes.post("/images/load")
 async def load(request: web.Request) -> web.StreamResponse:
+    # as dockerd: a body that is no image archive is a 200 whose stream carries the error (what the
+    # CLI prints and the SDK raises as ImageLoadError), with or without ``quiet``
+    lines: list[str] = []
+    error = ""
     async with spooled_body(request, ".tar") as (tmp, size):
-        if size == 0:
-            raise InvalidParameter("invalid image archive: request body is empty")
-        lines = await svc(request).load(tmp)
+        try:
+            if size == 0:
+                raise InvalidParameter("invalid image archive: request body is empty")
+            lines = await svc(request).load(tmp)
+        except BerthError as e:
+            error = e.message
     resp = await json_stream_start(request)
     for line in lines:
         await json_stream_write(resp, {"stream": line + "\n"})
+    if error:
+        await json_stream_write(resp, {"errorDetail": {"message": error}, "error": error})
     await resp.write_eof()
     return resp
 

@@ -44,7 +44,7 @@ async def build_prune(request: web.Request) -> web.Response:
     f = filters(request).validate(("until", "unused-for", "id", "parent", "type", "description", "inuse", "shared",
                                    "private"))
     f.until()
-    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})  # no builder yet: no cache
+    return json_response({"CachesDeleted": [], "SpaceReclaimed": 0})  # no builder yet: no cache
 
 
 @routes.get("/events")

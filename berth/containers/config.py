@@ -69,6 +69,16 @@ def validate_host_config(hc: dict[str, Any]) -> None:
     if "AutoRemove" in hc and not isinstance(hc["AutoRemove"], bool):
         raise InvalidParameter("HostConfig.AutoRemove: must be a boolean")
     rp = hc.get("RestartPolicy") or {}
+    validate_restart_policy(rp)
+    if (rp.get("Name") or "no") != "no" and hc.get("AutoRemove"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+    validate_log_config(hc.get("LogConfig") or {})
+    shm = hc.get("ShmSize")
+    if shm is not None and (not isinstance(shm, int) or shm < 0):
+        raise InvalidParameter("HostConfig.ShmSize: SHM size can not be less than 0")
+
+
+def validate_restart_policy(rp: Any) -> None:
     if not isinstance(rp, dict):
         raise InvalidParameter("HostConfig.RestartPolicy: must be an object")
     rp_name = rp.get("Name") or "no"
@@ -80,16 +90,48 @@ def validate_host_config(hc: dict[str, Any]) -> None:
     if retries and rp_name != "on-failure":
         raise InvalidParameter(f"HostConfig.RestartPolicy: maximum retry count cannot be used with restart policy "
                                f"'{rp_name}'")
-    if rp_name != "no" and hc.get("AutoRemove"):
-        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
-    log_cfg = hc.get("LogConfig") or {}
-    if log_cfg.get("Type") not in (None, "", "json-file", "k8s-file", "local"):
-        raise InvalidParameter(f"HostConfig.LogConfig: logging driver {log_cfg['Type']!r} is not supported "
-                               "(json-file)")
-    for key in (log_cfg.get("Config") or {}):
-        if key not in ("max-size", "max-file", "compress", "labels", "env", "tag"):
-            raise InvalidParameter(f"HostConfig.LogConfig: unknown log opt '{key}' for json-file log driver")
+
+
+# Log drivers, as dockerd names them, with the options each accepts (moby's validators). Every driver
+# that keeps a log keeps it in the monitor's store (CRI "k8s-file" lines, berth/containers/logs.py):
+# "local" differs from "json-file" only in its defaults (20 MB × 5 files; its files are not
+# compressed here). "none" keeps nothing: the monitor writes to /dev/null and attach still works.
+DEFAULT_LOG_DRIVER = "json-file"
+_COMMON_LOG_OPTS = ("labels", "labels-regex", "env", "env-regex", "tag")
+LOG_DRIVERS: dict[str, tuple[str, ...]] = {
+    "json-file": ("max-file", "max-size", "compress", *_COMMON_LOG_OPTS),
+    "local": ("max-file", "max-size", "compress", *_COMMON_LOG_OPTS),
+    "none": (),
+}
+_LOCAL_DEFAULTS = {"max-size": "20m", "max-file": "5"}
+_BUILTIN_LOG_OPTS = ("mode", "max-buffer-size")  # every driver's (moby's logger.ValidateLogOpts)
+
+
+def log_driver(host_config: dict[str, Any]) -> str:
+    return str((host_config.get("LogConfig") or {}).get("Type") or DEFAULT_LOG_DRIVER)
+
+
+def validate_log_config(log_cfg: Any) -> None:
+    """Docker's checks and words for HostConfig.LogConfig (a 400 at create)."""
+    if not isinstance(log_cfg, dict):
+        raise InvalidParameter("HostConfig.LogConfig: must be an object")
+    driver = str(log_cfg.get("Type") or DEFAULT_LOG_DRIVER)
     opts = log_cfg.get("Config") or {}
+    if driver == "none":
+        return  # dockerd accepts any option for "none"
+    mode = str(opts.get("mode") or "")
+    if mode not in ("", "blocking", "non-blocking"):
+        raise InvalidParameter(f"logger: logging mode not supported: {mode}")
+    if "max-buffer-size" in opts:
+        if mode != "non-blocking":
+            raise InvalidParameter("logger: max-buffer-size option is only supported with 'mode=non-blocking'")
+        parse_size(str(opts["max-buffer-size"]), "max-buffer-size")
+    if driver not in LOG_DRIVERS:
+        raise InvalidParameter(f"logger: no log driver named '{driver}' is registered")
+    for key in opts:
+        if key not in LOG_DRIVERS[driver] and key not in _BUILTIN_LOG_OPTS:
+            raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver" if driver == "json-file"
+                                   else f"unknown log opt '{key}' for log driver {driver}")
     if opts.get("max-size"):
         if parse_size(str(opts["max-size"]), "max-size") <= 0:
             raise InvalidParameter(f"invalid value for max-size: '{opts['max-size']}': must be a positive size")
@@ -99,22 +141,29 @@ def validate_host_config(hc: dict[str, Any]) -> None:
             raise InvalidParameter(f"invalid value for max-file: '{raw}': must be a whole number")
         if int(raw) < 1:
             raise InvalidParameter("max-file cannot be less than 1")
-        if int(raw) > 1 and not opts.get("max-size"):
+        if int(raw) > 1 and not opts.get("max-size") and driver == "json-file":
             raise InvalidParameter("max-file can only be set with max-size")
-    shm = hc.get("ShmSize")
-    if shm is not None and (not isinstance(shm, int) or shm < 0):
-        raise InvalidParameter("HostConfig.ShmSize: SHM size can not be less than 0")
+    if str(opts.get("compress", "false")).lower() not in ("1", "t", "true", "0", "f", "false"):
+        raise InvalidParameter(f"invalid value for compress: '{opts['compress']}'")
+
+
+def _log_opt(host_config: dict[str, Any], key: str) -> str:
+    opts = (host_config.get("LogConfig") or {}).get("Config") or {}
+    raw = str(opts.get(key) or "")
+    if not raw and log_driver(host_config) == "local":
+        raw = _LOCAL_DEFAULTS[key]
+    return raw
 
 
 def log_size_max(host_config: dict[str, Any]) -> int:
-    """LogConfig max-size ("10m", "1g", bytes) → conmon's --log-size-max; -1 for no cap."""
-    raw = str(((host_config.get("LogConfig") or {}).get("Config") or {}).get("max-size") or "")
+    """LogConfig max-size ("10m", "1g", bytes) → the monitor's log cap; -1 for no cap."""
+    raw = _log_opt(host_config, "max-size")
     return parse_size(raw) if raw else -1
 
 
 def log_max_file(host_config: dict[str, Any]) -> int:
     """LogConfig max-file: how many log files (the current one and rotated ones) to keep."""
-    raw = str(((host_config.get("LogConfig") or {}).get("Config") or {}).get("max-file") or "1")
+    raw = _log_opt(host_config, "max-file") or "1"
     return int(raw) if raw.isdigit() and int(raw) > 0 else 1
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from berth.containers import etcfiles, health
-from berth.containers.config import merge_config, validate_host_config
+from berth.containers.config import DEFAULT_LOG_DRIVER, merge_config, validate_host_config
 from berth.containers.mounts import MountPoint, parse_volumes_from, resolve
 from berth.containers.store import Container
 from berth.errors import Conflict, InvalidParameter
@@ -78,8 +78,15 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None) 
     hc = dict(hc)
     hc.setdefault("NetworkMode", "default")
     hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-    # conmon writes k8s-file on disk; through the API it reads as json-file does (docker-py checks this)
-    hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+    # an empty Type (the CLI always sends one) is the default driver, reported by name as dockerd does
+    log_cfg = hc.get("LogConfig") or {}
+    hc["LogConfig"] = {"Type": log_cfg.get("Type") or DEFAULT_LOG_DRIVER, "Config": log_cfg.get("Config") or {}}
+    runtime = hc.get("Runtime") or svc.runtime.name
+    if runtime not in svc.runtime.runtimes:
+        raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
+    hc["Runtime"] = runtime  # kept, so the container stays with its runtime whatever the daemon's default
+    if hc.get("Memory") and not hc.get("MemorySwap"):
+        hc["MemorySwap"] = hc["Memory"] * 2  # dockerd's default swap limit, as it reports it
     c = Container(
         id=cid, name=name, created=rfc3339(now), created_ts=now, image=image_name, image_id=image.id,
         path=argv[0], args=argv[1:], config=cfg, host_config=hc, log_path=os.path.join(cdir, "container.log"),

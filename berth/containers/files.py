@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from berth.containers.config import log_driver
 from berth.containers.mounts import unstage
 from berth.containers.store import Container
 from berth.fsutil import discard_tree, empty_trash, remove_tree
@@ -24,7 +25,9 @@ class ContainerFiles:
         empty_trash(self.trash)
 
     def bundle(self, c: Container) -> Bundle:
-        return Bundle(id=c.id, dir=os.path.join(self.run_dir, c.id), name=c.name, log=c.log_path)
+        hc = c.host_config
+        return Bundle(id=c.id, dir=os.path.join(self.run_dir, c.id), name=c.name,
+                      log="" if log_driver(hc) == "none" else c.log_path, oci=str(hc.get("Runtime") or ""))
 
     def staging_dir(self, c: Container) -> str:
         """Where a container's volume subpaths are bind-mounted for the runtime (daemon-only)."""

@@ -13,8 +13,9 @@ from typing import Any
 from berth.containers import logs as logfile
 from berth.containers import stats as container_stats
 from berth.containers import views
+from berth.containers.config import log_driver
 from berth.containers.store import Container
-from berth.errors import BerthError
+from berth.errors import BerthError, NotImplementedHere
 from berth.images.service import ImageService
 from berth.layers.store import LayerStore
 
@@ -82,10 +83,17 @@ class ContainerQueries:
             item["SizeRootFs"] = item["SizeRw"] + (self.images.image_size(image) if image else 0)
         return out
 
-    async def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
-                   until: float) -> AsyncIterator[Records]:
-        """Batches of log records: tailed from the file's end, read and parsed off the event loop."""
+    def logs(self, name: str, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
+             until: float) -> AsyncIterator[Records]:
+        """Batches of log records: tailed from the file's end, read and parsed off the event loop.
+        A container whose log driver keeps no log is refused here, before any answer starts."""
         c = self.get(name)
+        if log_driver(c.host_config) == "none":
+            raise NotImplementedHere("configured logging driver does not support reading")
+        return self._logs(c, stdout=stdout, stderr=stderr, follow=follow, tail=tail, since=since, until=until)
+
+    async def _logs(self, c: Container, *, stdout: bool, stderr: bool, follow: bool, tail: int, since: float,
+                    until: float) -> AsyncIterator[Records]:
         reader = logfile.LogReader(c.log_path)  # an open file: removal cannot cut a follower short
 
         def wanted(r: logfile.Record) -> bool:

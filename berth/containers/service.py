@@ -19,6 +19,7 @@ from typing import Any
 from berth import crashpoint
 from berth.containers import create as creation
 from berth.containers import restart, startspec, views
+from berth.containers import update as updates
 from berth.containers.config import log_max_file, log_size_max
 from berth.containers.execs import ExecService
 from berth.containers.files import ContainerFiles
@@ -402,7 +403,10 @@ class ContainerService:
             await asyncio.sleep(0)  # one removal at a time between other requests: /_ping stays prompt
             deleted.append(c.id)
             reclaimed += size
-        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+        return {"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}
 
     async def rename(self, name: str, new_name: str) -> None:
         await creation.rename(self, name, new_name)  # names are checked and taken there
+
+    async def update(self, name: str, body: dict[str, Any]) -> list[str]:
+        return await updates.update(self, name, body)  # berth/containers/update.py

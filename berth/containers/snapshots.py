@@ -10,9 +10,12 @@ import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from berth.containers import cpview
 from berth.containers.store import Container, ContainerNotFound
+from berth.errors import Conflict
 from berth.images import reference
 from berth.images.changes import apply_changes
+from berth.runtime.interface import RuntimeFailure
 
 if TYPE_CHECKING:
     from berth.containers.service import ContainerService
@@ -41,8 +44,14 @@ class Snapshots:
         apply_changes(section, changes)
         paused_here = False
         if pause and c.state.Status == "running":
-            await self.svc.pause(c.id)
-            paused_here = True
+            try:
+                await self.svc.pause(c.id)
+                paused_here = True
+            except (RuntimeFailure, Conflict):
+                # it exited between our look and the runtime's (its exit not yet recorded): there is
+                # nothing left to freeze, so it is committed as a stopped container is, as Docker does
+                if not _gone(c.state.Pid):
+                    raise
         try:
             tmp = self.svc.images.scratch_path(".tar")
             with open(tmp, "wb") as f:
@@ -73,8 +82,39 @@ class Snapshots:
                 raise ContainerNotFound(c.id)
             # mounting (and reading /proc/self/mountinfo) can take a while on a busy host: a thread
             path = await asyncio.to_thread(self.svc.layers.mount_rw, c.id)
+            acquired: list[str] = []
             try:
-                yield path
+                mounts = self._copy_mounts(c, acquired) if with_mounts else []
+                if mounts:  # its volumes and binds, in a mount namespace of its own (berth/containers/cpview.py)
+                    async with cpview.assembled(path, mounts) as root:
+                        yield root
+                else:
+                    yield path
             finally:
+                for name in acquired:
+                    self.svc.volumes.release(name)
                 if not c.state.running:
                     await asyncio.to_thread(self.svc.layers.unmount_rw, c.id)
+
+    def _copy_mounts(self, c: Container, acquired: list[str]) -> list[dict[str, Any]]:
+        """What a stopped container's view has mounted: its volumes (made available, as at start)
+        and binds; tmpfs mounts exist only while it runs, as in Docker."""
+        out: list[dict[str, Any]] = []
+        for m in c.mounts:
+            if m["Type"] == "volume":
+                src = self.svc.volumes.acquire(m["Name"])
+                acquired.append(m["Name"])
+                out.append({"source": src, "destination": m["Destination"], "rw": m.get("RW", True),
+                            "subpath": m.get("Subpath") or ""})
+            elif m["Type"] == "bind" and os.path.exists(m["Source"]):
+                out.append({"source": m["Source"], "destination": m["Destination"], "rw": m.get("RW", True)})
+        return out
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (or is a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True

@@ -12,7 +12,8 @@ class Config:
     exec_root: str = "/var/run/berth"
     pidfile: str = ""
     storage_driver: str = "overlay"
-    runtime: str = "crun"
+    runtime: str = "crun"  # the default OCI runtime
+    runtimes: list[str] = field(default_factory=list)  # every OCI runtime a container may choose
     monitor: str = "auto"  # berth (berth-monitor), conmon, or auto: berth when it builds, else conmon
     log_level: str = "info"
     tls: bool = False

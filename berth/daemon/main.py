@@ -99,18 +99,27 @@ def take_lock(data_root: str) -> int:
 
 
 def choose_runtime(cfg: Config) -> None:
-    """crun needs the hybrid cgroup hierarchy fixed; if that fails, fall back to runc."""
-    if cfg.runtime != "crun":
-        return
-    from berth.runtime import cgroups
+    """The OCI runtimes containers may use: those installed, crun only once the hybrid cgroup
+    hierarchy is fixed for it; a crun default falls back to runc if that fails."""
+    import shutil
 
-    try:
-        cgroups.fix_hybrid()
-    except OSError as e:
-        msg = f"crun cannot run on this host's hybrid cgroups ({e}); using runc instead"
-        log.warning(msg)
-        cfg.warnings.append(msg)
-        cfg.runtime = "runc"
+    from berth.runtime import OCI_RUNTIMES, cgroups
+
+    offered = [name for name in OCI_RUNTIMES if name == cfg.runtime or shutil.which(name)]
+    if "crun" in offered:
+        try:
+            cgroups.fix_hybrid()
+        except OSError as e:
+            offered.remove("crun")
+            if cfg.runtime == "crun":
+                msg = f"crun cannot run on this host's hybrid cgroups ({e}); using runc instead"
+                cfg.warnings.append(msg)
+                cfg.runtime = "runc"
+                offered.append("runc")
+            else:
+                msg = f"crun cannot run on this host's hybrid cgroups ({e}); only runc is offered"
+            log.warning(msg)
+    cfg.runtimes = sorted(set(offered))
 
 
 def engine_id(data_root: str) -> str:
@@ -169,7 +178,8 @@ class Daemon:
         layers = LayerStore(conn, os.path.join(cfg.data_root, "layers"), driver)
         content = content_at(conn, cfg.data_root)
         images = ImageStore(conn, content)
-        runtime = make_runtime(cfg.exec_root, cfg.runtime, cfg.monitor)
+        runtime = make_runtime(cfg.exec_root, cfg.runtime, cfg.monitor,
+                               [name for name in cfg.runtimes if name != cfg.runtime])
         log.info("containers run under %s", type(runtime).__name__)
         holder: dict[str, ContainerService] = {}
         image_service = ImageService(images, layers, scratch, lambda iid: holder["c"].queries.using_image(iid),

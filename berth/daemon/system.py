@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import berth
+from berth.containers.config import LOG_DRIVERS
 from berth.containers.store import Container
 from berth.daemon.config import Config
 from berth.runtime import seccomp
@@ -77,7 +78,7 @@ class SystemService:
             "Driver": cfg.storage_driver,
             "DriverStatus": self.driver.status(),
             "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": None,
-                        "Log": ["json-file"]},
+                        "Log": sorted(LOG_DRIVERS)},
             "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
             "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": False, "Debug": cfg.log_level == "debug",
             "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False, "NGoroutines": 0,
@@ -102,7 +103,7 @@ class SystemService:
             "Labels": [],
             "ExperimentalBuild": False,
             "ServerVersion": berth.__version__,
-            "Runtimes": {name: {"path": name} for name in ("crun", "runc")},
+            "Runtimes": {name: {"path": name} for name in (cfg.runtimes or [cfg.runtime])},
             "DefaultRuntime": cfg.runtime,
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None},

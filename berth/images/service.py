@@ -495,7 +495,7 @@ class ImageService:
                 deleted.append({"Deleted": image.id})
                 reclaimed += size
             self.layers.prune(self.images.top_layers())
-        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+        return {"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed}
 
 
 LIST_FILTERS = ("dangling", "label", "before", "since", "reference", "until")

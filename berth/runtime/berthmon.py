@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from importlib import resources
 
 from berth.runtime.conmon import ConmonRuntime, Paths, clean_runtime_error, is_conmon, is_live_monitor
@@ -118,17 +119,9 @@ class BerthRuntime(ConmonRuntime):
     """A ``Runtime`` with berth-monitor holding each container (see the module doc). Everything
     after start (pause, exec, attach, resize, exit status, runtime state) is shared with conmon's."""
 
-    def __init__(self, exec_root: str, runtime: str, binary: str = "") -> None:
-        self.name = runtime
-        path = shutil.which(runtime)
-        if path is None:
-            raise RuntimeFailure(f"OCI runtime {runtime!r} not found in PATH")
-        self.runtime = path
+    def __init__(self, exec_root: str, runtime: str, others: Sequence[str] = (), binary: str = "") -> None:
+        self._setup(exec_root, runtime, others)
         self.binary = binary or build()
-        self.exit_dir = os.path.join(exec_root, "exits")
-        self.state_root = os.path.join(exec_root, "runtime-" + runtime)
-        os.makedirs(self.exit_dir, exist_ok=True)
-        os.makedirs(self.state_root, exist_ok=True)
         # created but not started: id -> (go pipe's write end, sync pipe's read end)
         self._pending: dict[str, tuple[int, int]] = {}
 
@@ -141,8 +134,10 @@ class BerthRuntime(ConmonRuntime):
         for stale in (paths.oom_file, os.path.join(b.dir, "conmon.pid")):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)
-        args = [self.binary, "-r", self.runtime, "-R", self.state_root, "-b", b.dir, "-c", b.id,
-                "-l", b.log, "-x", self._exit_file(b.id), "-p", paths.pidfile]
+        oci_binary, oci_root = self._oci(b)
+        # no log file (log driver "none"): the monitor writes to /dev/null, attach still gets everything
+        args = [self.binary, "-r", oci_binary, "-R", oci_root, "-b", b.dir, "-c", b.id,
+                "-l", b.log or os.devnull, "-x", self._exit_file(b.id), "-p", paths.pidfile]
         if log_size_max > 0:
             args += ["-S", str(log_size_max), "-F", str(max(1, log_max_file))]
         if terminal:
@@ -220,7 +215,7 @@ class BerthRuntime(ConmonRuntime):
 
     async def reap(self, b: Bundle, recorded_monitor: int = 0) -> None:
         self._forget(b.id)
-        await super().delete(b)
+        await self._delete_everywhere(b)
         pid = live_monitor(Paths(b.dir), b.id, recorded_monitor)
         if pid:
             with contextlib.suppress(ProcessLookupError):

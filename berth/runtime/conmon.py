@@ -22,7 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,23 +72,44 @@ class Paths:
 class ConmonRuntime:
     """A ``Runtime`` (berth.runtime.interface) made of conmon and an OCI runtime."""
 
-    def __init__(self, exec_root: str, runtime: str) -> None:
-        self.name = runtime
-        path = shutil.which(runtime)
-        if path is None:
-            raise RuntimeFailure(f"OCI runtime {runtime!r} not found in PATH")
-        self.runtime = path
+    def __init__(self, exec_root: str, runtime: str, others: Sequence[str] = ()) -> None:
         conmon = shutil.which("conmon")
         if conmon is None:
             raise RuntimeFailure("conmon not found in PATH (apt-get install conmon)")
         self.conmon = conmon
-        self.exit_dir = os.path.join(exec_root, "exits")
-        self.state_root = os.path.join(exec_root, "runtime-" + runtime)
-        os.makedirs(self.exit_dir, exist_ok=True)
-        os.makedirs(self.state_root, exist_ok=True)
+        self._setup(exec_root, runtime, others)
 
-    def _cmd(self, *args: str) -> list[str]:
-        return [self.runtime, f"--root={self.state_root}", *args]
+    def _setup(self, exec_root: str, runtime: str, others: Sequence[str]) -> None:
+        """The default OCI runtime (required) and the others a container may choose (when installed).
+        Each keeps its state under its own root, so a container's later calls (kill, exec, update,
+        delete) go to the runtime that created it: the bundle names it (``Bundle.oci``)."""
+        self.name = runtime
+        self.runtimes: dict[str, str] = {}
+        for name in (runtime, *others):
+            path = shutil.which(name)
+            if path is None and name == runtime:
+                raise RuntimeFailure(f"OCI runtime {runtime!r} not found in PATH")
+            if path is not None:
+                self.runtimes[name] = path
+        self.runtime = self.runtimes[runtime]
+        self.exec_root = exec_root
+        self.exit_dir = os.path.join(exec_root, "exits")
+        self.state_root = self._state_root(runtime)
+        os.makedirs(self.exit_dir, exist_ok=True)
+        for name in self.runtimes:
+            os.makedirs(self._state_root(name), exist_ok=True)
+
+    def _state_root(self, name: str) -> str:
+        return os.path.join(self.exec_root, "runtime-" + name)
+
+    def _oci(self, b: Bundle) -> tuple[str, str]:
+        """The binary and state root of the container's OCI runtime."""
+        name = b.oci if b.oci in self.runtimes else self.name
+        return self.runtimes[name], self._state_root(name)
+
+    def _cmd(self, b: Bundle, *args: str) -> list[str]:
+        binary, root = self._oci(b)
+        return [binary, f"--root={root}", *args]
 
     def _exit_file(self, cid: str) -> str:
         return os.path.join(self.exit_dir, cid)
@@ -99,15 +120,17 @@ class ConmonRuntime:
         """Launch conmon, which runs ``runtime create``. conmon keeps one log file (it starts the
         file afresh at ``log_size_max``), so ``log_max_file`` is not honoured here."""
         paths = Paths(b.dir, b.log)
+        binary, root = self._oci(b)
         self.clear_exit(b)
         for stale in (paths.oom_file, paths.attach, paths.ctl, os.path.join(paths.bundle, "winsz"),
                       os.path.join(paths.bundle, "exit")):
             if os.path.lexists(stale):
                 os.unlink(stale)
         args = [
-            self.conmon, "--api-version", "1", "-c", b.id, "-u", b.id, "-n", b.name or b.id, "-r", self.runtime,
-            "--runtime-arg", f"--root={self.state_root}", "-b", paths.bundle, "-p", paths.pidfile,
-            "-P", paths.conmon_pidfile, "-l", f"k8s-file:{paths.log}", "--exit-dir", self.exit_dir,
+            self.conmon, "--api-version", "1", "-c", b.id, "-u", b.id, "-n", b.name or b.id, "-r", binary,
+            "--runtime-arg", f"--root={root}", "-b", paths.bundle, "-p", paths.pidfile,
+            "-P", paths.conmon_pidfile, "-l", f"k8s-file:{paths.log}" if paths.log else "none:", "--exit-dir",
+            self.exit_dir,
             "--full-attach", "--socket-dir-path", paths.bundle, "--persist-dir", paths.bundle,
             "--log-level", "error",
         ]
@@ -146,7 +169,7 @@ class ConmonRuntime:
         return Created(pid=pid, monitor_pid=conmon_pid)
 
     async def start(self, b: Bundle) -> int | None:
-        await self._run("start", b.id)
+        await self._run(b, "start", b.id)
         return None  # create reported the pid
 
     @staticmethod
@@ -154,19 +177,30 @@ class ConmonRuntime:
         os.kill(pid, sig)
 
     async def pause(self, b: Bundle) -> None:
-        await self._run("pause", b.id)
+        await self._run(b, "pause", b.id)
 
     async def resume(self, b: Bundle) -> None:
-        await self._run("resume", b.id)
+        await self._run(b, "resume", b.id)
 
     async def delete(self, b: Bundle) -> None:
         try:
-            await self._run("delete", "--force", b.id)
+            await self._run(b, "delete", "--force", b.id)
         except RuntimeFailure as e:
             log.debug("runtime delete %s: %s", b.id[:12], e)
 
-    async def _run(self, *args: str) -> None:
-        proc = await asyncio.create_subprocess_exec(*self._cmd(*args), stdin=subprocess.DEVNULL,
+    async def update(self, b: Bundle, resources: dict[str, Any]) -> None:
+        """``<runtime> update --resources FILE``: crun and runc both read an OCI resources object."""
+        path = os.path.join(b.dir, "update-resources.json")
+        with open(path, "w") as f:
+            json.dump(resources, f)
+        try:
+            await self._run(b, "update", "--resources", path, b.id)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    async def _run(self, b: Bundle, *args: str) -> None:
+        proc = await asyncio.create_subprocess_exec(*self._cmd(b, *args), stdin=subprocess.DEVNULL,
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, err = await proc.communicate()
         if proc.returncode != 0:
@@ -191,7 +225,7 @@ class ConmonRuntime:
 
     async def exec(self, b: Bundle, exec_id: str, process: dict[str, Any], *, stdin: bool,
                    attach: bool) -> ociexec.OciExec:
-        return await ociexec.run(self._cmd(), b.dir, b.id, exec_id, process, stdin=stdin, attach=attach)
+        return await ociexec.run(self._cmd(b), b.dir, b.id, exec_id, process, stdin=stdin, attach=attach)
 
     # -- exit ----------------------------------------------------------------------------------------
     def watch(self, b: Bundle, monitor_pid: int, on_exit: Callable[[], None]) -> bool:
@@ -227,18 +261,27 @@ class ConmonRuntime:
 
     # -- restore -----------------------------------------------------------------------------------
     async def states(self) -> dict[str, str]:
-        """Every container the runtime knows, id -> created / running / paused / stopped."""
-        proc = await asyncio.create_subprocess_exec(*self._cmd("list", "--format=json"),
-                                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                    stderr=subprocess.PIPE)
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeFailure(clean_runtime_error(err.decode(errors="replace").strip()))
-        try:
-            items = json.loads(out or b"null") or []
-        except ValueError as e:
-            raise RuntimeFailure(f"{self.name} list: {e}") from e
-        return {str(x["id"]): str(x.get("status") or "") for x in items if isinstance(x, dict) and "id" in x}
+        """Every container the runtimes know, id -> created / running / paused / stopped."""
+        found: dict[str, str] = {}
+        for name in self.runtimes:
+            argv = self._cmd(Bundle(id="", dir="", oci=name), "list", "--format=json")
+            proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                        stderr=subprocess.PIPE)
+            out, err = await proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeFailure(clean_runtime_error(err.decode(errors="replace").strip()))
+            try:
+                items = json.loads(out or b"null") or []
+            except ValueError as e:
+                raise RuntimeFailure(f"{name} list: {e}") from e
+            found.update({str(x["id"]): str(x.get("status") or "") for x in items
+                          if isinstance(x, dict) and "id" in x})
+        return found
+
+    async def _delete_everywhere(self, b: Bundle) -> None:
+        """A crash's leftovers: the record that named the runtime may be gone, so ask each one."""
+        for name in self.runtimes:
+            await self.delete(Bundle(id=b.id, dir=b.dir, oci=name))
 
     def live(self, b: Bundle, recorded_monitor: int = 0) -> Live | None:
         paths = Paths(b.dir)
@@ -255,7 +298,7 @@ class ConmonRuntime:
 
     async def reap(self, b: Bundle, recorded_monitor: int = 0) -> None:
         """Kill whatever a crash left of a container: its init (``delete --force``) and its conmon."""
-        await self.delete(b)
+        await self._delete_everywhere(b)
         pid = _live_conmon(Paths(b.dir), b.id, recorded_monitor)
         if pid:
             with contextlib.suppress(ProcessLookupError):

@@ -101,8 +101,10 @@ def validate(hc: dict[str, Any]) -> list[str]:
                                "see usage")
     nano = _int(hc, "NanoCpus")
     ncpu = os.cpu_count() or 1
-    if nano and (_int(hc, "CpuQuota") or _int(hc, "CpuPeriod")):
+    if nano and _int(hc, "CpuPeriod"):
         raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if nano and _int(hc, "CpuQuota"):
+        raise InvalidParameter("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
     if nano < 0 or nano > ncpu * 10**9:
         raise InvalidParameter(f"HostConfig.NanoCpus: Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
                                f"{ncpu} CPUs available")
@@ -191,10 +193,10 @@ def capabilities(hc: dict[str, Any]) -> list[str]:
     return caps
 
 
-def apply(spec: dict[str, Any], hc: dict[str, Any], init_args: bool = True) -> None:
-    """Resources, capabilities, seccomp, sysctls, devices, ulimits and init into ``spec``."""
-    linux = spec["linux"]
-    res = linux.setdefault("resources", {})
+def resources(hc: dict[str, Any]) -> dict[str, Any]:
+    """The memory, CPU and pids limits of ``hc`` as an OCI ``linux.resources`` object (for the spec,
+    and for ``<runtime> update``)."""
+    res: dict[str, Any] = {}
     mem: dict[str, Any] = {}
     if hc.get("Memory"):
         mem["limit"] = hc["Memory"]
@@ -225,6 +227,21 @@ def apply(spec: dict[str, Any], hc: dict[str, Any], init_args: bool = True) -> N
     pids = hc.get("PidsLimit")
     if pids:
         res["pids"] = {"limit": pids if pids > 0 else -1}
+    if hc.get("BlkioWeight") and blkio_weight_supported():
+        res["blockIO"] = {"weight": hc["BlkioWeight"]}
+    return res
+
+
+def blkio_weight_supported() -> bool:
+    """Whether the blkio controller has a weight file (CFQ's, or BFQ's on cgroup v1); often it has not."""
+    return any(os.path.exists(os.path.join("/sys/fs/cgroup/blkio", f)) for f in ("blkio.weight", "blkio.bfq.weight"))
+
+
+def apply(spec: dict[str, Any], hc: dict[str, Any], init_args: bool = True) -> None:
+    """Resources, capabilities, seccomp, sysctls, devices, ulimits and init into ``spec``."""
+    linux = spec["linux"]
+    res = linux.setdefault("resources", {})
+    res.update(resources(hc))
     proc = spec["process"]
     caps = capabilities(hc)
     proc["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}

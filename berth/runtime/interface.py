@@ -31,7 +31,8 @@ class Bundle:
     id: str
     dir: str
     name: str = ""
-    log: str = ""  # where the monitor writes the container's output
+    log: str = ""  # where the monitor writes the container's output ("": keep none, log driver ``none``)
+    oci: str = ""  # the OCI runtime chosen for this container (crun, runc); "": the engine's default
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ class ExecProcess(Protocol):
 
 
 class Runtime(Protocol):
-    name: str  # the OCI runtime's name (crun, runc), for /info
+    name: str  # the default OCI runtime's name (crun, runc), for /info
+    runtimes: dict[str, str]  # every OCI runtime a container may choose: name -> binary path
 
     # -- lifecycle -------------------------------------------------------------------------
     async def create(self, b: Bundle, *, terminal: bool, stdin: bool, log_size_max: int = -1,
@@ -118,6 +120,10 @@ class Runtime(Protocol):
 
     async def delete(self, b: Bundle) -> None:
         """Forget the container's runtime state (killing what is left of it); never fails."""
+        ...
+
+    async def update(self, b: Bundle, resources: dict[str, Any]) -> None:
+        """Apply ``resources`` (an OCI ``linux.resources`` object) to the running container's cgroup."""
         ...
 
     # -- stdio -------------------------------------------------------------------------------

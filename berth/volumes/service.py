@@ -91,7 +91,7 @@ class VolumeService:
             self.publish("volume", "destroy", vol.name, {"driver": "local"})
             deleted.append(vol.name)
             reclaimed += size
-        return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+        return {"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}
 
     async def df_items(self) -> list[dict[str, Any]]:
         out = []
