@@ -9,6 +9,6 @@ bash scripts/setup.sh
 # the API against its backend Protocols, and the wiring that must satisfy them (strict for these files;
 # modules they import are checked by their own lines)
 .venv/bin/mypy --strict --follow-imports=silent berth/api berth/daemon/main.py berth/daemon/system.py \
-    berth/containers/transfer.py berth/threadstream.py
+    berth/containers/transfer.py berth/threadstream.py berth/detachkeys.py
 .venv/bin/mypy --follow-imports=silent --warn-unused-ignores berth/runtime berth/containers
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -74,6 +74,11 @@ def test_ws_before_1_42_has_every_stream(daemon: Daemon, talker) -> None:  # typ
     assert b"got-v141\n" in out and b"e2\n" in out
 
 
+def test_ws_text_messages_before_1_28(daemon: Daemon, talker) -> None:  # type: ignore[no-untyped-def]
+    got, code = _run(_ws_session(daemon, f"/v1.27/containers/{talker.id}/attach/ws?logs=1", []))
+    assert sorted(got) == [("TEXT", b"err\n"), ("TEXT", b"out\n")] and code == 1000
+
+
 def test_ws_logs_without_stream(daemon: Daemon, talker) -> None:  # type: ignore[no-untyped-def]
     got, code = _run(_ws_session(daemon, f"/containers/{talker.id}/attach/ws?logs=1&stdout=1&stderr=1", []))
     assert sorted(d for _, d in got) == [b"err\n", b"out\n"] and code == 1000

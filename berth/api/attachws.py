@@ -1,7 +1,8 @@
 """``GET /containers/{id}/attach/ws``: a container's stdio over one WebSocket, as Docker serves it.
 
-Docker never multiplexes here: each chunk of stdout or stderr is one binary message (API 1.28+)
-of raw bytes, and every message the client sends (binary or text) is stdin. From API 1.42 the
+Docker never multiplexes here: each chunk of stdout or stderr is one binary message of raw bytes
+(a text message before API 1.28, bytes unchanged), and every message the client sends (binary or
+text) is stdin. From API 1.42 the
 ``stdin``/``stdout``/``stderr`` parameters choose the streams (default none); before, all three.
 ``logs`` sends what was logged first, ``stream`` then follows the live output; ``detachKeys``
 ends the attach to a TTY as on the hijacked attach.
@@ -33,6 +34,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
     else:
         want_in = want_out = want_err = True
     tty = bool(c.config.get("Tty"))
+    opcode = WSMsgType.BINARY if api_version(request) >= (1, 28) else WSMsgType.TEXT
     ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
     if not ws.can_prepare(request).ok:
         raise InvalidParameter("not a websocket request: Upgrade: websocket is required")
@@ -62,7 +64,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
             async for batch in request.app[CONTAINER_QUERIES].logs(
                     c.id, stdout=want_out, stderr=want_err, follow=False, tail=-1, since=0, until=0):
                 for rec in batch:
-                    await ws.send_bytes(rec.data)
+                    await ws.send_frame(rec.data, opcode)
         if not qbool(request, "stream"):
             return
         att = await request.app[STDIO].attach(c.id)  # a created container: until it starts
@@ -71,7 +73,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
         attached.set_result(att)
         async for stream, data in att.output():
             if wanted.get(stream):
-                await ws.send_bytes(data)
+                await ws.send_frame(data, opcode)
         await request.app[STDIO].settle(c.id)
 
     reader = asyncio.ensure_future(stdin())
