@@ -112,3 +112,26 @@ def test_sdk_exec_of_a_command_that_cannot_run(client: docker.DockerClient, slee
     # a process that does run and exits 255 after writing to stderr is not a start failure
     res = sleeper.exec_run(["sh", "-c", "echo not found >&2; exit 255"], demux=True)
     assert (res.exit_code, res.output) == (255, (None, b"not found\n"))
+
+
+def test_healthcheck_of_a_command_that_cannot_run(client: docker.DockerClient) -> None:
+    """As Docker: the probe did not run, so the health log has exit code -1 and the error."""
+    ct = client.containers.run("busybox", ["sleep", "120"], detach=True, healthcheck={
+        "test": ["CMD", "nosuch"], "interval": 200_000_000, "retries": 1})
+    try:
+        import time
+
+        deadline = time.monotonic() + 15
+        health: dict = {}
+        while time.monotonic() < deadline:
+            health = client.api.inspect_container(ct.id)["State"].get("Health") or {}
+            if health.get("Log"):
+                break
+            time.sleep(0.1)
+        entry = health["Log"][0]
+        assert entry["ExitCode"] == -1
+        assert entry["Output"] == ("OCI runtime exec failed: exec failed: unable to start container process: "
+                                   'exec: "nosuch": executable file not found in $PATH: unknown')
+        assert health["Status"] == "unhealthy"
+    finally:
+        ct.remove(force=True)

@@ -121,6 +121,8 @@ class ExecService:
             reader = self.tasks.spawn(out.consume(proc.output()))
             try:
                 await asyncio.wait_for(asyncio.shield(asyncio.gather(reader, session.done.wait())), timeout)
+                if session.error:  # could not run at all: Docker logs the error, exit code -1
+                    raise BerthError(session.error)
                 return session.exit_code or 0, out.text()
             except TimeoutError:
                 proc.kill(signal.SIGKILL)
