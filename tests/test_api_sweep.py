@@ -173,6 +173,8 @@ def calls(registry: str, exec_id: str, tty_exec_id: str, image_tar: bytes) -> li
         Call("POST", "/containers/prune"),
         Call("DELETE", "/images/{name}", ("sw-commit:1",)),
         Call("POST", "/images/prune"),
+        Call("POST", "/build", query={"t": "sw-built:1"}, body=_tar("Dockerfile", b"FROM busybox\nRUN echo built\n"),
+             kind="jsonl"),
         Call("POST", "/build/prune"),
         Call("POST", "/volumes/create", body={"Name": "sw-vol2", "Labels": {"a": "b"}}, status=201),
         Call("GET", "/volumes"),

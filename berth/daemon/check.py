@@ -32,6 +32,7 @@ class Report:
 
 
 def check(data_root: str, verify_data: bool = False) -> Report:
+    from berth.build import cache as build_cache
     from berth.containers import store as containers
     from berth.content.store import at as content_at
     from berth.daemon import leftovers
@@ -59,6 +60,7 @@ def check(data_root: str, verify_data: bool = False) -> Report:
             "images": images.check(conn, content, layers.exists_in(conn)),
             "containers": containers.check(conn),
             "blobs": content.check(verify_data),
+            "build cache entries": build_cache.check(conn),
         }
         for name, f in found.items():
             r.checked[name] = f.checked

@@ -16,11 +16,15 @@ import signal
 import ssl
 import sys
 import uuid
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from berth.daemon import hostperms, listeners
 from berth.daemon.config import Config
+
+if TYPE_CHECKING:
+    from berth.build.service import BuildService
 
 log = logging.getLogger("berthd")
 
@@ -199,12 +203,33 @@ class Daemon:
         containers.publish = image_service.publish = volumes.publish = bus.publish
         system = SystemService(cfg, containers.queries, image_service, lambda: len(images.list()), volumes, driver,
                                event_listeners=lambda: bus.subscribers)
+        archives = ArchiveService(containers.snapshots, image_service.scratch_path)
+        builder = self.builder = self._builder(conn, containers, archives, image_service, distribution)
         return build_app(Backends(containers=containers, container_queries=containers.queries,
                                   stdio=containers.stdio, snapshots=containers.snapshots,
                                   processes=containers.processes, execs=containers.execs,
-                                  archives=ArchiveService(containers.snapshots, image_service.scratch_path),
-                                  images=image_service, distribution=distribution, volumes=volumes, system=system,
-                                  events=bus, scratch=image_service))
+                                  archives=archives, images=image_service, distribution=distribution,
+                                  volumes=volumes, system=system, events=bus, scratch=image_service,
+                                  build=builder))
+
+    @staticmethod
+    def _builder(conn: Any, containers: Any, archives: Any, images: Any, distribution: Any) -> BuildService:
+        """The classic builder: RUN steps through the container service, layers through commit."""
+        from berth.build.cache import BuildCache
+        from berth.build.engine import Engine
+        from berth.build.service import BuildService
+        from berth.images.store import ImageNotFound
+
+        def image_exists(iid: str) -> bool:
+            try:
+                images.images.get(iid)
+                return True
+            except ImageNotFound:
+                return False
+
+        engine = Engine(containers=containers, stdio=containers.stdio, snapshots=containers.snapshots,
+                        archives=archives, images=images, pulls=distribution)
+        return BuildService(engine, BuildCache(conn, image_exists), images.scratch_path)
 
     async def serve(self, app: web.Application) -> None:
         await self.containers.restore()
@@ -243,6 +268,8 @@ class Daemon:
     async def shutdown(self) -> None:
         for runner in self.runners:
             await runner.cleanup()
+        if hasattr(self, "builder"):
+            await self.builder.close()
         if hasattr(self, "containers"):
             await self.containers.close()  # background work is cancelled; containers keep running
         for host in self.cfg.hosts:
