@@ -10,6 +10,7 @@ from berth.containers.mounts import MountPoint
 from berth.containers.store import Container
 from berth.errors import BerthError, InvalidParameter
 from berth.filters import Filters, go_list
+from berth.runtime import spec as ocispec
 
 # the predefined networks' IDs (berth/api/absent.py lists them)
 NONE_NETWORK_ID = "0" * 63 + "1"
@@ -106,13 +107,44 @@ def detail(c: Container, driver: Any, exec_ids: list[str], volume_root: str) -> 
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
-        "HostConfig": c.host_config,
+        "HostConfig": inspect_host_config(c.host_config),
         "GraphDriver": {"Name": driver.name,
                         "Data": {"UpperDir": driver.rw_path(c.id), "MergedDir": driver.rootfs_path(c.id)}},
         "Mounts": [MountPoint(**m).to_api(volume_root) for m in c.mounts],
         "Config": c.config,
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
     }
+
+
+# What Docker's inspect shows for a HostConfig field the client did not set (null where Docker's is a
+# nil slice or pointer, [] where it makes an empty one): clients index these without checking.
+_HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Binds": None, "ContainerIDFile": "", "NetworkMode": "default",
+    "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": False,
+    "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0], "CapAdd": None, "CapDrop": None,
+    "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
+    "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
+    "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
+    "ShmSize": 64 << 20, "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "",
+    "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
+    "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+    "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+    "DeviceRequests": None, "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+    "OomKillDisable": False, "PidsLimit": None, "Ulimits": [], "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+}
+
+
+def inspect_host_config(hc: dict[str, Any]) -> dict[str, Any]:
+    """The stored HostConfig with every field Docker's inspect has (those not set at their defaults)."""
+    out = dict(_HOST_CONFIG_DEFAULTS)
+    privileged = bool(hc.get("Privileged"))
+    out["MaskedPaths"] = None if privileged else list(ocispec.MASKED_PATHS)
+    out["ReadonlyPaths"] = None if privileged else list(ocispec.READONLY_PATHS)
+    out.update({k: v for k, v in hc.items() if v is not None or out.get(k) is None})
+    if not out.get("ShmSize"):
+        out["ShmSize"] = 64 << 20
+    return out
 
 
 # the keys GET /containers/json accepts, and the values its enumerated keys take

@@ -239,7 +239,8 @@ class Daemon:
         self.network.directory = containers
         self.network.publish = bus.publish
         containers.use_network(self.network)
-        system = SystemService(cfg, containers.queries, image_service, lambda: len(images.list()), volumes, driver)
+        system = SystemService(cfg, containers.queries, image_service, lambda: len(images.list()), volumes, driver,
+                               event_listeners=lambda: bus.subscribers)
         archives = ArchiveService(containers.snapshots, image_service.scratch_path)
         builder = self.builder = self._builder(conn, containers, archives, image_service, distribution)
         return build_app(Backends(containers=containers, container_queries=containers.queries,

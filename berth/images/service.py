@@ -50,6 +50,14 @@ def parse_created(s: str | None) -> int:
         return 0
 
 
+# Docker's image inspect shows its Config as a container config: every field, empty when unset
+_IMAGE_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+    "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None,
+}
+
+
 class ImageService:
     def __init__(self, images: ImageStore, layers: LayerStore, scratch: str, containers_using: ContainersUsing,
                  driver_name: str) -> None:
@@ -405,7 +413,7 @@ class ImageService:
             "Created": c.get("created", ""),
             "DockerVersion": c.get("docker_version", ""),
             "Author": c.get("author", ""),
-            "Config": c.get("config") or {},
+            "Config": {**_IMAGE_CONFIG_DEFAULTS, **(c.get("config") or {})},
             "Architecture": c.get("architecture", ""),
             "Variant": c.get("variant", ""),
             "Os": c.get("os", ""),
