@@ -49,7 +49,8 @@ def links(pooled: bool = False) -> set[str]:
 
 
 def routes() -> set[str]:
-    return set(_ip("-4", "route", "show").splitlines())
+    # "linkdown" says whether a bridge has a port with carrier right now: a state, not a leftover
+    return {r.replace(" linkdown", "").strip() for r in _ip("-4", "route", "show").splitlines()}
 
 
 def addresses() -> set[str]:
