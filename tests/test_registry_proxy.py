@@ -74,7 +74,11 @@ def test_pull_through_caches_and_serves_offline(pair: tuple[Server, Server]) -> 
     assert "Warning" not in r.headers
     r = c.request("GET", f"/v2/team/app/blobs/{ld}")
     assert r.status == 200 and r.body == layer
-    assert digest_of(layer).split(":")[1] in blob_files(proxy.root)  # kept locally
+    # Kept locally: the fsync and rename that keep it follow the response, so allow them a moment.
+    deadline = time.monotonic() + 10
+    while digest_of(layer).split(":")[1] not in blob_files(proxy.root) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert digest_of(layer).split(":")[1] in blob_files(proxy.root)
     # Pushing to a proxy is refused with the spec's error, and stores nothing.
     r = c.request("POST", "/v2/team/app/blobs/uploads/")
     assert r.status == 405 and r.codes() == ["UNSUPPORTED"]
