@@ -81,15 +81,19 @@ class FarNetwork:
         return subprocess.Popen(["ip", "netns", "exec", self.ns, *cmd],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def wait(self, port: int, timeout: float = 15) -> None:
+    def wait(self, port: int, timeout: float = 20) -> None:
+        """Until an HTTP request to ns_addr:port gets an answer (the relay alone listening is not enough)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                socket.create_connection((self.ns_addr, port), timeout=0.5).close()
-                return
+                with socket.create_connection((self.ns_addr, port), timeout=2) as s:
+                    s.sendall(b"GET /v2/ HTTP/1.0\r\n\r\n")
+                    if s.recv(5) == b"HTTP/":
+                        return
             except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"nothing listens on {self.ns_addr}:{port} in {self.ns}")
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"nothing answers on {self.ns_addr}:{port} in {self.ns}")
 
     def close(self) -> None:
         # Deleting the namespace deletes its veth end, which takes the host end with it.

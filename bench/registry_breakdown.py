@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import os
 import pstats
+import re
 import shutil
 import signal
 import statistics
@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -41,22 +40,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from push_pull import free_port, make_image, start_berthd, wait_port  # noqa: E402
-from registry_bench import stop  # noqa: E402
+from registry_bench import serve_cmd, stop, upstream_registry  # noqa: E402
 
 REPO = "bench/img"
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+FETCHED = re.compile(r"proxy: fetched \S+, (\d+) bytes, in ([\d.]+) s \(\d+ MB/s; writing and hashing ([\d.]+) s\); "
+                     r"kept ([\d.]+) s after release")
 
 
-def serve_cmd(root: str, port: int, upstream: str | None, host: str = "127.0.0.1") -> list[str]:
-    cmd = ["-m", "berth.registry", "serve", "--addr", f"{host}:{port}", "--root", root, "--log-level", "WARNING"]
-    if upstream:
-        cmd += ["--proxy-remote-url", upstream]
-    return cmd
-
-
-def start_proxy(root: str, upstream: str, wrap: list[str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_proxy(root: str, upstream: str, wrap: list[str] | None = None, code: str | None = None,
+                log: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A pull-through cache on ``root``; ``code``: the checkout whose ``berth`` to run (default: this
+    one); ``log``: a file for its INFO log (one line per blob fetched, with its timings)."""
     port = free_port()
-    p = subprocess.Popen([*(wrap or [sys.executable]), *serve_cmd(root, port, upstream)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
+    p = subprocess.Popen([*(wrap or [sys.executable]), *serve_cmd(root, port, upstream,
+                                                                  level="INFO" if log else "WARNING")],
+                         stdout=subprocess.DEVNULL, stderr=err, cwd=code or ROOT)
+    if log:
+        err.close()  # type: ignore[union-attr]
     wait_port(port)
     return p, f"http://127.0.0.1:{port}"
 
@@ -93,9 +95,17 @@ def fetch_all(base: str, layers: list[tuple[str, int]]) -> float:
     return asyncio.run(_fetch_all(base, layers))
 
 
-def timed_pull_phases(client: docker.DockerClient, ref: str) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_pull_phases(client: docker.DockerClient, ref: str, pids: dict[str, int]) -> dict[str, float]:
     """Seconds from the request to: the first byte of a layer, the last layer downloaded (verified,
-    fsynced), the end of the pull."""
+    fsynced), the end of the pull; and the CPU seconds each process in ``pids`` spent meanwhile."""
+    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
     t0 = time.perf_counter()
     first = last_dl = 0.0
     for ev in client.api.pull(ref, tag="1", stream=True, decode=True):
@@ -108,49 +118,9 @@ def timed_pull_phases(client: docker.DockerClient, ref: str) -> dict[str, float]
         elif st == "Download complete":
             last_dl = now
     end = time.perf_counter() - t0
+    cpu = {f"cpu {k}": cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
     client.api.remove_image(f"{ref}:1", force=True)
-    return {"first byte": first, "downloads done": last_dl, "after downloads": end - last_dl, "total": end}
-
-
-@contextlib.contextmanager
-def upstream_registry(root: str, far: bool) -> Iterator[str]:
-    """A plain Berth registry as the upstream: on loopback, or far (netns + veth + netem)."""
-    if far:
-        from far_upstream import FarNetwork
-
-        with FarNetwork() as net:
-            procs = []
-            try:
-                procs = net.serve(lambda host, port: [sys.executable, *serve_cmd(f"{root}/upstream", port, None, host)])
-                print(f"far upstream: {'netem' if net.netem else 'tbf + delay relay'}, {net.delay} each way, "
-                      f"{net.rate}; GET /v2/ takes {rtt_ms(f'http://{net.ns_addr}:5000'):.0f} ms")
-                yield f"{net.ns_addr}:5000"
-            finally:
-                for p in reversed(procs):
-                    stop(p)
-    else:
-        port = free_port()
-        p = subprocess.Popen([sys.executable, *serve_cmd(f"{root}/upstream", port, None)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(port)
-            yield f"127.0.0.1:{port}"
-        finally:
-            stop(p)
-
-
-def rtt_ms(base: str) -> float:
-    """The best of 5 ``GET /v2/`` on one connection: one request's round trip."""
-    async def go() -> float:
-        best = 1e9
-        async with aiohttp.ClientSession() as s:
-            for _ in range(5):
-                t0 = time.perf_counter()
-                async with s.get(f"{base}/v2/") as r:
-                    await r.read()
-                best = min(best, time.perf_counter() - t0)
-        return best * 1000
-    return asyncio.run(go())
+    return {"first byte": first, "downloads done": last_dl, "after downloads": end - last_dl, "total": end, **cpu}
 
 
 def med(xs: list[float]) -> str:
@@ -199,7 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         data, size = make_image(args.mb)
         mb = size / 1e6
-        with upstream_registry(root, args.far) as upstream_host:
+        with upstream_registry(root, args.far) as (upstream_host, upstream_pid):
             upstream_url = f"http://{upstream_host}"
             ref = f"{upstream_host}/{REPO}"
             direct = start_berthd(os.path.join(root, "direct"), procs, ["--insecure-registry", upstream_host])
@@ -215,25 +185,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   f"upstream {'far (netns, netem)' if args.far else 'on loopback'}; {args.rounds} rounds")
 
             fetch: dict[str, list[float]] = {"direct": [], "cold": [], "warm": []}
+            if args.baseline:
+                fetch["cold (baseline)"], fetch["warm (baseline)"] = [], []
+            log = os.path.join(root, "proxy.log")
+            proxy_cpu: dict[str, list[float]] = {}
             pull: dict[str, list[dict[str, float]]] = {"direct": [], "cold": [], "warm": []}
             for r in range(args.rounds):
                 fetch["direct"].append(fetch_all(upstream_url, layers))
-                cache = os.path.join(root, f"fcache{r}")
-                p, url = start_proxy(cache, upstream_url)
-                try:
-                    fetch["cold"].append(fetch_all(url, layers))
-                    fetch["warm"].append(fetch_all(url, layers))
-                finally:
-                    stop(p)
-                    shutil.rmtree(cache, ignore_errors=True)
-                pull["direct"].append(timed_pull_phases(direct, ref))
+                for label, code in [("", None)] + ([(" (baseline)", args.baseline)] if args.baseline else []):
+                    cache = os.path.join(root, f"fcache{r}")
+                    p, url = start_proxy(cache, upstream_url, code=code, log=None if code else log)
+                    try:
+                        c0 = cpu_seconds(p.pid)
+                        fetch["cold" + label].append(fetch_all(url, layers))
+                        proxy_cpu.setdefault("cold" + label, []).append(cpu_seconds(p.pid) - c0)
+                        fetch["warm" + label].append(fetch_all(url, layers))
+                    finally:
+                        stop(p)
+                        shutil.rmtree(cache, ignore_errors=True)
+                pull["direct"].append(timed_pull_phases(direct, ref, {"upstream": upstream_pid,
+                                                                      "berthd": procs[0].pid}))
                 cache = os.path.join(root, f"pcache{r}")
                 p, url = start_proxy(cache, upstream_url)
                 mroot = os.path.join(root, f"mirror{r}")
                 client = start_berthd(mroot, procs, ["--registry-mirror", f"{upstream_host}={url}"])
                 try:
-                    pull["cold"].append(timed_pull_phases(client, ref))
-                    pull["warm"].append(timed_pull_phases(client, ref))
+                    pids = {"upstream": upstream_pid, "proxy": p.pid, "berthd": procs[-1].pid}
+                    pull["cold"].append(timed_pull_phases(client, ref, pids))
+                    pull["warm"].append(timed_pull_phases(client, ref, pids))
                 finally:
                     stop(procs.pop())
                     stop(p)
@@ -241,13 +220,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     shutil.rmtree(mroot, ignore_errors=True)
             print(f"\nfetch of the {wire:.0f} MB of blobs by a plain client (no berthd), median (min, max):")
             for k, xs in fetch.items():
-                print(f"  {k:7} {med(xs)}  {wire / statistics.median(xs):6.1f} MB/s")
+                cpu = f"; proxy CPU {statistics.median(proxy_cpu[k]):.2f} s" if k in proxy_cpu else ""
+                print(f"  {k:16} {med(xs)}  {wire / statistics.median(xs):6.1f} MB/s{cpu}")
+            with open(log) as f:
+                rows = [tuple(float(x) for x in m.groups()) for m in FETCHED.finditer(f.read())]
+            if rows:
+                per_round = len(rows) / args.rounds
+                total, busy, kept = (sum(r[i] for r in rows) / args.rounds for i in (1, 2, 3))
+                print(f"  cold, the proxy's own log ({per_round:.0f} blobs a round, summed, mean of rounds): "
+                      f"upstream fetch to verified {total:.2f} s, of it writing + hashing (worker thread) "
+                      f"{busy:.2f} s; fsync + rename after release {kept:.2f} s")
             print("\ndocker pull by berthd, medians of the phases (seconds from the request):")
-            print(f"  {'':7} {'first byte':>10} {'downloads done':>15} {'after downloads':>16} {'total':>8}")
+            print(f"  {'':7} {'first byte':>10} {'downloads done':>15} {'after downloads':>16} {'total':>8}"
+                  f"   CPU s: {'upstream':>8} {'proxy':>6} {'berthd':>6}")
             for k, rows in pull.items():
                 cols = {c: statistics.median(row[c] for row in rows) for c in rows[0]}
                 print(f"  {k:7} {cols['first byte']:10.2f} {cols['downloads done']:15.2f} "
-                      f"{cols['after downloads']:16.2f} {cols['total']:8.2f}")
+                      f"{cols['after downloads']:16.2f} {cols['total']:8.2f}          "
+                      f"{cols['cpu upstream']:8.2f} {cols.get('cpu proxy', 0):6.2f} {cols['cpu berthd']:6.2f}")
             result = {"fetch": fetch, "pull": pull, "image_mb": mb, "wire_mb": wire, "far": args.far}
             if args.profile:
                 profile_cold(root, upstream_url, layers)
@@ -264,6 +254,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--far", action="store_true", help="upstream in a netns behind netem delay and rate")
     ap.add_argument("--profile", action="store_true", help="also cProfile and strace a cold fetch")
+    ap.add_argument("--baseline", default="", help="a checkout (e.g. the main worktree) whose proxy to run "
+                    "too, interleaved, for a same-run before/after of the plain-client fetch")
     run(ap.parse_args())
 
 

@@ -27,5 +27,7 @@ class Config:
     registry_addr: str = ""  # HOST:PORT: serve the registry API from the engine's content store
     registry_tlscert: str = ""
     registry_tlskey: str = ""
+    registry_auth: str = ""  # htpasswd:FILE or token:FILE, as `berth registry serve --auth`
+    registry_auth_policy: str = ""  # per-repository rules (TOML), as `berth registry serve --auth-policy`
     engine_id: str = ""
     warnings: list[str] = field(default_factory=list)

@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--registry-addr", default="", help="HOST:PORT: serve the registry API from this engine's store")
     p.add_argument("--registry-tlscert", default="")
     p.add_argument("--registry-tlskey", default="")
+    p.add_argument("--registry-auth", default="",
+                   help="htpasswd:FILE (Basic) or token:FILE (Bearer tokens): who may use --registry-addr")
+    p.add_argument("--registry-auth-policy", default="", help="TOML file of per-repository rules for --registry-auth")
     a = p.parse_args(argv)
     driver = "overlay" if a.storage_driver == "overlay2" else a.storage_driver
     return Config(hosts=a.hosts or ["unix:///var/run/berth.sock"], data_root=os.path.abspath(a.data_root),
@@ -61,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
                   insecure_registries=a.insecure_registries, registry_mirrors=a.registry_mirrors,
                   registry_addr=a.registry_addr, registry_tlscert=a.registry_tlscert,
-                  registry_tlskey=a.registry_tlskey)
+                  registry_tlskey=a.registry_tlskey, registry_auth=a.registry_auth,
+                  registry_auth_policy=a.registry_auth_policy)
 
 
 def _bool(v: str) -> bool:

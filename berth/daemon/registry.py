@@ -4,6 +4,8 @@ The endpoints are the standalone registry's (:mod:`berth.registry.endpoints`); t
 :class:`~berth.registry.model.engine.EngineRegistry`, over ``<data-root>/registry`` for the registry's
 records and the engine's content store for blobs. As for the API's TCP listener, a registry that
 anyone on the network could push to is refused without TLS: loopback is served as it is.
+``--registry-auth`` (and ``--registry-auth-policy``) are the standalone server's ``--auth`` (and
+``--auth-policy``), checked before anything is created; the token key lives under the registry root.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from berth.daemon.listeners import is_loopback
 if TYPE_CHECKING:
     from berth.content.store import ContentStore
     from berth.daemon.config import Config
+    from berth.registry.endpoints.auth import Auth
 
 log = logging.getLogger("berthd")
 
@@ -38,10 +41,26 @@ def check(cfg: Config) -> None:
         raise SystemExit(f"berthd: --registry-addr: {e}") from None
     if bool(cfg.registry_tlscert) != bool(cfg.registry_tlskey):
         raise SystemExit("berthd: --registry-tlscert and --registry-tlskey go together")
+    if cfg.registry_auth_policy and not cfg.registry_auth:
+        raise SystemExit("berthd: --registry-auth-policy needs --registry-auth (htpasswd:FILE or token:FILE) "
+                         "to know who the caller is")
+    if cfg.registry_auth:
+        try:
+            _auth(cfg, b"0" * 64)  # the files are read now, so a bad one stops berthd before it starts
+        except (ValueError, OSError) as e:
+            raise SystemExit(f"berthd: --registry-auth: {e}") from None
     if not cfg.registry_tlscert and not is_loopback(host or "0.0.0.0"):
         raise SystemExit(f"berthd: refusing to serve the registry on {cfg.registry_addr} without TLS: anyone who "
                          "can reach that address could push to and read from this engine's store. Give "
                          "--registry-tlscert and --registry-tlskey, or listen on a loopback address.")
+
+
+def _auth(cfg: Config, token_key: bytes | None) -> Auth:
+    from berth.registry.endpoints.auth import auth_from_spec
+    from berth.registry.policy import Policy
+
+    policy = Policy.load(cfg.registry_auth_policy) if cfg.registry_auth_policy else None
+    return auth_from_spec(cfg.registry_auth, token_secret=token_key, policy=policy)
 
 
 async def start(cfg: Config, content: ContentStore) -> web.AppRunner:
@@ -53,7 +72,13 @@ async def start(cfg: Config, content: ContentStore) -> web.AppRunner:
 
     root = os.path.join(cfg.data_root, "registry")
     model = EngineRegistry(root, content, asyncio.get_running_loop())
-    app = build_app(root, model=model)
+    auth = None
+    if cfg.registry_auth:
+        from berth.registry.tokenkey import load_or_create_key
+
+        key = await asyncio.to_thread(load_or_create_key, root) if cfg.registry_auth.startswith("token:") else None
+        auth = _auth(cfg, key)
+    app = build_app(root, auth, model=model)
 
     async def housekeeping(_app: web.Application) -> AsyncIterator[None]:
         from berth.registry.server import DEFAULT_UPLOAD_MAX_AGE, housekeeping
@@ -71,6 +96,6 @@ async def start(cfg: Config, content: ContentStore) -> web.AppRunner:
     host, port = parse_addr(cfg.registry_addr)
     ssl_ctx = tls_context(cfg.registry_tlscert, cfg.registry_tlskey) if cfg.registry_tlscert else None
     await web.TCPSite(runner, host, port, ssl_context=ssl_ctx).start()
-    log.info("registry listening on %s (%s, blobs from the engine's content store)", cfg.registry_addr,
-             "https" if ssl_ctx else "http")
+    log.info("registry listening on %s (%s, %s, blobs from the engine's content store)", cfg.registry_addr,
+             "https" if ssl_ctx else "http", cfg.registry_auth.partition(":")[0] + " auth" if auth else "no auth")
     return runner
