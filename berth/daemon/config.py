@@ -29,5 +29,7 @@ class Config:
     registry_tlskey: str = ""
     registry_auth: str = ""  # htpasswd:FILE or token:FILE, as `berth registry serve --auth`
     registry_auth_policy: str = ""  # per-repository rules (TOML), as `berth registry serve --auth-policy`
+    registry_gc_interval: str = "24h"  # how often the registry's GC runs ("0": never)
+    registry_gc_grace: str = "1h"  # what was written this recently is kept (a push in flight)
     engine_id: str = ""
     warnings: list[str] = field(default_factory=list)

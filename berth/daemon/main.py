@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--registry-auth", default="",
                    help="htpasswd:FILE (Basic) or token:FILE (Bearer tokens): who may use --registry-addr")
     p.add_argument("--registry-auth-policy", default="", help="TOML file of per-repository rules for --registry-auth")
+    p.add_argument("--registry-gc-interval", default="24h",
+                   help="run --registry-addr's garbage collection this often (24h; 0: never)")
+    p.add_argument("--registry-gc-grace", default="1h", help="GC keeps what was written this recently (1h)")
     a = p.parse_args(argv)
     driver = "overlay" if a.storage_driver == "overlay2" else a.storage_driver
     return Config(hosts=a.hosts or ["unix:///var/run/berth.sock"], data_root=os.path.abspath(a.data_root),
@@ -65,7 +68,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   insecure_registries=a.insecure_registries, registry_mirrors=a.registry_mirrors,
                   registry_addr=a.registry_addr, registry_tlscert=a.registry_tlscert,
                   registry_tlskey=a.registry_tlskey, registry_auth=a.registry_auth,
-                  registry_auth_policy=a.registry_auth_policy)
+                  registry_auth_policy=a.registry_auth_policy, registry_gc_interval=a.registry_gc_interval,
+                  registry_gc_grace=a.registry_gc_grace)
 
 
 def _bool(v: str) -> bool:

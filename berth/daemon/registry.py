@@ -6,6 +6,9 @@ records and the engine's content store for blobs. As for the API's TCP listener,
 anyone on the network could push to is refused without TLS: loopback is served as it is.
 ``--registry-auth`` (and ``--registry-auth-policy``) are the standalone server's ``--auth`` (and
 ``--auth-policy``), checked before anything is created; the token key lives under the registry root.
+Garbage collection runs in the background every ``--registry-gc-interval``, keeping anything written
+within ``--registry-gc-grace`` (a push in flight); sweeping a blob releases the registry's reference to
+it in the content store, so a blob the engine still uses stays.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from berth.content.store import ContentStore
     from berth.daemon.config import Config
     from berth.registry.endpoints.auth import Auth
+    from berth.registry.model.engine import EngineRegistry
 
 log = logging.getLogger("berthd")
 
@@ -41,6 +45,14 @@ def check(cfg: Config) -> None:
         raise SystemExit(f"berthd: --registry-addr: {e}") from None
     if bool(cfg.registry_tlscert) != bool(cfg.registry_tlskey):
         raise SystemExit("berthd: --registry-tlscert and --registry-tlskey go together")
+    from berth.registry.proxy.upstream import parse_duration
+
+    for flag, value in (("--registry-gc-interval", cfg.registry_gc_interval),
+                        ("--registry-gc-grace", cfg.registry_gc_grace)):
+        try:
+            parse_duration(value)
+        except ValueError as e:
+            raise SystemExit(f"berthd: {flag}: {e}") from None
     if cfg.registry_auth_policy and not cfg.registry_auth:
         raise SystemExit("berthd: --registry-auth-policy needs --registry-auth (htpasswd:FILE or token:FILE) "
                          "to know who the caller is")
@@ -53,6 +65,20 @@ def check(cfg: Config) -> None:
         raise SystemExit(f"berthd: refusing to serve the registry on {cfg.registry_addr} without TLS: anyone who "
                          "can reach that address could push to and read from this engine's store. Give "
                          "--registry-tlscert and --registry-tlskey, or listen on a loopback address.")
+
+
+async def _collect_every(model: EngineRegistry, interval: float, grace: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            # In a thread: the collection is blocking, and it reaches the content store through the loop.
+            report = await asyncio.to_thread(model.collect, False, False, grace)
+        except OSError as e:
+            log.warning("registry GC failed: %s", e)
+            continue
+        if report.blobs_deleted or report.links_removed:
+            log.info("registry GC: %d blob(s) deleted, %d bytes freed, %d link(s) removed",
+                     len(report.blobs_deleted), report.bytes_freed, report.links_removed)
 
 
 def _auth(cfg: Config, token_key: bytes | None) -> Auth:
@@ -68,6 +94,7 @@ async def start(cfg: Config, content: ContentStore) -> web.AppRunner:
     from berth.registry.endpoints.accesslog import access_logger
     from berth.registry.endpoints.app import build_app
     from berth.registry.model.engine import EngineRegistry
+    from berth.registry.proxy.upstream import parse_duration
     from berth.registry.server import parse_addr, tls_context
 
     root = os.path.join(cfg.data_root, "registry")
@@ -83,13 +110,19 @@ async def start(cfg: Config, content: ContentStore) -> web.AppRunner:
     async def housekeeping(_app: web.Application) -> AsyncIterator[None]:
         from berth.registry.server import DEFAULT_UPLOAD_MAX_AGE, housekeeping
 
-        task = asyncio.get_running_loop().create_task(housekeeping(model, DEFAULT_UPLOAD_MAX_AGE))
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(housekeeping(model, DEFAULT_UPLOAD_MAX_AGE))]
+        interval = parse_duration(cfg.registry_gc_interval)
+        if interval > 0:
+            tasks.append(loop.create_task(_collect_every(model, interval, parse_duration(cfg.registry_gc_grace))))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    app.cleanup_ctx.append(housekeeping)  # abandoned upload sessions are removed, as by `registry serve`
+    app.cleanup_ctx.append(housekeeping)  # expired uploads removed, as by `registry serve`; and GC
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, access_log_class=access_logger("text"),
                            access_log=logging.getLogger("berth.registry.access"))
     await runner.setup()

@@ -1,20 +1,23 @@
-"""``berthd --registry-addr --registry-auth``: the engine-backed registry behind the standalone
-server's Basic (htpasswd) or token auth, used through the real docker CLI and raw HTTP."""
+"""``berthd --registry-addr``'s own options: ``--registry-auth`` puts the engine-backed registry behind
+the standalone server's Basic (htpasswd) or token auth; ``--registry-gc-interval`` collects its garbage
+in the background. Used through the real docker CLI and raw HTTP."""
 
 from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import re
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import Daemon, cleanup_daemon, new_daemon
-from tests.test_registry_server import write_htpasswd
+from tests.test_registry_server import Client, push_image, write_htpasswd
 
 
 def _free_port() -> int:
@@ -123,3 +126,72 @@ def test_bad_registry_auth_is_refused_before_anything_is_created(args: list[str]
         assert not os.path.exists(d.data_root)
     finally:
         cleanup_daemon(d)
+
+
+def _request(addr: str, method: str, path: str) -> int:
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    c.request(method, path)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.status
+
+
+def _files_named(root: str, name: str) -> list[str]:
+    return [os.path.join(d, f) for d, _s, files in os.walk(root) for f in files if f == name]
+
+
+def test_engine_registry_collects_garbage_in_the_background(busybox_tar: str) -> None:
+    port = _free_port()
+    addr = f"127.0.0.1:{port}"
+    d = new_daemon(extra=["--registry-addr", addr, "--registry-gc-interval", "1s", "--registry-gc-grace", "0s"])
+    try:
+        d.start()
+        with open(busybox_tar, "rb") as f:
+            list(d.client().api.load_image(f.read()))
+        # An image uploaded by a plain client: its layer is in the engine's content store only for the
+        # registry's sake.
+        layer = os.urandom(64 * 1024)
+        md, _, doc = push_image(Client(port), "gone", "v1", [layer])
+        unique = doc["layers"][0]["digest"]
+        assert _files_named(d.data_root, unique.split(":")[1])
+        time.sleep(2.5)  # collections run meanwhile: the tag keeps the manifest, the manifest the layer
+        assert _request(addr, "GET", f"/v2/gone/blobs/{unique}") == 200
+        # busybox pushed by the engine: its layer is the engine's own (the push moves no bytes).
+        d.cli("tag", "busybox", f"{addr}/base:v1")
+        out = d.cli("push", f"{addr}/base:v1", timeout=120).stdout.decode()
+        base_md = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
+        assert base_md, out
+        base = json.loads(_get_body(addr, f"/v2/base/manifests/{base_md.group(1)}"))["layers"][0]["digest"]
+        # Both manifests deleted: the next collection removes the layer only the registry held, from
+        # the registry and from the content store; busybox's layer stays with the engine.
+        assert _request(addr, "DELETE", f"/v2/gone/manifests/{md}") == 202
+        assert _request(addr, "DELETE", f"/v2/base/manifests/{base_md.group(1)}") == 202
+        deadline = time.monotonic() + 20
+        while _request(addr, "GET", f"/v2/gone/blobs/{unique}") != 404 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _request(addr, "GET", f"/v2/gone/blobs/{unique}") == 404
+        assert not _files_named(d.data_root, unique.split(":")[1])
+        with open(d.log_path, errors="replace") as f:
+            assert "registry GC: " in f.read()
+        d.cli("tag", "busybox", f"{addr}/again:v1")
+        out = d.cli("push", f"{addr}/again:v1", timeout=120).stdout.decode()
+        last = dict(re.findall(r"^([0-9a-f]{12}): (.+)$", out, re.M))
+        assert set(last.values()) == {"Layer already exists"}, out
+        assert _request(addr, "GET", f"/v2/again/blobs/{base}") == 200
+        assert d.cli("run", "--rm", "busybox", "echo", "ok").stdout.decode().strip() == "ok"
+    finally:
+        cleanup_daemon(d)
+
+
+def _get_body(addr: str, path: str) -> bytes:
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    c.request("GET", path, headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json,"
+                                              "application/vnd.oci.image.manifest.v1+json"})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    assert r.status == 200, body
+    return body
