@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from berth.build.options import BuildOptions
 from berth.containers.execs import ExecSession
 from berth.containers.logs import Record
 from berth.containers.store import Container
@@ -137,6 +138,18 @@ class VolumeBackend(Protocol):
     async def import_(self, name: str, tar_path: str) -> JSON: ...
 
 
+class NetworkBackend(Protocol):
+    """Networks (``/networks/...``): bridges, their containers, connect and disconnect."""
+
+    def list(self, filters: FilterMap) -> JSONList: ...
+    def inspect(self, ref: str) -> JSON: ...
+    async def create(self, body: JSON) -> JSON: ...
+    async def remove(self, ref: str) -> None: ...
+    async def prune(self, filters: FilterMap) -> JSON: ...
+    async def connect(self, ref: str, body: JSON) -> None: ...
+    async def disconnect(self, ref: str, body: JSON) -> None: ...
+
+
 class SystemBackend(Protocol):
     """The engine as a whole: ``/version``, ``/info``, ``/system/df``."""
 
@@ -157,6 +170,13 @@ class EventsBackend(Protocol):
     def subscribe(self, since: float | None, until: float | None, filters: FilterMap) -> EventStream: ...
 
 
+class BuildBackend(Protocol):
+    """The classic builder behind ``POST /build``. ``build`` checks the context and Dockerfile before
+    its first message (raising: an HTTP error); later failures are ``errorDetail`` messages."""
+
+    def build(self, context_tar: str, options: BuildOptions) -> Progress: ...
+
+
 class Scratch(Protocol):
     """Where request bodies are spooled before the engine reads them (same filesystem as the stores)."""
 
@@ -173,9 +193,11 @@ ARCHIVES = web.AppKey[ArchiveBackend]("archives")
 IMAGES = web.AppKey[ImageBackend]("images")
 DISTRIBUTION = web.AppKey[DistributionBackend]("distribution")
 VOLUMES = web.AppKey[VolumeBackend]("volumes")
+NETWORKS = web.AppKey[NetworkBackend]("networks")
 SYSTEM = web.AppKey[SystemBackend]("system")
 EVENTS = web.AppKey[EventsBackend]("events")
 SCRATCH = web.AppKey[Scratch]("scratch")
+BUILD = web.AppKey[BuildBackend]("build")
 
 
 @dataclass
@@ -195,6 +217,8 @@ class Backends:
     system: SystemBackend
     events: EventsBackend
     scratch: Scratch
+    networks: NetworkBackend
+    build: BuildBackend | None = None
 
     def install(self, app: web.Application) -> None:
         app[CONTAINERS] = self.containers
@@ -210,4 +234,7 @@ class Backends:
         app[SYSTEM] = self.system
         app[EVENTS] = self.events
         app[SCRATCH] = self.scratch
+        app[NETWORKS] = self.networks
+        if self.build is not None:
+            app[BUILD] = self.build
 

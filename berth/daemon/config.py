@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from berth.network.config import NetConfig
+
 
 @dataclass
 class Config:
@@ -31,5 +33,7 @@ class Config:
     registry_auth_policy: str = ""  # per-repository rules (TOML), as `berth registry serve --auth-policy`
     registry_gc_interval: str = "24h"  # how often the registry's GC runs ("0": never)
     registry_gc_grace: str = "1h"  # what was written this recently is kept (a push in flight)
+    network: NetConfig = field(default_factory=NetConfig)
+    network_cleanup: bool = False  # --network-cleanup: remove every bridge, veth, rule Berth made, then exit
     engine_id: str = ""
     warnings: list[str] = field(default_factory=list)

@@ -50,6 +50,14 @@ def parse_created(s: str | None) -> int:
         return 0
 
 
+# Docker's image inspect shows its Config as a container config: every field, empty when unset
+_IMAGE_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+    "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None,
+}
+
+
 class ImageService:
     def __init__(self, images: ImageStore, layers: LayerStore, scratch: str, containers_using: ContainersUsing,
                  driver_name: str) -> None:
@@ -201,13 +209,7 @@ class ImageService:
         container's config, then the request's overrides and ``changes`` applied on top."""
         ref = reference.parse_repo_tag(repo, tag) if repo else None
         base = self.images.get(base_id)
-        with open(tar_path, "rb") as src:
-            diff_id = await asyncio.to_thread(spool_uncompressed, src, tar_path + ".verified")
-        try:
-            ex = await asyncio.to_thread(self.layers.extract, tar_path + ".verified", diff_id, base.top_layer)
-        finally:
-            if os.path.exists(tar_path + ".verified"):
-                os.unlink(tar_path + ".verified")
+        ex, diff_id = await self._extract_layer_tar(tar_path, base.top_layer)
         crashpoint.hit("commit-after-extract")
         try:
             return await self._commit_extracted(ex, base, ref, diff_id, cid, container_config, overrides,
@@ -216,6 +218,46 @@ class ImageService:
             if ex is not None and not self.layers.exists(ex.chain_id):
                 self.layers.discard(ex)  # nothing recorded it: roll the extraction back
             raise
+
+    async def _extract_layer_tar(self, tar_path: str, parent: str | None) -> tuple[Extracted | None, str]:
+        """A container diff tar verified (hashed while copied) and extracted as a layer on ``parent``."""
+        with open(tar_path, "rb") as src:
+            diff_id = await asyncio.to_thread(spool_uncompressed, src, tar_path + ".verified")
+        try:
+            ex = await asyncio.to_thread(self.layers.extract, tar_path + ".verified", diff_id, parent)
+        finally:
+            if os.path.exists(tar_path + ".verified"):
+                os.unlink(tar_path + ".verified")
+        return ex, diff_id
+
+    async def commit_built(self, tar_path: str | None, base_id: str | None, config: dict[str, Any],
+                           reuse_diff_id: str | None = None) -> str:
+        """A build step's image: ``config`` (the builder's whole image config, history included) on
+        ``base_id``'s layers, plus the layer in ``tar_path`` when the step made one. The new image's
+        parent is ``base_id``, so intermediates stay hidden from ``docker images`` and go with
+        their child in ``docker image prune``, as Docker's are. ``reuse_diff_id``: a layer already
+        stored on ``base_id``'s (a build cache source's), instead of a new one."""
+        base = self.images.get(base_id) if base_id else None
+        diff_ids = list(base.diff_ids) if base else []
+        ex = None
+        if reuse_diff_id is not None:
+            if not self.layers.exists(chain_id(base.top_layer if base else None, reuse_diff_id)):
+                raise ImageNotFound(f"layer {reuse_diff_id} on {base_id}")
+            diff_ids.append(reuse_diff_id)
+        elif tar_path is not None:
+            ex, diff_id = await self._extract_layer_tar(tar_path, base.top_layer if base else None)
+            diff_ids.append(diff_id)
+        try:
+            cfg = dict(config, rootfs={"type": "layers", "diff_ids": diff_ids})
+            raw = json.dumps(cfg, separators=(",", ":"), sort_keys=True).encode()
+            async with self._lock:
+                self.layers.commit(ex)
+                iid = self.images.add(raw, 0, parent=base.id if base else "")
+        except BaseException:
+            if ex is not None and not self.layers.exists(ex.chain_id):
+                self.layers.discard(ex)
+            raise
+        return iid
 
     async def _commit_extracted(self, ex: Extracted | None, base: Image, ref: reference.Reference | None,
                                 diff_id: str, cid: str, container_config: dict[str, Any],
@@ -371,7 +413,7 @@ class ImageService:
             "Created": c.get("created", ""),
             "DockerVersion": c.get("docker_version", ""),
             "Author": c.get("author", ""),
-            "Config": c.get("config") or {},
+            "Config": {**_IMAGE_CONFIG_DEFAULTS, **(c.get("config") or {})},
             "Architecture": c.get("architecture", ""),
             "Variant": c.get("variant", ""),
             "Os": c.get("os", ""),
