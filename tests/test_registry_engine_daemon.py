@@ -116,6 +116,7 @@ def test_engine_registry_token_auth(busybox_tar: str) -> None:
     (["--registry-auth", "htpasswd:/nonexistent/htpasswd"], "--registry-auth: "),
     (["--registry-auth", "ldap:/etc/x"], "unknown scheme 'ldap'"),
     (["--registry-auth-policy", "/etc/hostname"], "--registry-auth-policy needs --registry-auth"),
+    (["--registry-gc-interval", "soon"], "--registry-gc-interval: bad duration 'soon'"),
 ])
 def test_bad_registry_auth_is_refused_before_anything_is_created(args: list[str], words: str) -> None:
     d = new_daemon(extra=["--registry-addr", f"127.0.0.1:{_free_port()}", *args])
