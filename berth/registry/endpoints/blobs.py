@@ -83,7 +83,7 @@ async def send_file(request: web.Request, resp: web.StreamResponse, f: BinaryIO,
     """``count`` bytes of ``f`` from ``offset`` after the prepared headers: ``sendfile(2)`` from the page
     cache to the socket (no copy through Python), or asyncio's read/write fallback (TLS)."""
     transport = request.transport
-    if transport is None:
+    if transport is None or transport.is_closing():
         raise ConnectionResetError("client went away")
     try:
         await asyncio.get_running_loop().sendfile(transport, f, offset, count)
@@ -96,6 +96,10 @@ async def send_file(request: web.Request, resp: web.StreamResponse, f: BinaryIO,
                 break  # cannot happen for immutable blobs; never spin if it does
             left -= len(chunk)
             await resp.write(chunk)
+    except RuntimeError as e:  # asyncio's word for a transport closed under it: the client went away
+        if transport.is_closing():
+            raise ConnectionResetError("client went away") from e
+        raise
 
 
 def _headers(d: Digest) -> dict[str, str]:
