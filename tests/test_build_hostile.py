@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from berth.build import shellwords
+from tests.conftest import Daemon
+from tests.test_build import cli_build, write_ctx
 
 
 def test_long_variable_expansion_is_linear() -> None:
@@ -18,3 +22,25 @@ def test_long_variable_expansion_is_linear() -> None:
     words = shellwords.expand_words("x $A  y", {"A": "a b" + value}, "\\")
     assert words == ["x", "a", "b" + value, "y"]
     assert time.monotonic() - start < 5
+
+
+BUILDKIT = "requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with"
+
+
+@pytest.mark.parametrize("line,flag", [
+    ("RUN --mount=type=cache,target=/var/cache echo hi > /made", "mount"),
+    ("RUN --network=none echo hi > /made", "network"),
+    ("ADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 f /made", "checksum"),
+    ("COPY --parents f /made", "parents"),
+])
+def test_buildkit_only_flags_fail_their_step(daemon: Daemon, tmp_path: object, line: str, flag: str) -> None:
+    # Docker's classic builder (20.10 here, checked side by side) stops at the step with this
+    # message; berth ran the command as if the flag were not there (a cache or secret mount, a
+    # checksum never verified) and tagged the result.
+    ctx = write_ctx(f"{tmp_path}/ctx", {"Dockerfile": f"FROM busybox\n{line}\n", "f": "x"})
+    code, out = cli_build(daemon, ctx, "-t", "bkflag:1", check=False)
+    assert code != 0
+    assert "Step 2/2 : " + line in out
+    assert f"the --{flag} option {BUILDKIT} BuildKit enabled" in out
+    assert "Successfully" not in out
+    assert daemon.cli("images", "-q", "bkflag:1").stdout.strip() == b""
