@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
+import docker
 import pytest
 
 from berth.build import shellwords
 from tests.conftest import Daemon
-from tests.test_build import cli_build, write_ctx
+from tests.test_build import api_build, cli_build, ctx_tar, errors, stream_text, write_ctx
 
 
 def test_long_variable_expansion_is_linear() -> None:
@@ -44,3 +45,11 @@ def test_buildkit_only_flags_fail_their_step(daemon: Daemon, tmp_path: object, l
     assert f"the --{flag} option {BUILDKIT} BuildKit enabled" in out
     assert "Successfully" not in out
     assert daemon.cli("images", "-q", "bkflag:1").stdout.strip() == b""
+
+
+def test_run_output_keeps_a_character_split_across_writes(client: docker.DockerClient) -> None:
+    # Each chunk of RUN output was decoded alone: an é written in two halves became two U+FFFD.
+    df = "FROM busybox\nRUN printf 'caf\\303'; sleep 0.5; printf '\\251 ok\\n'\n"
+    msgs = api_build(client, ctx_tar({"Dockerfile": df}), nocache=True)
+    assert not errors(msgs), msgs
+    assert "café ok\n" in stream_text(msgs)

@@ -156,11 +156,16 @@ async def run(b: Build, st: StageState, inst: front.Instruction) -> AsyncIterato
     sc = await b.new_container(st, argv, body)
     yield say(f" ---> Running in {sc.id[:12]}\n")
     code = 255
+    import codecs
+
+    text = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span two writes
     async for item in sc.run():
         if isinstance(item, int):
             code = item
-        elif not b.opts.quiet:
-            yield say(item.decode("utf-8", "replace"))
+        elif not b.opts.quiet and (out := text.decode(item)):
+            yield say(out)
+    if not b.opts.quiet and (out := text.decode(b"", final=True)):
+        yield say(out)
     if code != 0:
         from berth.build.builder import StepFailed
 
