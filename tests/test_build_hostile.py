@@ -53,3 +53,16 @@ def test_run_output_keeps_a_character_split_across_writes(client: docker.DockerC
     msgs = api_build(client, ctx_tar({"Dockerfile": df}), nocache=True)
     assert not errors(msgs), msgs
     assert "café ok\n" in stream_text(msgs)
+
+
+def test_costly_pattern_substitution_is_refused_quickly() -> None:
+    # ${A/*a*a*a*b/x} against a few KiB of "a" backtracks for hours inside the daemon's event
+    # loop; now a substitution error (an in-stream build error) before any matching is tried.
+    start = time.monotonic()
+    with pytest.raises(shellwords.SubstitutionError, match="too costly"):
+        shellwords.expand("${A/*a*a*a*b/x}", {"A": "a" * 4096}, "\\")
+    with pytest.raises(shellwords.SubstitutionError, match="too costly"):
+        shellwords.expand("${A%%*a*a*b}", {"A": "a" * 4096}, "\\")
+    assert time.monotonic() - start < 2
+    # what Dockerfiles write every day is unaffected
+    assert shellwords.expand("${V%.*}-${V#*.}-${V/./_}", {"V": "1.2.3"}, "\\") == "1.2-2.3-1_2.3"

@@ -379,6 +379,7 @@ class _Lexer:
             regex = _glob_to_regex(pattern, self.escape)
             if not regex:
                 return value
+            _check_cost(value, pattern)
             return re.sub(regex, lambda _m: replacement, value, count=0 if replace_all else 1, flags=re.S)
         raise _LexError(f"unsupported modifier ({chs}) in substitution")
 
@@ -395,6 +396,7 @@ class _Lexer:
         # The shortest (or, greedy, longest) prefix/suffix of value matching the whole pattern.
         full = re.compile(_glob_to_regex(pattern, self.escape), re.S)
         n = len(value)
+        _check_cost(value, pattern)
         if prefix:
             ends = range(n, -1, -1) if greedy else range(n + 1)
             for end in ends:
@@ -406,6 +408,18 @@ class _Lexer:
             if full.fullmatch(value, start):
                 return value[:start]
         return value
+
+
+MAX_PATTERN_COST = 50_000_000
+
+
+def _check_cost(value: str, pattern: str) -> None:
+    """${VAR%pat}, ${VAR#pat} and ${VAR/pat/rep} match with a backtracking regex, tried at each
+    position: about len(value) ** (1 + stars) steps, run in the daemon's event loop. Refuse what
+    would take more than a fraction of a second (Go's linear regexps make Docker take these)."""
+    n = len(value) + 1
+    if n ** (1 + pattern.count("*")) > MAX_PATTERN_COST:
+        raise _LexError(f"pattern {go_quote(pattern)} is too costly to match against a value of {n - 1} characters")
 
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
