@@ -66,3 +66,15 @@ def test_costly_pattern_substitution_is_refused_quickly() -> None:
     assert time.monotonic() - start < 2
     # what Dockerfiles write every day is unaffected
     assert shellwords.expand("${V%.*}-${V#*.}-${V/./_}", {"V": "1.2.3"}, "\\") == "1.2-2.3-1_2.3"
+
+
+def test_image_config_size_is_bounded(client: docker.DockerClient) -> None:
+    # ENV A=$A$A doubled to 4 MiB, then ENV Bn=$A: each step stored the whole growing config
+    # again (gigabytes for a few more lines); the build now stops at the step that passes 16 MiB.
+    lines = ["FROM busybox", "ENV A=0123456789abcdef", *["ENV A=$A$A"] * 18, *[f"ENV B{i}=$A" for i in range(8)]]
+    msgs = api_build(client, ctx_tar({"Dockerfile": "\n".join(lines) + "\n"}), tag="bigcfg:1")
+    errs = errors(msgs)
+    assert errs and "more than berth's limit" in errs[-1]["error"], msgs[-3:]
+    text = stream_text(msgs)
+    assert "Step 21/28 : ENV B0=$A" in text and "Step 22/28" not in text
+    assert not client.images.list(name="bigcfg")
