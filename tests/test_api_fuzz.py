@@ -34,7 +34,7 @@ EXAMPLES = int(os.environ.get("BERTH_FUZZ_EXAMPLES", "40"))
 PING_LIMIT = float(os.environ.get("BERTH_FUZZ_PING_LIMIT", "0.1"))  # seconds
 REGISTRY = "127.0.0.1:9"  # the discard port: nothing listens, so a pull or login fails at once, locally
 # answers Berth gives on purpose, as a Docker engine without the feature does
-DELIBERATE = {("*", "/swarm"): 503, ("POST", "/networks/create"): 501}
+DELIBERATE = {("*", "/swarm"): 503}
 # a registry that cannot be reached is a 500 from dockerd too
 REGISTRY_ROUTES = ("/auth", "/images/create", "/images/{name}/push", "/distribution/{name}/json")
 STREAMS = ("/attach", "/wait", "/logs", "/stats", "/events", "/export", "/get", "/archive")

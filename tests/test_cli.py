@@ -287,7 +287,6 @@ def test_network_ls(daemon: Daemon) -> None:
         sorted(daemon.cli("network", "ls", "--format", "{{.Name}}").stdout.decode().split())
 
 
-@pytest.mark.skip(reason="daemon side not merged yet (user networks: h-netcore)")
 def test_network_lifecycle(daemon: Daemon) -> None:
     nid = ok(b(daemon, "network", "create", "--subnet", "10.89.7.0/24", "--label", "k=v", "cli-net")).strip()
     try:

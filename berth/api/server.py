@@ -10,7 +10,7 @@ from aiohttp import web
 from yarl import URL
 
 import berth
-from berth.api import absent, attachws, build, containers, execs, images, system, volumes
+from berth.api import absent, attachws, build, containers, execs, images, networks, system, volumes
 from berth.api.backends import Backends
 from berth.api.common import API_VERSION, json_response
 from berth.errors import BerthError
@@ -68,6 +68,6 @@ def build_app(backends: Backends | None = None) -> web.Application:
     app = web.Application(middlewares=[docker_middleware], client_max_size=0)
     if backends is not None:
         backends.install(app)
-    for mod in (system, images, build, containers, attachws, execs, volumes, absent):
+    for mod in (system, images, build, containers, attachws, execs, volumes, networks, absent):
         app.router.add_routes(mod.routes)
     return app

@@ -65,14 +65,16 @@ def status_text(c: Container) -> str:
     return st.Status.capitalize()
 
 
-def summary(c: Container, volume_root: str) -> dict[str, Any]:
+def summary(c: Container, volume_root: str, network: Any = None) -> dict[str, Any]:
     """One entry of ``GET /containers/json``."""
+    ports, networks = (network.summary(c.id, c.host_config, c.config.get("ExposedPorts"), c.state.running)
+                       if network is not None else ([], {}))
     return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id,
-        "Command": " ".join([c.path, *c.args]), "Created": int(c.created_ts), "Ports": [],
+        "Command": " ".join([c.path, *c.args]), "Created": int(c.created_ts), "Ports": ports,
         "Labels": c.config.get("Labels") or {}, "State": c.state.Status, "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks},
         "Mounts": [MountPoint(**m).to_api(volume_root) for m in c.mounts],
     }
 
@@ -195,7 +197,7 @@ def health_of(c: Container) -> str:
 
 def listing(items: list[Container], all_: bool, limit: int, filters: dict[str, list[str]],
             lookup: Callable[[str], Container], family: Callable[[list[str]], set[str]],
-            volume_root: str) -> list[dict[str, Any]]:
+            volume_root: str, network: Any = None) -> list[dict[str, Any]]:
     """``GET /containers/json``: newest first, filtered with Docker's rules."""
     f = Filters.of(filters).validate(LIST_FILTERS, patterns=("name", "id"))
     for s in f.vals("status"):
@@ -232,9 +234,9 @@ def listing(items: list[Container], all_: bool, limit: int, filters: dict[str, l
             continue
         if limit > 0 and len(out) >= limit:
             break
-        if not _include(c, f, exited, is_task, images):
+        if not _include(c, f, exited, is_task, images, network):
             continue
-        entry = summary(c, volume_root)
+        entry = summary(c, volume_root, network)
         if publish or expose:
             ports = entry["Ports"]
             if not any(f"{p.get('PublicPort')}/{p.get('Type')}" in publish or
@@ -244,7 +246,8 @@ def listing(items: list[Container], all_: bool, limit: int, filters: dict[str, l
     return out
 
 
-def _include(c: Container, f: Filters, exited: set[int], is_task: bool | None, images: set[str] | None) -> bool:
+def _include(c: Container, f: Filters, exited: set[int], is_task: bool | None, images: set[str] | None,
+             network: Any = None) -> bool:
     if not (f.match("name", "/" + c.name) or f.match("name", c.name)) or not f.match("id", c.id):
         return False
     if is_task:  # no container of this engine is a swarm task
@@ -264,8 +267,10 @@ def _include(c: Container, f: Filters, exited: set[int], is_task: bool | None, i
         return False
     if "network" in f:
         mode = c.host_config.get("NetworkMode") or "default"
-        ids = {"none": NONE_NETWORK_ID, "host": HOST_NETWORK_ID}
-        if not any(v == mode or (mode in ids and ids[mode].startswith(v)) for v in f.vals("network")):
+        ids: dict[str, str] = {"none": NONE_NETWORK_ID, "host": HOST_NETWORK_ID}
+        netnames: set[str] = network.network_ids(c.id, c.host_config) if network is not None else set()
+        if not any(v == mode or (mode in ids and ids[mode].startswith(v)) or v in netnames or
+                   any(len(v) >= 3 and n.startswith(v) for n in netnames) for v in f.vals("network")):
             return False
     return True
 

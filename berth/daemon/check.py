@@ -39,6 +39,7 @@ def check(data_root: str, verify_data: bool = False) -> Report:
     from berth.images import store as images
     from berth.layers import drivers
     from berth.layers import store as layers
+    from berth.network import store as networks
     from berth.volumes import store as volumes
 
     r = Report()
@@ -59,6 +60,7 @@ def check(data_root: str, verify_data: bool = False) -> Report:
             "layers": layers.check(conn, j(data_root, "layers"), drivers.for_check(data_root), verify_data),
             "images": images.check(conn, content, layers.exists_in(conn)),
             "containers": containers.check(conn),
+            "networks": networks.check(conn),
             "blobs": content.check(verify_data),
             "build cache entries": build_cache.check(conn),
         }

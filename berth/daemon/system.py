@@ -77,10 +77,10 @@ class SystemService:
             "Images": self.image_count(),
             "Driver": cfg.storage_driver,
             "DriverStatus": self.driver.status(),
-            "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": None,
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                         "Log": sorted(LOG_DRIVERS)},
             "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
-            "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": False, "Debug": cfg.log_level == "debug",
+            "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": _ip_forward(), "Debug": cfg.log_level == "debug",
             "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False, "NGoroutines": 0,
             "SystemTime": datetime.datetime.now().astimezone().isoformat(),
             "LoggingDriver": "json-file",
@@ -162,3 +162,12 @@ def os_name() -> str:
     except OSError:
         pass
     return "Linux"
+
+
+def _ip_forward() -> bool:
+    """Whether the host forwards IPv4 (berthd turns it on for bridge networks unless --ip-forward=false)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
