@@ -106,9 +106,11 @@ class TarTreeWriter:
     cannot hold, are skipped (as Docker does).
     """
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, mtime_clamp: int | None = None) -> None:
         self._tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
         self._links: dict[tuple[int, int], str] = {}
+        # reproducible layers: no entry newer than this (SOURCE_DATE_EPOCH, or a fixed epoch)
+        self._clamp = mtime_clamp
 
     def __enter__(self) -> TarTreeWriter:
         return self
@@ -130,6 +132,8 @@ class TarTreeWriter:
         """
         fmt = stat.S_IFMT(st.st_mode)
         ti = _header(arcname, st)
+        if self._clamp is not None and ti.mtime > self._clamp:
+            ti.mtime = self._clamp
         if fmt == stat.S_IFDIR:
             ti.type = tarfile.DIRTYPE
             ti.name = arcname.rstrip("/") + "/"
@@ -185,6 +189,8 @@ class TarTreeWriter:
         ti = tarfile.TarInfo(arcname)
         ti.type = tarfile.REGTYPE
         ti.mode, ti.uid, ti.gid, ti.mtime = mode, uid, gid, mtime
+        if self._clamp is not None and ti.mtime > self._clamp:
+            ti.mtime = self._clamp
         ti.uname = ti.gname = ""
         self._tf.addfile(ti)
 

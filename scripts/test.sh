@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check berth tests bench
 .venv/bin/mypy --strict berth/registry  # the registry package is fully typed; keep it so
+.venv/bin/mypy --strict --follow-imports=silent berth/build  # the builder is fully typed; keep it so
 # the API against its backend Protocols, and the wiring that must satisfy them (strict for these files;
 # modules they import are checked by their own lines)
 .venv/bin/mypy --strict --follow-imports=silent berth/api berth/daemon/main.py berth/daemon/system.py \

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from berth.build.options import BuildOptions
 from berth.containers.execs import ExecSession
 from berth.containers.logs import Record
 from berth.containers.store import Container
@@ -157,6 +158,13 @@ class EventsBackend(Protocol):
     def subscribe(self, since: float | None, until: float | None, filters: FilterMap) -> EventStream: ...
 
 
+class BuildBackend(Protocol):
+    """The classic builder behind ``POST /build``. ``build`` checks the context and Dockerfile before
+    its first message (raising: an HTTP error); later failures are ``errorDetail`` messages."""
+
+    def build(self, context_tar: str, options: BuildOptions) -> Progress: ...
+
+
 class Scratch(Protocol):
     """Where request bodies are spooled before the engine reads them (same filesystem as the stores)."""
 
@@ -176,6 +184,7 @@ VOLUMES = web.AppKey[VolumeBackend]("volumes")
 SYSTEM = web.AppKey[SystemBackend]("system")
 EVENTS = web.AppKey[EventsBackend]("events")
 SCRATCH = web.AppKey[Scratch]("scratch")
+BUILD = web.AppKey[BuildBackend]("build")
 
 
 @dataclass
@@ -195,6 +204,7 @@ class Backends:
     system: SystemBackend
     events: EventsBackend
     scratch: Scratch
+    build: BuildBackend | None = None
 
     def install(self, app: web.Application) -> None:
         app[CONTAINERS] = self.containers
@@ -210,4 +220,6 @@ class Backends:
         app[SYSTEM] = self.system
         app[EVENTS] = self.events
         app[SCRATCH] = self.scratch
+        if self.build is not None:
+            app[BUILD] = self.build
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from yarl import URL
 
 import berth
-from berth.api import absent, containers, execs, images, system, volumes
+from berth.api import absent, build, containers, execs, images, system, volumes
 from berth.api.backends import Backends
 from berth.api.common import json_response
 from berth.errors import BerthError
@@ -67,6 +67,6 @@ def build_app(backends: Backends | None = None) -> web.Application:
     app = web.Application(middlewares=[docker_middleware], client_max_size=0)
     if backends is not None:
         backends.install(app)
-    for mod in (system, images, containers, execs, volumes, absent):
+    for mod in (system, images, build, containers, execs, volumes, absent):
         app.router.add_routes(mod.routes)
     return app

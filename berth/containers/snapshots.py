@@ -29,9 +29,10 @@ class Snapshots:
     async def changes(self, name: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.svc.layers.changes, self.svc.get(name).id)
 
-    def write_rw_tar(self, cid: str, out: Any) -> None:
-        """The container layer as an image layer tar, whiteouts as ``.wh.`` entries (blocking)."""
-        self.svc.layers.write_diff(cid, out)
+    def write_rw_tar(self, cid: str, out: Any, mtime_clamp: int | None = None) -> None:
+        """The container layer as an image layer tar, whiteouts as ``.wh.`` entries (blocking);
+        ``mtime_clamp`` caps every entry's mtime (the builder's reproducible layers)."""
+        self.svc.layers.write_diff(cid, out, mtime_clamp)
 
     async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
                      changes: list[str], pause: bool, overrides: dict[str, Any] | None) -> str:

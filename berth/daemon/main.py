@@ -16,6 +16,7 @@ import signal
 import ssl
 import sys
 import uuid
+from typing import Any
 
 from aiohttp import web
 
@@ -198,12 +199,33 @@ class Daemon:
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
         system = SystemService(cfg, containers.queries, image_service, lambda: len(images.list()), volumes, driver)
+        archives = ArchiveService(containers.snapshots, image_service.scratch_path)
+        builder = self._builder(conn, containers, archives, image_service, distribution)
         return build_app(Backends(containers=containers, container_queries=containers.queries,
                                   stdio=containers.stdio, snapshots=containers.snapshots,
                                   processes=containers.processes, execs=containers.execs,
-                                  archives=ArchiveService(containers.snapshots, image_service.scratch_path),
-                                  images=image_service, distribution=distribution, volumes=volumes, system=system,
-                                  events=bus, scratch=image_service))
+                                  archives=archives, images=image_service, distribution=distribution,
+                                  volumes=volumes, system=system, events=bus, scratch=image_service,
+                                  build=builder))
+
+    @staticmethod
+    def _builder(conn: Any, containers: Any, archives: Any, images: Any, distribution: Any) -> Any:
+        """The classic builder: RUN steps through the container service, layers through commit."""
+        from berth.build.cache import BuildCache
+        from berth.build.engine import Engine
+        from berth.build.service import BuildService
+        from berth.images.store import ImageNotFound
+
+        def image_exists(iid: str) -> bool:
+            try:
+                images.images.get(iid)
+                return True
+            except ImageNotFound:
+                return False
+
+        engine = Engine(containers=containers, stdio=containers.stdio, snapshots=containers.snapshots,
+                        archives=archives, images=images, pulls=distribution)
+        return BuildService(engine, BuildCache(conn, image_exists), images.scratch_path)
 
     async def serve(self, app: web.Application) -> None:
         await self.containers.restore()

@@ -201,13 +201,7 @@ class ImageService:
         container's config, then the request's overrides and ``changes`` applied on top."""
         ref = reference.parse_repo_tag(repo, tag) if repo else None
         base = self.images.get(base_id)
-        with open(tar_path, "rb") as src:
-            diff_id = await asyncio.to_thread(spool_uncompressed, src, tar_path + ".verified")
-        try:
-            ex = await asyncio.to_thread(self.layers.extract, tar_path + ".verified", diff_id, base.top_layer)
-        finally:
-            if os.path.exists(tar_path + ".verified"):
-                os.unlink(tar_path + ".verified")
+        ex, diff_id = await self._extract_layer_tar(tar_path, base.top_layer)
         crashpoint.hit("commit-after-extract")
         try:
             return await self._commit_extracted(ex, base, ref, diff_id, cid, container_config, overrides,
@@ -216,6 +210,40 @@ class ImageService:
             if ex is not None and not self.layers.exists(ex.chain_id):
                 self.layers.discard(ex)  # nothing recorded it: roll the extraction back
             raise
+
+    async def _extract_layer_tar(self, tar_path: str, parent: str | None) -> tuple[Extracted | None, str]:
+        """A container diff tar verified (hashed while copied) and extracted as a layer on ``parent``."""
+        with open(tar_path, "rb") as src:
+            diff_id = await asyncio.to_thread(spool_uncompressed, src, tar_path + ".verified")
+        try:
+            ex = await asyncio.to_thread(self.layers.extract, tar_path + ".verified", diff_id, parent)
+        finally:
+            if os.path.exists(tar_path + ".verified"):
+                os.unlink(tar_path + ".verified")
+        return ex, diff_id
+
+    async def commit_built(self, tar_path: str | None, base_id: str | None, config: dict[str, Any]) -> str:
+        """A build step's image: ``config`` (the builder's whole image config, history included) on
+        ``base_id``'s layers, plus the layer in ``tar_path`` when the step made one. The new image's
+        parent is ``base_id``, so intermediates stay hidden from ``docker images`` and go with
+        their child in ``docker image prune``, as Docker's are."""
+        base = self.images.get(base_id) if base_id else None
+        diff_ids = list(base.diff_ids) if base else []
+        ex = None
+        if tar_path is not None:
+            ex, diff_id = await self._extract_layer_tar(tar_path, base.top_layer if base else None)
+            diff_ids.append(diff_id)
+        try:
+            cfg = dict(config, rootfs={"type": "layers", "diff_ids": diff_ids})
+            raw = json.dumps(cfg, separators=(",", ":"), sort_keys=True).encode()
+            async with self._lock:
+                self.layers.commit(ex)
+                iid = self.images.add(raw, 0, parent=base.id if base else "")
+        except BaseException:
+            if ex is not None and not self.layers.exists(ex.chain_id):
+                self.layers.discard(ex)
+            raise
+        return iid
 
     async def _commit_extracted(self, ex: Extracted | None, base: Image, ref: reference.Reference | None,
                                 diff_id: str, cid: str, container_config: dict[str, Any],

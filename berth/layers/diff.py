@@ -169,13 +169,13 @@ def changes_overlay(upper: str, lowers: list[str]) -> list[dict[str, Any]]:
     return _to_api([(ev.rel, ev.kind) for ev in _overlay_events(upper, lowers)])
 
 
-def write_layer_tar_overlay(upper: str, lowers: list[str], out: BinaryIO) -> None:
+def write_layer_tar_overlay(upper: str, lowers: list[str], out: BinaryIO, mtime_clamp: int | None = None) -> None:
     """The upper dir as an image layer tar (whiteouts as ``.wh.`` files, opaque dirs as
     ``.wh..wh..opq``). The upper alone defines the layer; ``lowers`` is accepted for symmetry
-    with ``changes_overlay`` and is not read.
+    with ``changes_overlay`` and is not read. ``mtime_clamp``: no entry's mtime later than this.
     """
     del lowers  # the lowers only classify changes, which a layer tar does not record
-    with TarTreeWriter(out) as w:
+    with TarTreeWriter(out, mtime_clamp) as w:
         for ev in _overlay_events(upper, []):
             assert ev.st is not None  # implied deletions need lowers, and we passed none
             parent = posixpath.dirname(ev.rel)
@@ -289,7 +289,8 @@ def changes_vfs(base: str, rw: str, ignore: frozenset[str] = frozenset()) -> lis
     return _to_api(_vfs_changes(base, rw, ignore))
 
 
-def write_layer_tar_vfs(base: str, rw: str, out: BinaryIO, ignore: frozenset[str] = frozenset()) -> None:
+def write_layer_tar_vfs(base: str, rw: str, out: BinaryIO, ignore: frozenset[str] = frozenset(),
+                        mtime_clamp: int | None = None) -> None:
     """The vfs changes as an image layer tar: changed entries with contents, deletions as
     ``.wh.`` files (one per deleted dir, nothing below it)."""
     children: dict[str, list[tuple[str, int]]] = {}
@@ -298,7 +299,7 @@ def write_layer_tar_vfs(base: str, rw: str, out: BinaryIO, ignore: frozenset[str
         children.setdefault(parent, []).append((name, kind))
     rw_fd = open_root(rw)
     try:
-        with TarTreeWriter(out) as w:
+        with TarTreeWriter(out, mtime_clamp) as w:
             _vfs_emit(w, rw_fd, "", children)
     finally:
         os.close(rw_fd)

@@ -60,7 +60,8 @@ class Driver(Protocol):
     def rootfs_path(self, cid: str) -> str: ...
     def status(self) -> list[list[str]]: ...
     def changes(self, cid: str, lower_cache_ids: list[str]) -> list[dict[str, Any]]: ...
-    def write_diff(self, cid: str, lower_cache_ids: list[str], out: BinaryIO) -> None: ...
+    def write_diff(self, cid: str, lower_cache_ids: list[str], out: BinaryIO,
+                   mtime_clamp: int | None = None) -> None: ...
     def graph_data(self, cache_ids: list[str]) -> dict[str, str]: ...
     def leftovers(self, known: set[str]) -> list[Leftover]: ...
 
@@ -156,8 +157,9 @@ class OverlayDriver:
         """The upper dir is the change set; the lowers (init layer first) tell added from modified."""
         return diff.changes_overlay(self.rw_path(cid), self._lowers(cid, lower_cache_ids))
 
-    def write_diff(self, cid: str, lower_cache_ids: list[str], out: BinaryIO) -> None:
-        diff.write_layer_tar_overlay(self.rw_path(cid), self._lowers(cid, lower_cache_ids), out)
+    def write_diff(self, cid: str, lower_cache_ids: list[str], out: BinaryIO,
+                   mtime_clamp: int | None = None) -> None:
+        diff.write_layer_tar_overlay(self.rw_path(cid), self._lowers(cid, lower_cache_ids), out, mtime_clamp)
 
     def graph_data(self, cache_ids: list[str]) -> dict[str, str]:
         """An image's ``GraphDriver.Data``, as Docker's overlay2 shows it; ``cache_ids`` top first."""
@@ -231,8 +233,9 @@ class VfsDriver:
         commit shows them, as with overlay's init layer."""
         return diff.changes_vfs(self._base(lower_cache_ids), self.rw_path(cid), _INIT_PATHS)
 
-    def write_diff(self, cid: str, lower_cache_ids: list[str], out: BinaryIO) -> None:
-        diff.write_layer_tar_vfs(self._base(lower_cache_ids), self.rw_path(cid), out, _INIT_PATHS)
+    def write_diff(self, cid: str, lower_cache_ids: list[str], out: BinaryIO,
+                   mtime_clamp: int | None = None) -> None:
+        diff.write_layer_tar_vfs(self._base(lower_cache_ids), self.rw_path(cid), out, _INIT_PATHS, mtime_clamp)
 
     def graph_data(self, cache_ids: list[str]) -> dict[str, str]:
         return {"Dir": self.layer_path(cache_ids[0])} if cache_ids else {}

@@ -265,9 +265,10 @@ class LayerStore:
         2 deleted, sorted by path; the driver decides how its layout is compared."""
         return self.driver.changes(cid, [x.cache_id for x in self.chain(self._rw_parent(cid))])
 
-    def write_diff(self, cid: str, out: BinaryIO) -> None:
-        """The writable layer as an image layer tar, deletions as ``.wh.`` entries (blocking)."""
-        self.driver.write_diff(cid, [x.cache_id for x in self.chain(self._rw_parent(cid))], out)
+    def write_diff(self, cid: str, out: BinaryIO, mtime_clamp: int | None = None) -> None:
+        """The writable layer as an image layer tar, deletions as ``.wh.`` entries (blocking);
+        ``mtime_clamp`` caps every entry's mtime (reproducible builds)."""
+        self.driver.write_diff(cid, [x.cache_id for x in self.chain(self._rw_parent(cid))], out, mtime_clamp)
 
     def graph_data(self, top: str | None) -> dict[str, str]:
         """``GraphDriver.Data`` of an image whose top layer is ``top``."""
