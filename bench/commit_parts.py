@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Where the time of a ``docker commit`` goes, component by component, in-process (no daemon):
+a container upper directory holding 10,000 changed ``.py`` files (as the layer benchmark's
+commit makes them) is turned into a layer, the way ``ImageService.commit_layer`` does it.
+
+    sudo .venv/bin/python bench/commit_parts.py [--runs 3] [--files 10000]
+
+Each step is timed on the same input: writing the diff tar (walking the upper dir), copying it
+while hashing (the old re-spool), hashing it where it lies, extracting it as a layer (tar-split
+included, synced), and the whole commit as ``LayerStore.commit_diff`` now does it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from layer_assets import SITE, build_all  # noqa: E402
+
+from berth.db import open_db  # noqa: E402
+from berth.fsutil import remove_tree, syncfs  # noqa: E402
+from berth.images.archive import hash_range, spool_uncompressed  # noqa: E402
+from berth.layers import diff  # noqa: E402
+from berth.layers.drivers import OverlayDriver  # noqa: E402
+from berth.layers.store import LayerStore  # noqa: E402
+from berth.layers.tarapply import apply_tar  # noqa: E402
+
+
+def make_upper(site_tar: str, upper: str, files: int, scratch: str) -> None:
+    """An overlay upper dir as copy-up leaves it: the changed files and their parent dirs."""
+    src = os.path.join(scratch, "site")
+    os.mkdir(src)
+    apply_tar(site_tar, src, "plain", io.BytesIO())
+    n = 0
+    for dirpath, dirnames, filenames in os.walk(os.path.join(src, SITE)):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, src)
+        for name in sorted(filenames):
+            if n >= files or not name.endswith(".py") or os.path.islink(os.path.join(dirpath, name)):
+                continue
+            os.makedirs(os.path.join(upper, rel), exist_ok=True)
+            with open(os.path.join(dirpath, name), "rb") as f:
+                data = f.read()
+            with open(os.path.join(upper, rel, name), "wb") as f:
+                f.write(b"# changed\n" + data)
+            n += 1
+    shutil.rmtree(src)
+
+
+def discard(store: LayerStore, ex: object) -> None:
+    """Remove a layer now (the store's discard deletes in a background thread, which would run
+    during the next sample)."""
+    cache_id = ex.cache_id  # type: ignore[attr-defined]
+    remove_tree(os.path.dirname(store.driver.layer_path(cache_id)))
+    os.unlink(os.path.join(store.split_dir, cache_id + ".gz"))
+    syncfs(store.split_dir)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--files", type=int, default=10000)
+    ap.add_argument("--threads", default="", help="extraction threads to compare, e.g. 1,2,4")
+    args = ap.parse_args()
+    site = build_all()["five"].layers[1]
+    root = tempfile.mkdtemp(prefix="berth-bench-commit-", dir="/var/tmp")
+    samples: dict[str, list[float]] = {}
+    try:
+        upper = os.path.join(root, "upper")
+        os.mkdir(upper)
+        make_upper(site.path, upper, args.files, root)
+        syncfs(upper)
+        conn = open_db(os.path.join(root, "db"))
+        store = LayerStore(conn, os.path.join(root, "layers"), OverlayDriver(os.path.join(root, "overlay")))
+        print(f"load average {os.getloadavg()[0]:.1f}; {args.files} files", flush=True)
+        for _ in range(args.runs):
+            tar = os.path.join(root, "diff.tar")
+            with open(tar, "wb") as f:
+                samples.setdefault("1 write diff tar", []).append(
+                    timed(lambda f=f: diff.write_layer_tar_overlay(upper, [], f)))  # type: ignore[misc]
+            size = os.path.getsize(tar)
+            samples.setdefault("2 copy+hash (old re-spool)", []).append(
+                timed(lambda: spool_uncompressed(open(tar, "rb"), tar + ".v")))
+            os.unlink(tar + ".v")
+            samples.setdefault("3 hash in place", []).append(timed(lambda: hash_range(tar, 0, size)))
+            d_id = hash_range(tar, 0, size)
+            exs = []
+            samples.setdefault("4 extract as layer (+split, sync)", []).append(
+                timed(lambda: exs.append(store.extract(tar, d_id, None))))
+            discard(store, exs[-1])
+            os.unlink(tar)
+            if hasattr(store, "commit_diff"):
+                out: list[object] = []
+
+                def whole() -> None:
+                    out.append(store.commit_diff(upper, None, None))  # type: ignore[attr-defined]
+                samples.setdefault("5 commit_diff (new path, whole)", []).append(timed(whole))
+                discard(store, out[-1][0])  # type: ignore[index]
+        print(f"diff tar {size / 1e6:.1f} MB")
+        for k in sorted(samples):
+            s = samples[k]
+            print(f"  {k:38} {statistics.median(s):6.2f} s  ({min(s):.2f}–{max(s):.2f})")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
