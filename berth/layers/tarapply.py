@@ -154,7 +154,7 @@ class _Extractor:
         self.data = data
         self.pool = AffinityPool(threads) if data is not None and threads > 1 else None
         self.retired: list[int] = []  # parent fds that queued jobs may still use
-        self.whited: set[str] = set()  # resolved rels where a whiteout device was made
+        self.present: set[str] = set()  # with a pool: whiteout devices and parent dirs made here
 
     def close(self) -> None:
         if self.pool is not None:
@@ -186,7 +186,7 @@ class _Extractor:
     def _maybe_exists(self, res_rel: str) -> bool:
         """Whether this layer already made something at ``res_rel`` (in an empty root, nothing
         else can be there)."""
-        return res_rel in self.written or res_rel in self.written_dirs or res_rel in self.whited
+        return res_rel in self.written or res_rel in self.written_dirs or res_rel in self.present
 
     def parent(self, rel: str) -> tuple[int, str]:
         """fd and resolved rel of directory ``rel`` (created if missing)."""
@@ -205,8 +205,24 @@ class _Extractor:
             fd = safepath.mkdirs_in_root(self.root_fd, rel, 0o755, replace_nondirs=True)
         resolved = self._resolved(fd) if rel else ""
         self._parent = (rel, fd, resolved)
+        if self.split and self.split.file_index:
+            self._inline_replaced(resolved)
+        if self.pool is not None:  # made or met here, so not a new name for the pool (a whiteout's parent)
+            d = resolved
+            while d and d not in self.present:
+                self.present.add(d)
+                d = posixpath.dirname(d)
         self.parent_setgid = bool(os.fstat(fd).st_mode & stat.S_ISGID)
         return fd, resolved
+
+    def _inline_replaced(self, resolved: str) -> None:
+        """``mkdirs`` turns a file on the way to a directory into a directory (``a`` then ``a/x/``):
+        a file this layer wrote there is gone from disk, so tar-split keeps its bytes itself."""
+        d = resolved
+        while d:
+            if d in self.split.file_index:  # type: ignore[union-attr]
+                self.split.inline(d)  # type: ignore[union-attr]
+            d = posixpath.dirname(d)
 
     def _resolved(self, fd: int) -> str:
         here = safepath.fd_path(fd)
@@ -322,7 +338,7 @@ class _Extractor:
             safepath.remove_at(pfd, victim)
         if self.mode == "overlay":
             os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
-            self.whited.add(res_rel)
+            self.present.add(res_rel)
 
     def create(self, m: tarfile.TarInfo, rel: str, pfd: int, base: str, fresh: bool) -> int:
         """Make entry ``m`` as ``base`` in ``pfd``. ``fresh``: raise ``FileExistsError`` (having
