@@ -7,7 +7,7 @@ commit makes them) is turned into a layer, the way ``ImageService.commit_layer``
 
 Each step is timed on the same input: writing the diff tar (walking the upper dir), copying it
 while hashing (the old re-spool), hashing it where it lies, extracting it as a layer (tar-split
-included, synced), and the whole commit as ``LayerStore.commit_diff`` now does it.
+included, synced), for each count of extraction threads given.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +33,7 @@ from berth.fsutil import remove_tree, syncfs  # noqa: E402
 from berth.images.archive import hash_range, spool_uncompressed  # noqa: E402
 from berth.layers import diff  # noqa: E402
 from berth.layers.drivers import OverlayDriver  # noqa: E402
-from berth.layers.store import LayerStore  # noqa: E402
+from berth.layers.store import Extracted, LayerStore  # noqa: E402
 from berth.layers.tarapply import apply_tar  # noqa: E402
 
 
@@ -66,6 +67,16 @@ def discard(store: LayerStore, ex: object) -> None:
     syncfs(store.split_dir)
 
 
+def write_tar(upper: str, tar: str) -> None:
+    with open(tar, "wb") as f:
+        diff.write_layer_tar_overlay(upper, [], f)
+
+
+def spool_copy(src: str, dst: str) -> None:
+    with open(src, "rb") as f:
+        spool_uncompressed(f, dst)
+
+
 def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -89,29 +100,24 @@ def main() -> int:
         conn = open_db(os.path.join(root, "db"))
         store = LayerStore(conn, os.path.join(root, "layers"), OverlayDriver(os.path.join(root, "overlay")))
         print(f"load average {os.getloadavg()[0]:.1f}; {args.files} files", flush=True)
+        threads = [int(x) for x in args.threads.split(",")] if args.threads else [store.extract_threads]
+        tar = os.path.join(root, "diff.tar")
+        size = 0
         for _ in range(args.runs):
-            tar = os.path.join(root, "diff.tar")
-            with open(tar, "wb") as f:
-                samples.setdefault("1 write diff tar", []).append(
-                    timed(lambda f=f: diff.write_layer_tar_overlay(upper, [], f)))  # type: ignore[misc]
+            samples.setdefault("1 write diff tar", []).append(timed(partial(write_tar, upper, tar)))
             size = os.path.getsize(tar)
-            samples.setdefault("2 copy+hash (old re-spool)", []).append(
-                timed(lambda: spool_uncompressed(open(tar, "rb"), tar + ".v")))
+            samples.setdefault("2 copy+hash (the old re-spool)", []).append(
+                timed(partial(spool_copy, tar, tar + ".v")))
             os.unlink(tar + ".v")
-            samples.setdefault("3 hash in place", []).append(timed(lambda: hash_range(tar, 0, size)))
+            samples.setdefault("3 hash in place", []).append(timed(partial(hash_range, tar, 0, size)))
             d_id = hash_range(tar, 0, size)
-            exs = []
-            samples.setdefault("4 extract as layer (+split, sync)", []).append(
-                timed(lambda: exs.append(store.extract(tar, d_id, None))))
-            discard(store, exs[-1])
+            for n in threads:
+                store.extract_threads = n
+                exs: list[Extracted | None] = []
+                samples.setdefault(f"4 extract as layer, threads={n}", []).append(
+                    timed(lambda: exs.append(store.extract(tar, d_id, None))))  # noqa: B023 - called at once
+                discard(store, exs[-1])
             os.unlink(tar)
-            if hasattr(store, "commit_diff"):
-                out: list[object] = []
-
-                def whole() -> None:
-                    out.append(store.commit_diff(upper, None, None))  # type: ignore[attr-defined]
-                samples.setdefault("5 commit_diff (new path, whole)", []).append(timed(whole))
-                discard(store, out[-1][0])  # type: ignore[index]
         print(f"diff tar {size / 1e6:.1f} MB")
         for k in sorted(samples):
             s = samples[k]
