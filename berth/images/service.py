@@ -199,7 +199,8 @@ class ImageService:
                            comment: str, author: str, created_by: str, diff_id: str | None = None) -> str:
         """A new image: ``base_id`` plus the layer in ``tar_path`` (uncompressed), with the
         container's config, then the request's overrides and ``changes`` applied on top.
-        ``diff_id``: the tar's digest when the caller hashed it while writing it."""
+        ``diff_id``: the tar's digest when the caller hashed it while writing it. ``tar_path`` is
+        consumed (deleted once extracted)."""
         ref = reference.parse_repo_tag(repo, tag) if repo else None
         base = self.images.get(base_id)
         ex, diff_id = await self._extract_layer_tar(tar_path, base.top_layer, diff_id)
@@ -215,17 +216,26 @@ class ImageService:
     async def _extract_layer_tar(self, tar_path: str, parent: str | None,
                                  diff_id: str | None = None) -> tuple[Extracted | None, str]:
         """A container diff tar (a scratch file only the daemon writes) extracted as a layer on
-        ``parent``, where it lies; hashed first unless its writer already did (``diff_id``)."""
+        ``parent``, where it lies; hashed first unless its writer already did (``diff_id``).
+        Consumes ``tar_path``: it is deleted before the layer is flushed, so that the flush does
+        not write it out too."""
         if diff_id is None:
             diff_id = await asyncio.to_thread(hash_range, tar_path, 0, os.path.getsize(tar_path))
-        ex = await asyncio.to_thread(self.layers.extract, tar_path, diff_id, parent)
+        ex = await asyncio.to_thread(self.layers.extract, tar_path, diff_id, parent, sync=False)
+        try:
+            os.unlink(tar_path)
+            if ex is not None:
+                await asyncio.to_thread(self.layers.sync, [ex])
+        except BaseException:
+            self.layers.discard(ex)
+            raise
         return ex, diff_id
 
     async def commit_built(self, tar_path: str | None, base_id: str | None, config: dict[str, Any]) -> str:
         """A build step's image: ``config`` (the builder's whole image config, history included) on
         ``base_id``'s layers, plus the layer in ``tar_path`` when the step made one. The new image's
         parent is ``base_id``, so intermediates stay hidden from ``docker images`` and go with
-        their child in ``docker image prune``, as Docker's are."""
+        their child in ``docker image prune``, as Docker's are. ``tar_path`` is consumed."""
         base = self.images.get(base_id) if base_id else None
         diff_ids = list(base.diff_ids) if base else []
         ex = None
