@@ -125,7 +125,8 @@ def start_berthd(root: str, procs: list[subprocess.Popen[bytes]],
                  extra: list[str] | None = None) -> docker.DockerClient:
     sock = os.path.join(root, "b.sock")
     procs.append(subprocess.Popen([sys.executable, "-m", "berth.daemon.main", "-H", f"unix://{sock}",
-                                   "--data-root", f"{root}/data", "--exec-root", f"{root}/run", *(extra or [])],
+                                   "--data-root", f"{root}/data", "--exec-root", f"{root}/run",
+                                   "--bridge", "none", "--iptables=false", "--network-pool", "0", *(extra or [])],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     client = docker.DockerClient(base_url=f"unix://{sock}", version="1.45", timeout=600)
     for _ in range(300):

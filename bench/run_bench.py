@@ -164,9 +164,12 @@ def tool_version(cmd: Sequence[str]) -> str:
 class Berthd:
     """A private berthd in a fresh root under /var/tmp."""
 
-    def __init__(self, root: str, monitor: str = "auto") -> None:
+    def __init__(self, root: str, monitor: str = "auto", extra: Sequence[str] = ()) -> None:
         self.root = root
         self.monitor = monitor
+        # a bench daemon's own default bridge and iptables chains, taken away again in stop()
+        tag = "bn" + os.urandom(3).hex()
+        self.extra = ["--bridge", "b" + tag, "--network-tag", tag, *extra]
         self.sock = os.path.join(root, "berthd.sock")
         self.host = "unix://" + self.sock
         self.log_path = os.path.join(root, "berthd.log")
@@ -179,7 +182,8 @@ class Berthd:
     def start(self, timeout: float = 60) -> None:
         cmd = [sys.executable, "-m", "berth.daemon.main", "-H", self.host,
                "--data-root", os.path.join(self.root, "data"), "--exec-root", self.exec_root,
-               "--storage-driver", "overlay", "--default-runtime", "crun", "--monitor", self.monitor]
+               "--storage-driver", "overlay", "--default-runtime", "crun", "--monitor", self.monitor, *self.extra]
+        self.cmd = cmd
         with open(self.log_path, "wb") as log:
             # own session: a Ctrl-C on the terminal reaches only us, and we stop the daemon in order
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -237,6 +241,8 @@ class Berthd:
                 print("warning: berthd ignored SIGTERM for 30s; killing it", file=sys.stderr)
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc is not None:  # bridges, veths and rules outlive berthd by design
+            subprocess.run([*self.cmd, "--network-cleanup"], capture_output=True, timeout=60)
 
 
 # ---------------------------------------------------------------- measurements

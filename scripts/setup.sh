@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in crun:crun runc:runc conmon:conmon busybox:busybox-static tini-static:tini catatonit:catatonit \
-            docker-registry:docker-registry skopeo:skopeo gcc:gcc; do  # registry interop tests; gcc builds the race helper
+            docker-registry:docker-registry skopeo:skopeo gcc:gcc iptables:iptables ip:iproute2 curl:curl \
+            docker-compose:docker-compose openssl:openssl; do  # registry interop; gcc: the race helper; networking; compose and TLS tests
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

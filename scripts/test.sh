@@ -5,10 +5,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check berth tests bench
 .venv/bin/mypy --strict berth/registry  # the registry package is fully typed; keep it so
+.venv/bin/mypy --strict --follow-imports=silent berth/network  # networking, typed throughout
 .venv/bin/mypy --strict --follow-imports=silent berth/build  # the builder is fully typed; keep it so
 # the API against its backend Protocols, and the wiring that must satisfy them (strict for these files;
 # modules they import are checked by their own lines)
 .venv/bin/mypy --strict --follow-imports=silent berth/api berth/daemon/main.py berth/daemon/system.py \
-    berth/containers/transfer.py berth/threadstream.py
+    berth/containers/transfer.py berth/threadstream.py berth/detachkeys.py
 .venv/bin/mypy --follow-imports=silent --warn-unused-ignores berth/runtime berth/containers
+.venv/bin/mypy --strict --follow-imports=silent berth/cli  # the CLI and its lean API client
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

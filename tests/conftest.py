@@ -6,6 +6,7 @@ even when the test fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -52,9 +53,16 @@ class Daemon:
     def exec_root(self) -> str:
         return os.path.join(self.root, "run")
 
+    @property
+    def net_tag(self) -> str:
+        """Each test daemon's own default bridge and iptables chains (several run at once on one host)."""
+        return "t" + hashlib.sha256(self.root.encode()).hexdigest()[:7]
+
     def argv(self) -> list[str]:
+        net = [] if any(a.startswith(("--bridge", "--bip")) for a in self.extra) else ["--bridge", "b" + self.net_tag]
         return [*BERTHD, "-H", self.host, "--data-root", self.data_root, "--exec-root", self.exec_root,
-                "--storage-driver", self.driver, "--default-runtime", self.runtime, *self.extra]
+                "--storage-driver", self.driver, "--default-runtime", self.runtime, "--network-tag", self.net_tag,
+                "--default-address-pool", "base=172.30.0.0/16,size=24", *net, *self.extra]
 
     def start(self, timeout: float = 15) -> None:
         self.log_path = os.path.join(self.root, "berthd.log")
@@ -84,7 +92,7 @@ class Daemon:
     def log(self) -> str:
         try:
             with open(self.log_path, errors="replace") as f:
-                return f.read()[-4000:]
+                return f.read()[-40000:]
         except OSError:
             return ""
 
@@ -117,6 +125,9 @@ def cleanup_daemon(d: Daemon) -> None:
             pass
         d.stop()
     kill_leftover_containers(d)
+    if os.path.exists(os.path.join(d.data_root, "berth.db")):
+        # bridges, veths and iptables chains outlive berthd by design: take this daemon's away
+        subprocess.run([*d.argv(), "--network-cleanup"], capture_output=True, timeout=60)
     for target in mounts_under(d.root):
         mnt.unmount(target)
     shutil.rmtree(d.root, ignore_errors=True)

@@ -20,17 +20,13 @@ from urllib.parse import quote
 
 import pytest
 import requests
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from berth.api.server import build_app
+from tests import apispec
 from tests.conftest import Daemon
 from tests.fuzzstrategies import HOSTILE, HOSTILE_INT, HOSTILE_STR, TAR_BODY, Schema, archive_variants
 
-SPEC = os.environ.get("BERTH_API_SPEC", "/work/shared/reference/engine-api-v1.45.yaml")
-if not os.path.exists(SPEC):
-    SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "engine-api-v1.45.yaml")
 EXAMPLES = int(os.environ.get("BERTH_FUZZ_EXAMPLES", "40"))
 # Nothing on a request path blocks berthd's event loop for more than ~20 ms (mounts, unmounts,
 # layer copies and removals, spec assembly run in threads), so every ping, container lifecycle
@@ -38,7 +34,7 @@ EXAMPLES = int(os.environ.get("BERTH_FUZZ_EXAMPLES", "40"))
 PING_LIMIT = float(os.environ.get("BERTH_FUZZ_PING_LIMIT", "0.1"))  # seconds
 REGISTRY = "127.0.0.1:9"  # the discard port: nothing listens, so a pull or login fails at once, locally
 # answers Berth gives on purpose, as a Docker engine without the feature does
-DELIBERATE = {("*", "/swarm"): 503, ("POST", "/networks/create"): 501}
+DELIBERATE = {("*", "/swarm"): 503}
 # a registry that cannot be reached is a 500 from dockerd too
 REGISTRY_ROUTES = ("/auth", "/images/create", "/images/{name}/push", "/distribution/{name}/json")
 STREAMS = ("/attach", "/wait", "/logs", "/stats", "/events", "/export", "/get", "/archive")
@@ -54,19 +50,6 @@ LIVE: dict[str, Any] = {}  # the id of an exec that exists, the bytes of a valid
 # names a path parameter takes most of the time, by the route's first segment
 POOLS = {"containers": ["fz-run", "fz-created", "fz-new", "fz_ok"], "images": ["fz:tag", "busybox", "fz-commit"],
          "volumes": ["fz-vol", "fz-v2"], "exec": [], "": ["nope"]}
-
-def _served_routes() -> list[tuple[str, str]]:
-    app = build_app()  # the route table only: no backends
-    out = []
-    for r in app.router.routes():
-        path = r.resource.canonical if r.resource is not None else ""
-        if r.method == "HEAD" and path != "/containers/{id}/archive":
-            continue  # aiohttp's automatic HEAD for each GET: no body to check
-        if path.endswith("{tail}") or path in ("/configs", "/nodes", "/secrets", "/services", "/tasks"):
-            continue  # the swarm catch-alls answer 503 whatever is sent; /swarm itself is kept once
-        out.append((r.method, path))
-    return sorted(set(out))
-
 
 class Route:
     def __init__(self, method: str, path: str, op: dict[str, Any] | None, schema: Schema) -> None:
@@ -216,21 +199,13 @@ def _ensure_targets(daemon: Daemon, busybox_tar: str) -> None:
 
 @pytest.fixture(scope="module")
 def routes() -> list[Route]:
-    if not os.path.exists(SPEC):
-        pytest.skip(f"the Engine API document is not at {SPEC} (set BERTH_API_SPEC)")
-    with open(SPEC) as f:
-        doc = yaml.safe_load(f)
+    doc = apispec.load()
+    if doc is None:
+        pytest.skip(f"the Engine API document is not at {apispec.SPEC} (set BERTH_API_SPEC)")
     schema = Schema(doc)
-    ops = {}
-    for path, item in doc["paths"].items():
-        for method, op in item.items():
-            if isinstance(op, dict) and method != "parameters":
-                ops[(method.upper(), re.sub(r"\{[^}]+\}", "{}", path))] = op
-    out = []
-    for method, path in _served_routes():
-        key = (method if method != "*" else "GET", re.sub(r"\{[^}]+\}", "{}", path))
-        out.append(Route(method if method != "*" else "GET", path, ops.get(key), schema))
-    return out
+    ops = apispec.operations(doc)
+    return [Route(method if method != "*" else "GET", path, apispec.operation(ops, method, path), schema)
+            for method, path in apispec.served_routes()]
 
 
 @pytest.fixture

@@ -11,15 +11,16 @@ import docker
 import pytest
 
 from tests.conftest import Daemon
+from tests.test_distribution import reference_registry  # noqa: F401 - a fixture
 
 
-def ctx_tar(files: dict[str, str | bytes], modes: dict[str, int] | None = None) -> bytes:
+def ctx_tar(files: dict[str, str | bytes], modes: dict[str, int] | None = None, mtime: int = 1_700_000_000) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
         for name, data in sorted(files.items()):
             raw = data.encode() if isinstance(data, str) else data
             ti = tarfile.TarInfo(name)
-            ti.size, ti.mode, ti.mtime = len(raw), (modes or {}).get(name, 0o644), 1_700_000_000
+            ti.size, ti.mode, ti.mtime = len(raw), (modes or {}).get(name, 0o644), mtime
             tf.addfile(ti, io.BytesIO(raw))
     return buf.getvalue()
 
@@ -284,9 +285,8 @@ def test_cli_dockerfile_on_stdin(daemon: Daemon, tmp_path: object) -> None:
     assert code != 0 and "Missing.Dockerfile" in out
 
 
-@pytest.mark.xfail(strict=True, reason="the docker CLI's -f - context tar ends inside the last entry's padding "
-                                       "(no end-of-archive blocks); dockerd accepts it, BuildContext does not yet")
 def test_cli_dockerfile_dash_f_with_context(daemon: Daemon, tmp_path: object) -> None:
+    # the CLI's tar ends right after the last entry's data (no padding, no end blocks), as dockerd accepts
     ctx = write_ctx(str(tmp_path) + "/dashf", {"data.txt": "d"})
     r = daemon.cli("build", "-t", "stdin:f", "-f", "-", ctx, input=b"FROM busybox\nLABEL from=stdin\n", timeout=120)
     assert b"Successfully tagged stdin:f" in r.stdout
@@ -350,3 +350,99 @@ def test_copy_bad_sources(client: docker.DockerClient, line: str, files: dict[st
     err = errors(msgs)
     assert err and needle in err[0]["error"], msgs
     assert _no_change(client) == before
+
+
+def test_missing_base_is_pulled_and_pull_repulls(daemon: Daemon, request: pytest.FixtureRequest) -> None:
+    registry = request.getfixturevalue("reference_registry")  # Debian's docker-registry on loopback
+    client = daemon.client()
+    ref = f"{registry}/base/bb:v1"
+    daemon.cli("tag", "busybox", ref)
+    daemon.cli("push", ref)
+    daemon.cli("rmi", ref)
+    msgs = api_build(client, ctx_tar({"Dockerfile": f"FROM {ref}\nRUN echo pulled > /p\n"}), tag="pulledbase:1")
+    assert not errors(msgs), msgs
+    assert any(m.get("status", "") == f"Pulling from {registry}/base/bb" for m in msgs)
+    assert client.images.get(ref)  # the base stays, as docker pull would leave it
+    again = api_build(client, ctx_tar({"Dockerfile": f"FROM {ref}\n"}), pull=True)
+    assert any("Pulling from" in m.get("status", "") for m in again) and not errors(again)
+    cached = api_build(client, ctx_tar({"Dockerfile": f"FROM {ref}\n"}))
+    assert not any("Pulling from" in m.get("status", "") for m in cached)
+
+
+def test_client_gone_mid_run_leaves_no_container(client: docker.DockerClient) -> None:
+    import time
+
+    before = {c["Id"] for c in client.api.containers(all=True)}
+    tar = ctx_tar({"Dockerfile": "FROM busybox\nRUN echo started && sleep 30\n"})
+    stream = client.api.build(fileobj=io.BytesIO(tar), custom_context=True, decode=True, nocache=True)
+    for msg in stream:
+        if msg.get("stream", "").strip() == "started":
+            break
+    stream.close()  # the client hangs up while the RUN still runs
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if {c["Id"] for c in client.api.containers(all=True)} == before:
+            break
+        time.sleep(0.2)
+    assert {c["Id"] for c in client.api.containers(all=True)} == before
+
+
+
+def test_heredocs_in_run_and_copy(client: docker.DockerClient) -> None:
+    df = """FROM busybox
+ENV WHO=heredoc
+RUN <<EOF
+echo script line one > /one
+echo "$WHO" >> /one
+EOF
+RUN cat <<EOT > /two
+inline $WHO
+EOT
+COPY <<EOF /three
+copied $WHO
+EOF
+"""
+    msgs = api_build(client, ctx_tar({"Dockerfile": df}), tag="heredoc:1")
+    assert not errors(msgs), msgs
+    out = client.containers.run("heredoc:1", ["cat", "/one", "/two", "/three"], remove=True).decode()
+    assert out == "script line one\nheredoc\ninline heredoc\ncopied heredoc\n"
+
+
+def test_run_shmsize_and_memory(client: docker.DockerClient) -> None:
+    df = "FROM busybox\nRUN df -k /dev/shm | tail -1 > /shm && cat /sys/fs/cgroup/memory.max " \
+         "/sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null | head -1 > /mem; true\n"
+    msgs = api_build(client, ctx_tar({"Dockerfile": df}), tag="limits:1", shmsize=32 << 20,
+                     container_limits={"memory": 96 << 20})
+    assert not errors(msgs), msgs
+    shm, mem = client.containers.run("limits:1", ["cat", "/shm", "/mem"], remove=True).decode().splitlines()
+    assert shm.split()[1] == str(32 << 10)  # 1K-blocks
+    assert mem.strip() == str(96 << 20)
+
+
+def test_add_url_from_loopback(client: docker.DockerClient, tmp_path: object) -> None:
+    import functools
+    import http.server
+    import threading
+
+    served = str(tmp_path) + "/served"
+    os.makedirs(served)
+    with open(served + "/data.tar", "wb") as f:
+        f.write(ctx_tar({"inside.txt": "not unpacked"}))
+    os.utime(served + "/data.tar", (1_600_000_000, 1_600_000_000))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        df = f"FROM busybox\nADD {url}/data.tar /dl/\nADD {url}/data.tar /renamed.tar\n"
+        msgs = api_build(client, ctx_tar({"Dockerfile": df}), tag="addurl:1", buildargs={"BERTH_REPRODUCIBLE": "0"})
+        assert not errors(msgs), msgs
+        out = client.containers.run("addurl:1", ["stat", "-c", "%a %Y %s", "/dl/data.tar", "/renamed.tar"],
+                                    remove=True).decode().splitlines()
+        size = os.path.getsize(served + "/data.tar")
+        assert out == [f"600 1600000000 {size}"] * 2
+        missing = api_build(client, ctx_tar({"Dockerfile": f"FROM busybox\nADD {url}/nothing /x\n"}))
+        assert "404" in errors(missing)[0]["error"]
+    finally:
+        server.shutdown()
+        server.server_close()

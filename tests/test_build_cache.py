@@ -97,3 +97,18 @@ def test_copy_inputs_one_at_a_time(client: docker.DockerClient) -> None:
     assert out == b"onetwo"
     assert client.containers.run(iid, ["ls", "-A", "/app"], remove=True).split() == [b".dockerignore", b"Dockerfile",
                                                                                b"a.txt", b"sub"]
+
+
+def test_cache_from_a_loaded_image(client: docker.DockerClient, fresh_daemon: Daemon) -> None:
+    files = {"Dockerfile": "FROM busybox\nENV A=1\nRUN echo loaded > /l\nWORKDIR /srv\nCMD [\"cat\", \"/l\"]\n"}
+    _, built = _build(client, files, tag="cfsrc:1")
+    saved = b"".join(client.api.get_image("cfsrc:1"))
+    other = fresh_daemon.client()
+    other.api.load_image(saved)
+    msgs = api_build(other, ctx_tar(files), cache_from=["cfsrc:1"])
+    assert not errors(msgs), msgs
+    text = stream_text(msgs)
+    assert _steps(msgs) == [True, True, True, True] and " ---> Running in" not in text
+    assert next(m["aux"]["ID"] for m in msgs if "aux" in m) == built
+    out = other.containers.run(built, remove=True)
+    assert out == b"loaded\n"

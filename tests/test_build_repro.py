@@ -15,6 +15,7 @@ DOCKERFILE = """FROM busybox
 ENV PATH=/usr/local/bin:/bin:/usr/bin
 RUN mkdir -p /data/a && echo one > /data/a/f && touch /data/b && ln -s a /data/c && rm -f /etc/motd
 WORKDIR /srv/app
+COPY app/ ./
 RUN echo "built at $(date +%s%N)" > /dev/null && echo same > note
 LABEL org.example.k=v
 CMD ["cat", "/srv/app/note"]
@@ -26,8 +27,11 @@ def second_daemon(busybox_tar: str, monitor: str) -> Iterator[Daemon]:
     yield from _daemon_fixture("overlay", busybox_tar, monitor)
 
 
-def _build(d: Daemon, tag: str, **kw: object) -> str:
-    msgs = api_build(d.client(), ctx_tar({"Dockerfile": DOCKERFILE}), tag=tag, **kw)
+FILES = {"Dockerfile": DOCKERFILE, "app/main.sh": "echo main\n", "app/lib/util.sh": "echo util\n"}
+
+
+def _build(d: Daemon, tag: str, mtime: int = 1_700_000_000, **kw: object) -> str:
+    msgs = api_build(d.client(), ctx_tar(FILES, mtime=mtime), tag=tag, **kw)
     assert not errors(msgs), msgs
     return next(m["aux"]["ID"] for m in msgs if "aux" in m)
 
@@ -38,7 +42,7 @@ def _save(d: Daemon, name: str) -> bytes:
 
 def test_two_fresh_roots_same_id_and_save(fresh_daemon: Daemon, second_daemon: Daemon) -> None:
     a = _build(fresh_daemon, "repro:1")
-    b = _build(second_daemon, "repro:1")
+    b = _build(second_daemon, "repro:1", mtime=1_800_000_000)  # a checkout made at another time
     assert a == b
     sa, sb = _save(fresh_daemon, "repro:1"), _save(second_daemon, "repro:1")
     assert len(sa) > 10_000 and sa == sb
@@ -50,7 +54,7 @@ def test_source_date_epoch_and_opt_out(fresh_daemon: Daemon) -> None:
     c = fresh_daemon.client()
     epoch = _build(fresh_daemon, "repro:epoch", buildargs={"SOURCE_DATE_EPOCH": "1700000000"})
     assert c.api.inspect_image(epoch)["Created"] == "2023-11-14T22:13:20Z"
-    msgs = api_build(c, ctx_tar({"Dockerfile": DOCKERFILE}), tag="repro:now",
+    msgs = api_build(c, ctx_tar(FILES), tag="repro:now",
                      buildargs={"BERTH_REPRODUCIBLE": "0"})
     assert not errors(msgs)
     now_id = next(m["aux"]["ID"] for m in msgs if "aux" in m)

@@ -138,6 +138,18 @@ class VolumeBackend(Protocol):
     async def import_(self, name: str, tar_path: str) -> JSON: ...
 
 
+class NetworkBackend(Protocol):
+    """Networks (``/networks/...``): bridges, their containers, connect and disconnect."""
+
+    def list(self, filters: FilterMap) -> JSONList: ...
+    def inspect(self, ref: str) -> JSON: ...
+    async def create(self, body: JSON) -> JSON: ...
+    async def remove(self, ref: str) -> None: ...
+    async def prune(self, filters: FilterMap) -> JSON: ...
+    async def connect(self, ref: str, body: JSON) -> None: ...
+    async def disconnect(self, ref: str, body: JSON) -> None: ...
+
+
 class SystemBackend(Protocol):
     """The engine as a whole: ``/version``, ``/info``, ``/system/df``."""
 
@@ -181,6 +193,7 @@ ARCHIVES = web.AppKey[ArchiveBackend]("archives")
 IMAGES = web.AppKey[ImageBackend]("images")
 DISTRIBUTION = web.AppKey[DistributionBackend]("distribution")
 VOLUMES = web.AppKey[VolumeBackend]("volumes")
+NETWORKS = web.AppKey[NetworkBackend]("networks")
 SYSTEM = web.AppKey[SystemBackend]("system")
 EVENTS = web.AppKey[EventsBackend]("events")
 SCRATCH = web.AppKey[Scratch]("scratch")
@@ -204,6 +217,7 @@ class Backends:
     system: SystemBackend
     events: EventsBackend
     scratch: Scratch
+    networks: NetworkBackend
     build: BuildBackend | None = None
 
     def install(self, app: web.Application) -> None:
@@ -220,6 +234,7 @@ class Backends:
         app[SYSTEM] = self.system
         app[EVENTS] = self.events
         app[SCRATCH] = self.scratch
+        app[NETWORKS] = self.networks
         if self.build is not None:
             app[BUILD] = self.build
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -106,6 +108,22 @@ def options(request: web.Request) -> BuildOptions:
     )
 
 
+async def _next_or_gone(request: web.Request, messages: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+    """The builder's next message; a client that hung up meanwhile (a RUN may print nothing for
+    minutes) cancels the build, whose containers are then removed."""
+    step = asyncio.ensure_future(anext(messages, None))
+    while True:
+        done, _ = await asyncio.wait({step}, timeout=1.0)
+        if done:
+            return step.result()
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await step
+            raise ConnectionResetError("the client closed the connection")
+
+
 @routes.post("/build")
 async def build(request: web.Request) -> web.StreamResponse:
     opts = options(request)  # a bad parameter is a 400 before the body is read
@@ -117,7 +135,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         try:
             if first is not None:
                 await json_stream_write(resp, first)
-            async for msg in messages:
+            while (msg := await _next_or_gone(request, messages)) is not None:
                 await json_stream_write(resp, msg)
         except (ConnectionResetError, asyncio.CancelledError):
             await messages.aclose()  # type: ignore[attr-defined]  # an async generator: its finally runs now

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+import berth
 from berth.api.backends import SCRATCH
 from berth.api.schema import Type, decode
 from berth.errors import BerthError, InvalidParameter
@@ -22,6 +23,16 @@ from berth.threadstream import spool
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW_STREAM = "application/vnd.docker.raw-stream"
+API_VERSION = "berth.api_version"  # request key: the (major, minor) of a /vX.Y prefix, if one was given
+
+
+def api_version(request: web.Request) -> tuple[int, int]:
+    """The request's API version: its /vX.Y prefix, else the newest Berth speaks."""
+    v = request.get(API_VERSION)
+    if v is not None:
+        return v  # type: ignore[no-any-return]
+    major, minor = berth.API_VERSION.split(".")
+    return int(major), int(minor)
 
 
 def frame(stream: int, data: bytes) -> bytes:

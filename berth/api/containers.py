@@ -10,6 +10,7 @@ import re
 
 from aiohttp import web
 
+from berth import detachkeys
 from berth.api import bodies
 from berth.api.backends import (
     ARCHIVES,
@@ -308,6 +309,7 @@ def _log_frame(rec: logfile.Record, timestamps: bool, tty: bool) -> bytes:
 @routes.post("/containers/{id}/attach")
 async def attach(request: web.Request) -> web.StreamResponse:
     s, io = queries(request), request.app[STDIO]
+    keys = attach_detach_keys(request)  # Docker checks them before it looks the container up
     c = svc(request).get(request.match_info["id"])
     want_stdin, want_out, want_err = qbool(request, "stdin"), qbool(request, "stdout"), qbool(request, "stderr")
     tty = bool(c.config.get("Tty"))
@@ -322,7 +324,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         if qbool(request, "stream"):
             att = await h.until_closed(io.attach(c.id))  # a created container: until it starts
             if att is not None:
-                await _pump(h, att, tty, want_stdin, want_out, want_err)
+                await _pump(h, att, tty, want_stdin, want_out, want_err, keys)
                 await io.settle(c.id)
     except (ConnectionResetError, BrokenPipeError):
         pass
@@ -331,14 +333,32 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return h.resp
 
 
-async def _pump(h: Hijacked, att: Attachment, tty: bool, want_stdin: bool, want_out: bool, want_err: bool) -> None:
+def attach_detach_keys(request: web.Request) -> bytes:
+    """The ``detachKeys`` query parameter, parsed (empty: the default); 400 in Docker's words if bad."""
+    spec = request.query.get("detachKeys", "")
+    try:
+        return detachkeys.parse(spec) if spec else b""
+    except ValueError as e:
+        raise InvalidParameter(f"Invalid detach keys ({spec}) provided") from e
+
+
+async def _pump(h: Hijacked, att: Attachment, tty: bool, want_stdin: bool, want_out: bool, want_err: bool,
+                keys: bytes) -> None:
     async def stdin() -> None:
+        escape = detachkeys.Escape(keys) if tty else None  # as Docker: detach keys only with a TTY
         while True:
             data = await h.read()
             if data is None:
                 att.close_stdin()
                 return
-            await att.write_stdin(data)
+            detached = False
+            if escape is not None:
+                data, detached = escape.feed(data)
+            if data:
+                await att.write_stdin(data)
+            if detached:  # the container runs on; the connection ends as Docker ends it
+                h.close()
+                return
 
     async def output() -> None:
         async for stream, data in att.output():

@@ -7,6 +7,7 @@ import contextlib
 
 from aiohttp import web
 
+from berth import detachkeys
 from berth.api import bodies
 from berth.api.backends import EXECS, ExecBackend
 from berth.api.common import MULTIPLEXED, RAW_STREAM, frame, json_body, json_response, qint
@@ -37,20 +38,34 @@ async def start(request: web.Request) -> web.StreamResponse:
     h = await hijack(request, RAW_STREAM if session.tty else MULTIPLEXED)
 
     async def stdin() -> None:
+        escape = detachkeys.Escape(session.detach_keys) if session.tty else None
         while True:
             data = await h.read()
             if data is None:
                 io.close_stdin()
                 return
-            await io.write_stdin(data)
+            detached = False
+            if escape is not None:
+                data, detached = escape.feed(data)
+            if data:
+                await io.write_stdin(data)
+            if detached:  # the process runs on; its output is dropped from here on
+                h.close()
+                return
 
-    feeder = asyncio.ensure_future(stdin()) if session.stdin else None
-    try:
+    async def output() -> None:
         async for stream, data in io.output():
             if (stream == 1 and not session.stdout) or (stream == 2 and not session.stderr):
                 continue
             await h.write(data if session.tty else frame(stream, data))
         await session.done.wait()
+        if session.error:  # Docker writes why the process could not start to its stdout
+            msg = session.error.encode() + b"\r\n"
+            await h.write(msg if session.tty else frame(1, msg))
+
+    feeder = asyncio.ensure_future(stdin()) if session.stdin else None
+    try:
+        await h.until_closed(output())
     except (ConnectionResetError, BrokenPipeError):
         pass
     finally:

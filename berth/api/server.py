@@ -10,9 +10,9 @@ from aiohttp import web
 from yarl import URL
 
 import berth
-from berth.api import absent, build, containers, execs, images, system, volumes
+from berth.api import absent, attachws, build, containers, execs, images, networks, system, volumes
 from berth.api.backends import Backends
-from berth.api.common import json_response
+from berth.api.common import API_VERSION, json_response
 from berth.errors import BerthError
 
 log = logging.getLogger("berth.api")
@@ -41,6 +41,7 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
                                                  "newer version"}, status=400)
             rest = request.raw_path[m.end():]
             inner = request.clone(rel_url=URL(rest, encoded=True))
+            inner[API_VERSION] = ver
             match = await request.app.router.resolve(inner)
             match.add_app(request.app)
             match.freeze()
@@ -67,6 +68,6 @@ def build_app(backends: Backends | None = None) -> web.Application:
     app = web.Application(middlewares=[docker_middleware], client_max_size=0)
     if backends is not None:
         backends.install(app)
-    for mod in (system, images, build, containers, execs, volumes, absent):
+    for mod in (system, images, build, containers, attachws, execs, volumes, networks, absent):
         app.router.add_routes(mod.routes)
     return app

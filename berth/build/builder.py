@@ -21,6 +21,7 @@ from berth.build.engine import Engine, StepContainer
 from berth.build.options import BUILDER_ARGS, PROXY_ARGS, BuildOptions
 from berth.errors import BerthError, InvalidParameter
 from berth.images.service import rfc3339
+from berth.images.store import Image
 
 JSON = dict[str, Any]
 _KEEP = ("architecture", "os", "os.version", "variant")  # base image fields a built image keeps
@@ -78,6 +79,7 @@ class Build:
         self.final = ""
         self.stat_cache: Any = None  # berth.build.copysrc.StatCache, shared by the service's builds
         self.cache_from_ids: set[str] = set()
+        self.cache_sources: list[Image] = []  # the cachefrom images themselves
 
     # -- helpers --------------------------------------------------------------------------------
     def now(self) -> str:
@@ -227,19 +229,56 @@ class Build:
         return step_key(st.image_id or "scratch", text, self.args_in_effect(st), checksum, self.opts.platform,
                         self.opts.reproducible)
 
-    async def cached(self, st: StageState, key: str) -> AsyncIterator[JSON]:
-        """Yields the Using-cache lines when ``key`` hits (and moves ``st`` to that image)."""
+    async def cached(self, st: StageState, key: str, created_by: str = "",
+                     config: JSON | None = None) -> AsyncIterator[JSON]:
+        """Yields the Using-cache lines when the step hits (and moves ``st`` to that image): by its
+        key in the cache table, else (with ``cachefrom``) in the history of a named image."""
         if self.opts.nocache:
             return
         iid = self.cache.get(key)
         if iid is None or not self.cache_source_allowed(iid):
-            return
+            iid = await self.from_sources(st, created_by, config) if created_by and config is not None else None
+            if iid is None:
+                return
+            self.cache.put(key, iid)
         image = self.engine.images.get(iid)
         args, cmd_set = st.args, st.cmd_set
         st.load(image.id, image.config)
         st.args, st.cmd_set = args, cmd_set
         yield say(" ---> Using cache\n")
         yield say(f" ---> {iid.removeprefix('sha256:')[:12]}\n")
+
+    async def from_sources(self, st: StageState, created_by: str, config: JSON) -> str | None:
+        """``cachefrom`` images pulled or loaded (no local parent chain): one whose history starts
+        as this image's, on the same layers, and continues with this very step, gives the step's
+        image: this step's config on that history entry and, unless the entry made no layer, on
+        the source's next layer (already stored, as the source is)."""
+        if not self.cache_sources:
+            return None
+        n = len(st.history)
+        have = self.engine.images.get(st.image_id).diff_ids if st.image_id else []
+        mine = [(h.get("created_by", ""), bool(h.get("empty_layer"))) for h in st.history]
+        for src in self.cache_sources:
+            hist = list(src.config.get("history") or [])
+            if len(hist) <= n or hist[n].get("created_by") != created_by:
+                continue
+            if [(h.get("created_by", ""), bool(h.get("empty_layer"))) for h in hist[:n]] != mine:
+                continue
+            diffs = src.diff_ids
+            if diffs[:len(have)] != have:
+                continue
+            entry = hist[n]
+            reuse = None
+            if not entry.get("empty_layer"):
+                if len(diffs) <= len(have):
+                    continue
+                reuse = diffs[len(have)]
+            cfg: JSON = {**st.base, "config": copy.deepcopy(config), "created": entry.get("created", self.now()),
+                         "history": [*st.history, entry]}
+            if st.author:
+                cfg["author"] = st.author
+            return await self.engine.images.commit_built(None, st.image_id, cfg, reuse_diff_id=reuse)
+        return None
 
     def cache_source_allowed(self, iid: str) -> bool:
         """With ``cachefrom``, only those images and their ancestors serve as cache (as Docker)."""
@@ -263,7 +302,7 @@ class Build:
         created_by = " ".join([*shell, "#(nop) ", comment])
         key = self.key(st, created_by)
         hit = False
-        async for msg in self.cached(st, key):
+        async for msg in self.cached(st, key, created_by, new):
             hit = True
             yield msg
         if hit:
@@ -290,7 +329,8 @@ class Build:
             self.containers.remove(sc)
 
     async def cleanup(self, failed: bool) -> None:
-        """Containers left by a failed step: removed with ``forcerm``, kept otherwise (as Docker)."""
+        """Containers left by a failed step: removed with ``forcerm``, kept otherwise (as Docker);
+        ``failed=False`` after a success or a client that went away: all removed (killed if running)."""
         if failed and not self.opts.forcerm:
             return
         for sc in list(self.containers):

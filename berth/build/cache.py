@@ -16,7 +16,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 
-from berth.db import Step, migrate, transaction
+from berth.db import Step, migrate, schema_problem, transaction
+from berth.storecheck import Findings
 
 MIGRATIONS: list[Step] = ["""
 CREATE TABLE IF NOT EXISTS build_cache (
@@ -58,3 +59,16 @@ class BuildCache:
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM build_cache").fetchone()[0])
+
+
+def check(conn: sqlite3.Connection) -> Findings:
+    """For ``berth check``: the table's schema version. An entry whose image is gone is no
+    problem (the next lookup drops it as a miss). Changes nothing."""
+    f = Findings()
+    if (p := schema_problem(conn, "build", MIGRATIONS)) is not None:
+        f.problem("database", p)
+    try:
+        f.checked = int(conn.execute("SELECT count(*) FROM build_cache").fetchone()[0])
+    except sqlite3.OperationalError:
+        f.checked = 0  # a data root no build has opened yet
+    return f

@@ -8,12 +8,13 @@ import asyncio
 import contextlib
 import os
 import stat
+import tempfile
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from berth import safepath
 from berth.build import dockerfile as dfmod
-from berth.build import front
+from berth.build import fetch, front
 from berth.errors import BerthError, InvalidParameter
 
 if TYPE_CHECKING:
@@ -40,17 +41,26 @@ async def copy_step(b: Build, st: StageState, inst: front.Instruction, name: str
     files = [(hd.name, (front.expand(hd.content, env, esc) if hd.expand else hd.content).encode())
              for hd in inline]
     shell = b.shell(st)
+    extract = None  # ADD unpacks local archives (copysrc's default)
     # the container whose root the plan looks at (dest dirs, --chown names) and, on a miss, takes the files
     sc = await b.new_container(st, [*shell, f"#(nop) {name}"], {})
     try:
         async with contextlib.AsyncExitStack() as stack:
             src_root = await stack.enter_async_context(source_root(b, src_ref)) if src_ref else b.context.root
+            if name == "ADD" and any(fetch.is_url(p) for p in sources):
+                if not all(fetch.is_url(p) for p in sources):
+                    raise InvalidParameter("ADD mixing URLs and local files is not supported; use one ADD for each")
+                src_root = stack.enter_context(tempfile.TemporaryDirectory(
+                    dir=os.path.dirname(b.engine.images.scratch_path(""))))
+                sources = await fetch.fetch(sources, src_root)
+                chmod = chmod or "600"  # as Docker gives a downloaded file
+                extract = False  # a downloaded archive is copied, not unpacked
             async with sc.rootfs() as rootfs:
                 try:
                     plan = await asyncio.to_thread(
                         copysrc.plan_copy, src_root, sources, dest, workdir=st.config.get("WorkingDir") or "/",
                         rootfs=rootfs, chown=chown or None, chmod=chmod or None, add=name == "ADD",
-                        stat_cache=b.stat_cache, from_stage=bool(src_ref), inline=files,
+                        stat_cache=b.stat_cache, from_stage=bool(src_ref), inline=files, extract=extract,
                         tmpdir=os.path.dirname(b.engine.images.scratch_path("")), cache_namespace="context")
                 except copysrc.CopyError as e:
                     why = str(e)
@@ -61,7 +71,7 @@ async def copy_step(b: Build, st: StageState, inst: front.Instruction, name: str
                 created_by = " ".join([*shell, "#(nop) " + comment])  # one space, as Docker's COPY
                 key = b.key(st, created_by + f" chown={chown} chmod={chmod} from={src_ref}", plan.checksum)
                 hit = False
-                async for msg in b.cached(st, key):
+                async for msg in b.cached(st, key, created_by, st.config):
                     hit = True
                     yield msg
                 if hit:
@@ -91,6 +101,8 @@ def _source_kind(src_root: str, sources: list[str], inline: int) -> str:
 
     if len(sources) + inline != 1 or any(copysrc.has_wildcards(s) for s in sources):
         return "multi"  # a wildcard too, even one matching a single file (Docker says file: then)
+    if not sources:
+        return "file"  # one heredoc
     rel = sources[0].lstrip("/") or "."
     root = os.open(src_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from berth.containers.store import Container
 from berth.images.store import Image
@@ -44,7 +44,8 @@ class Archives(Protocol):
 class Images(Protocol):
     def get(self, name: str) -> Image: ...
     def scratch_path(self, suffix: str = "") -> str: ...
-    async def commit_built(self, tar_path: str | None, base_id: str | None, config: JSON) -> str: ...
+    async def commit_built(self, tar_path: str | None, base_id: str | None, config: JSON,
+                           reuse_diff_id: str | None = None) -> str: ...
     async def tag(self, name: str, repo: str, tag: str | None) -> None: ...
 
 
@@ -114,19 +115,15 @@ class StepContainer:
         except NotFound:
             return False
 
-    async def commit(self, base_id: str | None, config: JSON, mtime_clamp: int | None,
-                     drop_if_empty: bool = False) -> str:
-        """The container's layer as a new image on ``base_id``; with ``drop_if_empty``, no layer
-        when the container changed nothing (a WORKDIR that already exists)."""
+    async def commit(self, base_id: str | None, config: JSON, mtime_clamp: int | None) -> str:
+        """The container's layer as a new image on ``base_id`` (a layer even when it is empty,
+        as Docker commits ``RUN true``)."""
         eng = self.engine
         tmp = eng.images.scratch_path(".tar")
         try:
             with open(tmp, "wb") as f:
                 await asyncio.to_thread(eng.snapshots.write_rw_tar, self.id, f, mtime_clamp)
-            layer = None if drop_if_empty and _tar_is_empty(tmp) else tmp
-            if layer is None:
-                config["history"][-1]["empty_layer"] = True
-            return await eng.images.commit_built(layer, base_id, config)
+            return await eng.images.commit_built(tmp, base_id, config)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -143,12 +140,3 @@ class StepContainer:
         async with self.engine.snapshots.rootfs_view(c, with_mounts=False) as root:
             yield root
 
-
-def _tar_is_empty(path: str) -> bool:
-    with open(path, "rb") as f:
-        head: bytes = _read(f, 512)
-    return not head.strip(b"\0")
-
-
-def _read(f: BinaryIO, n: int) -> bytes:
-    return f.read(n)

@@ -29,8 +29,8 @@ async def dispatch(b: Build, st: StageState, inst: front.Instruction) -> AsyncIt
     env = b.sub_env(st)
     esc = front.escape(b.df)
     if name == "ARG":
-        await_pairs = arg(b, st, inst)
-        async for msg in b.config_step(st, name, lambda c: "ARG " + await_pairs):
+        declared = arg(b, st, inst)
+        async for msg in b.config_step(st, name, lambda c: "ARG " + declared):
             yield msg
         return
     if name == "RUN":
@@ -131,7 +131,7 @@ async def run(b: Build, st: StageState, inst: front.Instruction) -> AsyncIterato
     created_by = " ".join(save_cmd)
     key = b.key(st, created_by)
     hit = False
-    async for msg in b.cached(st, key):
+    async for msg in b.cached(st, key, created_by, st.config):
         hit = True
         yield msg
     if hit:
@@ -177,7 +177,7 @@ async def workdir(b: Build, st: StageState, words: list[str]) -> AsyncIterator[J
     created_by = " ".join([*b.shell(st), "#(nop) " + comment])  # one space, as Docker's WORKDIR
     key = b.key(st, created_by)
     hit = False
-    async for msg in b.cached(st, key):
+    async for msg in b.cached(st, key, created_by, new):
         hit = True
         yield msg
     if hit:

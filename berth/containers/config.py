@@ -35,6 +35,11 @@ def merge_config(body: dict[str, Any], icfg: dict[str, Any]) -> dict[str, Any]:
         merged.pop(key, None)
         merged[key] = e
     env = list(merged.values())
+    exposed = dict(icfg.get("ExposedPorts") or {})
+    body_exposed = body.get("ExposedPorts") or {}
+    if not isinstance(body_exposed, dict):
+        raise InvalidParameter("Config.ExposedPorts: must be an object")
+    exposed.update(body_exposed)
     labels = dict(icfg.get("Labels") or {})
     labels.update(body.get("Labels") or {})
     return {
@@ -55,6 +60,7 @@ def merge_config(body: dict[str, Any], icfg: dict[str, Any]) -> dict[str, Any]:
         "Entrypoint": entry,
         "OnBuild": icfg.get("OnBuild"),
         "Labels": labels,
+        **({"ExposedPorts": exposed} if exposed else {}),
         **({"StopSignal": body.get("StopSignal") or icfg["StopSignal"]}
            if body.get("StopSignal") or icfg.get("StopSignal") else {}),
         **({"StopTimeout": body["StopTimeout"]} if body.get("StopTimeout") is not None else {}),
@@ -64,8 +70,10 @@ def merge_config(body: dict[str, Any], icfg: dict[str, Any]) -> dict[str, Any]:
 
 def validate_host_config(hc: dict[str, Any]) -> None:
     mode = hc.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge", "none", "host"):
-        raise InvalidParameter(f"network {mode} not found")
+    if not isinstance(mode, str):
+        raise InvalidParameter("HostConfig.NetworkMode: must be a string")
+    if mode == "container:" or mode.startswith("container:") and ":" in mode[len("container:"):]:
+        raise InvalidParameter(f"HostConfig.NetworkMode: invalid container network mode {mode!r}")
     if "AutoRemove" in hc and not isinstance(hc["AutoRemove"], bool):
         raise InvalidParameter("HostConfig.AutoRemove: must be a boolean")
     rp = hc.get("RestartPolicy") or {}

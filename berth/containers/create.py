@@ -68,6 +68,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None) 
     if not cfg["Entrypoint"] and not cfg["Cmd"]:
         raise InvalidParameter("No command specified")
     health.validate(body.get("Healthcheck"))
+    etcfiles.validate(hc)
     cid = secrets.token_hex(32)
     if not cfg.get("Hostname"):
         cfg["Hostname"] = cid[:12]
@@ -95,7 +96,12 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None) 
     )
     svc.pending_names.add(name)
     try:
-        return await _make(svc, c, cdir, mount_points, image.top_layer), warnings
+        svc.network.plan(cid, hc, body.get("NetworkingConfig"), cfg.get("ExposedPorts"))  # 400/404 before anything
+        try:
+            return await _make(svc, c, cdir, mount_points, image.top_layer), warnings
+        except BaseException:
+            svc.network.forget(cid)
+            raise
     finally:
         svc.pending_names.discard(name)
 
@@ -113,7 +119,7 @@ async def _make(svc: ContainerService, c: Container, cdir: str, mount_points: li
             elif mp.Type == "bind" and mp.CreateSource and not os.path.exists(mp.Source):
                 os.makedirs(mp.Source, mode=0o755)  # as ``docker run -v`` does
         c.mounts = [asdict(mp) for mp in mount_points]
-        etcfiles.write(c)
+        etcfiles.write(c, svc.network.host_gateway())
         try:
             await asyncio.to_thread(svc.layers.make_rw, c.id, top_layer)
             svc.layers.record_rw(c.id, top_layer)

@@ -9,6 +9,7 @@ session's ExitCode before the client's stream is closed (the docker CLI reads it
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import secrets
 import signal
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth import detachkeys
 from berth.containers import health
 from berth.containers.store import Container
 from berth.containers.tasks import TaskGroup
@@ -48,6 +50,8 @@ class ExecSession:
     started: bool = False
     process: ExecProcess | None = None
     probe: bool = False  # a healthcheck's: never listed in the container's ExecIDs
+    detach_keys: bytes = b""  # the body's DetachKeys, parsed
+    error: str = ""  # why the process could not be started, in Docker's words
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def inspect(self) -> dict[str, Any]:
@@ -56,7 +60,9 @@ class ExecSession:
             "ProcessConfig": {"tty": self.tty, "entrypoint": self.args[0], "arguments": self.args[1:],
                               "privileged": self.privileged, "user": self.user},
             "OpenStdin": self.stdin, "OpenStderr": self.stderr, "OpenStdout": self.stdout,
-            "CanRemove": False, "ContainerID": self.container_id, "DetachKeys": "",
+            # Docker's field is a byte slice, so JSON has it in base64
+            "CanRemove": False, "ContainerID": self.container_id,
+            "DetachKeys": base64.b64encode(self.detach_keys).decode(),
             "Pid": self.process.pid if self.process is not None else self.pid,
         }
 
@@ -115,6 +121,8 @@ class ExecService:
             reader = self.tasks.spawn(out.consume(proc.output()))
             try:
                 await asyncio.wait_for(asyncio.shield(asyncio.gather(reader, session.done.wait())), timeout)
+                if session.error:  # could not run at all: Docker logs the error, exit code -1
+                    raise BerthError(session.error)
                 return session.exit_code or 0, out.text()
             except TimeoutError:
                 proc.kill(signal.SIGKILL)
@@ -139,13 +147,18 @@ class ExecService:
         env = body.get("Env") or []
         if not isinstance(env, list):
             raise InvalidParameter("Env: must be a list of strings")
+        keys = body.get("DetachKeys") or ""
+        try:
+            detach_keys = detachkeys.parse(keys) if isinstance(keys, str) and keys else b""
+        except ValueError as e:
+            raise InvalidParameter(f"Invalid escape keys ({keys}) provided") from e
         s = ExecSession(id=secrets.token_hex(32), container_id=container.id, args=list(cmd),
                         tty=bool(body.get("Tty")), stdin=bool(body.get("AttachStdin")),
                         stdout=bool(body.get("AttachStdout")), stderr=bool(body.get("AttachStderr")),
                         user=body.get("User") or container.config.get("User") or "",
                         env=_merge_env(container.config.get("Env") or [], env),
                         workdir=body.get("WorkingDir") or container.config.get("WorkingDir") or "/",
-                        privileged=bool(body.get("Privileged")))
+                        privileged=bool(body.get("Privileged")), detach_keys=detach_keys)
         self.sessions[s.id] = s
         return s
 
@@ -194,6 +207,8 @@ class ExecService:
         code = -1
         try:
             code = await proc.wait()
+            if proc.start_error:
+                code, s.error = start_failure(s.args[0], proc.start_error)
         finally:
             s.pid = proc.pid
             _end_session(s, code)
@@ -212,6 +227,20 @@ def _end_session(s: ExecSession, exit_code: int) -> None:
     s.running = False
     s.process = None
     s.done.set()
+
+
+def start_failure(cmd: str, runtime_msg: str) -> tuple[int, str]:
+    """An exec that could not start: Docker's exit code (127 not found, 126 cannot execute) and
+    message, which it writes to the exec's stdout and the docker CLI prints."""
+    low = runtime_msg.lower()
+    prefix = "OCI runtime exec failed: exec failed: unable to start container process: "
+    if "permission denied" in low:
+        return 126, f'{prefix}exec: "{cmd}": permission denied: unknown'
+    if "not found" in low or "no such file" in low:
+        if "/" in cmd:
+            return 127, f'{prefix}exec: "{cmd}": stat {cmd}: no such file or directory: unknown'
+        return 127, f'{prefix}exec: "{cmd}": executable file not found in $PATH: unknown'
+    return 126, f"{prefix}{runtime_msg}: unknown"
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:

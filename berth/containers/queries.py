@@ -14,6 +14,7 @@ from berth.containers import logs as logfile
 from berth.containers import stats as container_stats
 from berth.containers import views
 from berth.containers.config import log_driver
+from berth.containers.networking import ContainerNetworking, NoNetworking
 from berth.containers.store import Container
 from berth.errors import BerthError, NotImplementedHere
 from berth.images.service import ImageService
@@ -34,6 +35,7 @@ class ContainerQueries:
         self.layers = layers
         self.volume_root = volume_root
         self.exec_ids = exec_ids
+        self.network: ContainerNetworking = NoNetworking()
 
     def using_image(self, image_id: str) -> list[tuple[str, bool]]:
         return [(c.id, c.state.running) for c in self.by_id.values() if c.image_id == image_id]
@@ -48,7 +50,7 @@ class ContainerQueries:
     def list(self, all_: bool, limit: int, filters: FilterMap) -> JSONList:
         items = sorted(self.by_id.values(), key=lambda x: x.created_ts, reverse=True)
         return views.listing(items, all_, limit, filters, self.get, lambda refs: views.image_family(self.images, refs),
-                             self.volume_root)
+                             self.volume_root, self.network)
 
     async def list_sized(self, all_: bool, limit: int, filters: FilterMap) -> JSONList:
         """``ps --size``: the listing plus each writable layer's size, walked off the event loop."""
@@ -66,6 +68,8 @@ class ContainerQueries:
     async def inspect(self, name: str, size: bool = False) -> dict[str, Any]:
         c = self.get(name)
         d = views.detail(c, self.layers.driver, self.exec_ids(c.id), self.volume_root)
+        d["NetworkSettings"] = self.network.settings(c.id, c.host_config, c.config.get("ExposedPorts"),
+                                                     c.state.running)
         if size:
             d["SizeRw"] = await self._rw_size(c.id)
         return d
@@ -73,8 +77,12 @@ class ContainerQueries:
     def stats(self, name: str, previous: dict[str, Any] | None) -> dict[str, Any]:
         c = self.get(name)
         running = c.state.Status in ("running", "paused")
-        return container_stats.read_stats(f"/berth/{c.id}" if running else "/berth/nonexistent",
-                                          c.state.Pid if running else 0, c.name, c.id, previous)
+        out = container_stats.read_stats(f"/berth/{c.id}" if running else "/berth/nonexistent",
+                                         c.state.Pid if running else 0, c.name, c.id, previous)
+        networks = self.network.counters(c.id) if running else None
+        if networks:
+            out["networks"] = networks
+        return out
 
     async def df_items(self) -> JSONList:
         out = await self.list_sized(True, -1, {})

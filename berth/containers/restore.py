@@ -41,6 +41,7 @@ _LIVE = ("running", "paused", "stopped")
 async def restore_all(svc: ContainerService) -> None:
     """Reconcile, then apply restart policies at daemon start; interrupted back-offs resume."""
     await reconcile(svc)
+    await svc.network.restore({c.id for c in svc.by_id.values() if c.state.running})
     for c in list(svc.by_id.values()):
         if c.state.Status == "restarting" and not svc.restarts.pending(c.id):
             svc.restarts.schedule(c)

@@ -18,13 +18,14 @@ from typing import Any
 
 from berth import crashpoint
 from berth.containers import create as creation
-from berth.containers import restart, startspec, views
+from berth.containers import etcfiles, restart, startspec, views
 from berth.containers import update as updates
 from berth.containers.config import log_max_file, log_size_max
 from berth.containers.execs import ExecService
 from berth.containers.files import ContainerFiles
 from berth.containers.healthsup import HealthSupervisor
 from berth.containers.mounts import unstage
+from berth.containers.networking import ContainerNetworking, NoNetworking
 from berth.containers.procs import Processes
 from berth.containers.queries import ContainerQueries
 from berth.containers.restart import RestartPolicies
@@ -75,6 +76,29 @@ class ContainerService:
         self.snapshots = Snapshots(self)
         self.processes = Processes(self.get)
         self.stdio = Stdio(self.get, runtime, self.bundle, self.waiters)
+        self.network: ContainerNetworking = NoNetworking()
+
+    def use_network(self, network: ContainerNetworking) -> None:
+        """Networking is wired in by the daemon (berth.network); without it, only none and host."""
+        self.network = network
+        self.queries.network = network
+
+    # -- what networking needs to know of containers (berth.network.service.Directory) ----------------
+    def find(self, ref: str) -> tuple[str, str, int]:
+        c = self.get(ref)
+        return c.id, c.name, c.state.Pid if c.state.running else 0
+
+    def name_of(self, cid: str) -> str | None:
+        c = self.by_id.get(cid)
+        return c.name if c is not None else None
+
+    def state(self, cid: str) -> tuple[str, bool]:
+        c = self.by_id[cid]
+        return str(c.host_config.get("NetworkMode") or "default"), c.state.running
+
+    def host_config(self, cid: str) -> dict[str, Any]:
+        c = self.by_id.get(cid)
+        return dict(c.host_config) if c is not None else {}
 
     def event(self, c: Container, action: str, **extra: str) -> None:
         attrs = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
@@ -144,10 +168,18 @@ class ContainerService:
         rootfs = await asyncio.to_thread(self.files.mount, c)
         t_mount = time.perf_counter()
         acquired: list[str] = []
+        networked = False
         try:
             user_mounts = await self.mounts.prepare(c, rootfs, acquired)
             cfg = c.config
-            await asyncio.to_thread(startspec.write_bundle, c, rootfs, user_mounts, b.dir)
+            t_net = time.perf_counter()
+            sandbox = await self.network.attach(c.id, c.name, c.host_config, cfg.get("ExposedPorts"))
+            networked = True
+            t_net = time.perf_counter() - t_net
+            if sandbox.addresses:
+                etcfiles.write_hosts(c, sandbox.addresses, self.network.host_gateway())
+                etcfiles.write_resolv(c, sandbox.embedded_dns)
+            await asyncio.to_thread(startspec.write_bundle, c, rootfs, user_mounts, b.dir, sandbox.path)
             t_spec = time.perf_counter()
             try:
                 created = await self.runtime.create(b, terminal=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
@@ -157,6 +189,8 @@ class ContainerService:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
         except BaseException:
+            if networked:
+                await self.network.detach(c.id)
             unstage(self.files.staging_dir(c))
             for name in acquired:
                 self.volumes.release(name)
@@ -173,6 +207,7 @@ class ContainerService:
                 with contextlib.suppress(ProcessLookupError):
                     self.runtime.kill(created.pid, signal.SIGKILL)
             await self.runtime.delete(b)
+            await self.network.detach(c.id)
             self.mounts.release(c)
             self.layers.unmount_rw(c.id)
             msg = self._fail_start(c, str(e))
@@ -187,8 +222,9 @@ class ContainerService:
         if not self.watch_exit(b, created.monitor_pid):
             self.tasks.spawn(self._exited(c.id))
         t_end = time.perf_counter()
-        log.debug("start %s: mount %.1f ms, spec %.1f ms, monitor+create %.1f ms, start %.1f ms", c.id[:12],
-                  (t_mount - t0) * 1e3, (t_spec - t_mount) * 1e3, (t_create - t_spec) * 1e3, (t_end - t_create) * 1e3)
+        log.debug("start %s: mount %.1f ms, network %.1f ms, spec %.1f ms, monitor+create %.1f ms, start %.1f ms",
+                  c.id[:12], (t_mount - t0) * 1e3, t_net * 1e3, (t_spec - t_mount - t_net) * 1e3,
+                  (t_create - t_spec) * 1e3, (t_end - t_create) * 1e3)
 
     def _fail_start(self, c: Container, msg: str) -> str:
         """Record a failed start; return the message to report (berth/containers/startspec.py)."""
@@ -212,6 +248,7 @@ class ContainerService:
             await asyncio.to_thread(self.files.unmount, c)
         finally:
             self._exiting.discard(cid)
+        await self.network.detach(cid)
         self.mounts.release(c)
         # The runtime's leftover state is cleared in the background: nobody needs to wait for
         # it except a later start of this container, which awaits it.
@@ -381,6 +418,7 @@ class ContainerService:
             await asyncio.to_thread(self.files.discard, c)  # files first, then the rows: as a crash would leave it
             self.layers.forget_rw(c.id)
             self.store.delete(c.id)
+            self.network.forget(c.id)
             self.execs.forget_container(c.id)
             self.restarts.forget(c.id)
             del self.by_id[c.id]

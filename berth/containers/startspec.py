@@ -16,8 +16,9 @@ from berth.runtime import hostconfig
 from berth.runtime import spec as ocispec
 
 
-def build(c: Container, rootfs: str, user_mounts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The OCI spec of a start (blocking: makes the working directory inside ``rootfs``)."""
+def build(c: Container, rootfs: str, user_mounts: list[dict[str, Any]], netns: str | None = "") -> dict[str, Any]:
+    """The OCI spec of a start (blocking: makes the working directory inside ``rootfs``). ``netns``: the
+    network namespace to join (a path), a new one (""), or the host's (None)."""
     cfg = c.config
     try:
         ocispec.workdir_in_rootfs(rootfs, cfg.get("WorkingDir") or "")
@@ -41,14 +42,19 @@ def build(c: Container, rootfs: str, user_mounts: list[dict[str, Any]]) -> dict[
         hostconfig.apply(spec, c.host_config)
     except OSError as e:
         raise InvalidParameter(f"error applying HostConfig: {e}") from e
-    if c.host_config.get("NetworkMode") == "host":
+    if netns is None:
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+    elif netns:
+        for n in spec["linux"]["namespaces"]:
+            if n["type"] == "network":
+                n["path"] = netns
     return spec
 
 
-def write_bundle(c: Container, rootfs: str, user_mounts: list[dict[str, Any]], bundle_dir: str) -> None:
+def write_bundle(c: Container, rootfs: str, user_mounts: list[dict[str, Any]], bundle_dir: str,
+                 netns: str | None = "") -> None:
     """Write ``config.json`` into the bundle (blocking; the bundle is ephemeral: no fsync)."""
-    write_file(os.path.join(bundle_dir, "config.json"), json.dumps(build(c, rootfs, user_mounts)).encode())
+    write_file(os.path.join(bundle_dir, "config.json"), json.dumps(build(c, rootfs, user_mounts, netns)).encode())
 
 
 def failed(c: Container, msg: str) -> tuple[State, str]:

@@ -10,6 +10,7 @@ from berth.containers.mounts import MountPoint
 from berth.containers.store import Container
 from berth.errors import BerthError, InvalidParameter
 from berth.filters import Filters, go_list
+from berth.runtime import spec as ocispec
 
 # the predefined networks' IDs (berth/api/absent.py lists them)
 NONE_NETWORK_ID = "0" * 63 + "1"
@@ -64,14 +65,16 @@ def status_text(c: Container) -> str:
     return st.Status.capitalize()
 
 
-def summary(c: Container, volume_root: str) -> dict[str, Any]:
+def summary(c: Container, volume_root: str, network: Any = None) -> dict[str, Any]:
     """One entry of ``GET /containers/json``."""
+    ports, networks = (network.summary(c.id, c.host_config, c.config.get("ExposedPorts"), c.state.running)
+                       if network is not None else ([], {}))
     return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id,
-        "Command": " ".join([c.path, *c.args]), "Created": int(c.created_ts), "Ports": [],
+        "Command": " ".join([c.path, *c.args]), "Created": int(c.created_ts), "Ports": ports,
         "Labels": c.config.get("Labels") or {}, "State": c.state.Status, "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks},
         "Mounts": [MountPoint(**m).to_api(volume_root) for m in c.mounts],
     }
 
@@ -104,13 +107,44 @@ def detail(c: Container, driver: Any, exec_ids: list[str], volume_root: str) -> 
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
-        "HostConfig": c.host_config,
+        "HostConfig": inspect_host_config(c.host_config),
         "GraphDriver": {"Name": driver.name,
                         "Data": {"UpperDir": driver.rw_path(c.id), "MergedDir": driver.rootfs_path(c.id)}},
         "Mounts": [MountPoint(**m).to_api(volume_root) for m in c.mounts],
         "Config": c.config,
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
     }
+
+
+# What Docker's inspect shows for a HostConfig field the client did not set (null where Docker's is a
+# nil slice or pointer, [] where it makes an empty one): clients index these without checking.
+_HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Binds": None, "ContainerIDFile": "", "NetworkMode": "default",
+    "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": False,
+    "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0], "CapAdd": None, "CapDrop": None,
+    "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
+    "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
+    "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
+    "ShmSize": 64 << 20, "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "",
+    "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
+    "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+    "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+    "DeviceRequests": None, "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+    "OomKillDisable": False, "PidsLimit": None, "Ulimits": [], "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+}
+
+
+def inspect_host_config(hc: dict[str, Any]) -> dict[str, Any]:
+    """The stored HostConfig with every field Docker's inspect has (those not set at their defaults)."""
+    out = dict(_HOST_CONFIG_DEFAULTS)
+    privileged = bool(hc.get("Privileged"))
+    out["MaskedPaths"] = None if privileged else list(ocispec.MASKED_PATHS)
+    out["ReadonlyPaths"] = None if privileged else list(ocispec.READONLY_PATHS)
+    out.update({k: v for k, v in hc.items() if v is not None or out.get(k) is None})
+    if not out.get("ShmSize"):
+        out["ShmSize"] = 64 << 20
+    return out
 
 
 # the keys GET /containers/json accepts, and the values its enumerated keys take
@@ -163,7 +197,7 @@ def health_of(c: Container) -> str:
 
 def listing(items: list[Container], all_: bool, limit: int, filters: dict[str, list[str]],
             lookup: Callable[[str], Container], family: Callable[[list[str]], set[str]],
-            volume_root: str) -> list[dict[str, Any]]:
+            volume_root: str, network: Any = None) -> list[dict[str, Any]]:
     """``GET /containers/json``: newest first, filtered with Docker's rules."""
     f = Filters.of(filters).validate(LIST_FILTERS, patterns=("name", "id"))
     for s in f.vals("status"):
@@ -200,9 +234,9 @@ def listing(items: list[Container], all_: bool, limit: int, filters: dict[str, l
             continue
         if limit > 0 and len(out) >= limit:
             break
-        if not _include(c, f, exited, is_task, images):
+        if not _include(c, f, exited, is_task, images, network):
             continue
-        entry = summary(c, volume_root)
+        entry = summary(c, volume_root, network)
         if publish or expose:
             ports = entry["Ports"]
             if not any(f"{p.get('PublicPort')}/{p.get('Type')}" in publish or
@@ -212,7 +246,8 @@ def listing(items: list[Container], all_: bool, limit: int, filters: dict[str, l
     return out
 
 
-def _include(c: Container, f: Filters, exited: set[int], is_task: bool | None, images: set[str] | None) -> bool:
+def _include(c: Container, f: Filters, exited: set[int], is_task: bool | None, images: set[str] | None,
+             network: Any = None) -> bool:
     if not (f.match("name", "/" + c.name) or f.match("name", c.name)) or not f.match("id", c.id):
         return False
     if is_task:  # no container of this engine is a swarm task
@@ -232,8 +267,10 @@ def _include(c: Container, f: Filters, exited: set[int], is_task: bool | None, i
         return False
     if "network" in f:
         mode = c.host_config.get("NetworkMode") or "default"
-        ids = {"none": NONE_NETWORK_ID, "host": HOST_NETWORK_ID}
-        if not any(v == mode or (mode in ids and ids[mode].startswith(v)) for v in f.vals("network")):
+        ids: dict[str, str] = {"none": NONE_NETWORK_ID, "host": HOST_NETWORK_ID}
+        netnames: set[str] = network.network_ids(c.id, c.host_config) if network is not None else set()
+        if not any(v == mode or (mode in ids and ids[mode].startswith(v)) or v in netnames or
+                   any(len(v) >= 3 and n.startswith(v) for n in netnames) for v in f.vals("network")):
             return False
     return True
 

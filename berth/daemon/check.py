@@ -32,12 +32,14 @@ class Report:
 
 
 def check(data_root: str, verify_data: bool = False) -> Report:
+    from berth.build import cache as build_cache
     from berth.containers import store as containers
     from berth.content.store import at as content_at
     from berth.daemon import leftovers
     from berth.images import store as images
     from berth.layers import drivers
     from berth.layers import store as layers
+    from berth.network import store as networks
     from berth.volumes import store as volumes
 
     r = Report()
@@ -58,7 +60,9 @@ def check(data_root: str, verify_data: bool = False) -> Report:
             "layers": layers.check(conn, j(data_root, "layers"), drivers.for_check(data_root), verify_data),
             "images": images.check(conn, content, layers.exists_in(conn)),
             "containers": containers.check(conn),
+            "networks": networks.check(conn),
             "blobs": content.check(verify_data),
+            "build cache entries": build_cache.check(conn),
         }
         for name, f in found.items():
             r.checked[name] = f.checked

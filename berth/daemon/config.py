@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from berth.network.config import NetConfig
+
 
 @dataclass
 class Config:
@@ -27,5 +29,7 @@ class Config:
     registry_addr: str = ""  # HOST:PORT: serve the registry API from the engine's content store
     registry_tlscert: str = ""
     registry_tlskey: str = ""
+    network: NetConfig = field(default_factory=NetConfig)
+    network_cleanup: bool = False  # --network-cleanup: remove every bridge, veth, rule Berth made, then exit
     engine_id: str = ""
     warnings: list[str] = field(default_factory=list)

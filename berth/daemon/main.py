@@ -16,12 +16,15 @@ import signal
 import ssl
 import sys
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from berth.daemon import hostperms, listeners
 from berth.daemon.config import Config
+
+if TYPE_CHECKING:
+    from berth.build.service import BuildService
 
 log = logging.getLogger("berthd")
 
@@ -53,7 +56,38 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--registry-addr", default="", help="HOST:PORT: serve the registry API from this engine's store")
     p.add_argument("--registry-tlscert", default="")
     p.add_argument("--registry-tlskey", default="")
+    g = p.add_argument_group("networking (as dockerd's flags)")
+    g.add_argument("-b", "--bridge", default="berth0", help="the default bridge's interface; none: no default bridge")
+    g.add_argument("--bip", default="", help="the default bridge's address and prefix, e.g. 172.17.0.1/16")
+    g.add_argument("--fixed-cidr", default="", help="the default bridge's range of container addresses")
+    g.add_argument("--default-address-pool", action="append", default=[], dest="address_pools",
+                   help="base=CIDR,size=N: where subnets of new networks come from (repeatable)")
+    g.add_argument("--mtu", type=int, default=1500)
+    g.add_argument("--iptables", nargs="?", const=True, default=True, type=_bool)
+    g.add_argument("--ip-forward", nargs="?", const=True, default=True, type=_bool)
+    g.add_argument("--network-tag", default="", help="a suffix for Berth's iptables chains, so that several "
+                   "berthds on one host keep their rules apart")
+    g.add_argument("--network-pool", type=int, default=2, help="network namespaces with a veth pair made ahead "
+                   "of container starts (0: make each at its start)")
+    g.add_argument("--network-cleanup", action="store_true",
+                   help="remove every bridge, veth, namespace and iptables rule this berthd made, then exit")
     a = p.parse_args(argv)
+    from berth.network.config import NetConfig, parse_bip, parse_pool
+
+    try:
+        if a.bip:
+            parse_bip(a.bip)
+        pools = [parse_pool(x) for x in a.address_pools]
+    except ValueError as e:
+        p.error(str(e))
+    if len(a.bridge) > 15 or not a.bridge:
+        p.error(f"--bridge {a.bridge!r}: an interface name is 1 to 15 characters")
+    if a.network_tag and (len(a.network_tag) > 10 or not a.network_tag.replace("-", "").isalnum()):
+        p.error("--network-tag: at most 10 letters, digits or dashes")
+    net = NetConfig(bridge=a.bridge, bip=a.bip, fixed_cidr=a.fixed_cidr, mtu=a.mtu, tag=a.network_tag,
+                    iptables=a.iptables, ip_forward=a.ip_forward, pool=max(0, min(a.network_pool, 32)))
+    if pools:
+        net.pools = pools
     driver = "overlay" if a.storage_driver == "overlay2" else a.storage_driver
     return Config(hosts=a.hosts or ["unix:///var/run/berth.sock"], data_root=os.path.abspath(a.data_root),
                   exec_root=os.path.abspath(a.exec_root), pidfile=a.pidfile, storage_driver=driver,
@@ -62,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
                   insecure_registries=a.insecure_registries, registry_mirrors=a.registry_mirrors,
                   registry_addr=a.registry_addr, registry_tlscert=a.registry_tlscert,
-                  registry_tlskey=a.registry_tlskey)
+                  registry_tlskey=a.registry_tlskey, network=net, network_cleanup=a.network_cleanup)
 
 
 def _bool(v: str) -> bool:
@@ -198,18 +232,26 @@ class Daemon:
         self.content = content  # --registry-addr serves from it
         bus = EventBus()
         containers.publish = image_service.publish = volumes.publish = bus.publish
-        system = SystemService(cfg, containers.queries, image_service, lambda: len(images.list()), volumes, driver)
+        from berth.network.manage import Networks
+        from berth.network.service import NetworkService
+
+        self.network = NetworkService(conn, cfg.exec_root, cfg.network)
+        self.network.directory = containers
+        self.network.publish = bus.publish
+        containers.use_network(self.network)
+        system = SystemService(cfg, containers.queries, image_service, lambda: len(images.list()), volumes, driver,
+                               event_listeners=lambda: bus.subscribers)
         archives = ArchiveService(containers.snapshots, image_service.scratch_path)
-        builder = self._builder(conn, containers, archives, image_service, distribution)
+        builder = self.builder = self._builder(conn, containers, archives, image_service, distribution)
         return build_app(Backends(containers=containers, container_queries=containers.queries,
                                   stdio=containers.stdio, snapshots=containers.snapshots,
                                   processes=containers.processes, execs=containers.execs,
                                   archives=archives, images=image_service, distribution=distribution,
                                   volumes=volumes, system=system, events=bus, scratch=image_service,
-                                  build=builder))
+                                  networks=Networks(self.network), build=builder))
 
     @staticmethod
-    def _builder(conn: Any, containers: Any, archives: Any, images: Any, distribution: Any) -> Any:
+    def _builder(conn: Any, containers: Any, archives: Any, images: Any, distribution: Any) -> BuildService:
         """The classic builder: RUN steps through the container service, layers through commit."""
         from berth.build.cache import BuildCache
         from berth.build.engine import Engine
@@ -228,6 +270,7 @@ class Daemon:
         return BuildService(engine, BuildCache(conn, image_exists), images.scratch_path)
 
     async def serve(self, app: web.Application) -> None:
+        await self.network.setup()  # bridges and rules before any container starts
         await self.containers.restore()
         # streams (events, logs -f, attach) would hold shutdown for a minute: give them a second
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
@@ -264,8 +307,12 @@ class Daemon:
     async def shutdown(self) -> None:
         for runner in self.runners:
             await runner.cleanup()
+        if hasattr(self, "builder"):
+            await self.builder.close()
         if hasattr(self, "containers"):
             await self.containers.close()  # background work is cancelled; containers keep running
+        if hasattr(self, "network"):
+            await self.network.close()  # bridges, veths and rules stay: running containers use them
         for host in self.cfg.hosts:
             if host.startswith("unix://") and os.path.exists(host[7:]):
                 os.unlink(host[7:])
@@ -318,6 +365,14 @@ def main(argv: list[str] | None = None) -> None:
         lock_fd = take_lock(cfg.data_root)
     except AlreadyRunning as e:
         sys.exit(f"berthd: {e}")
+    if cfg.network_cleanup:
+        from berth.db import open_db
+        from berth.network.cleanup import remove_everything
+
+        for line in remove_everything(open_db(os.path.join(cfg.data_root, "berth.db")), cfg.exec_root, cfg.network):
+            print(f"removed {line}")
+        os.close(lock_fd)
+        return
     hostperms.secure_layout(cfg.data_root, cfg.exec_root, cfg.storage_driver)
     cfg.engine_id = engine_id(cfg.data_root)
     choose_runtime(cfg)

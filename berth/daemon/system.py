@@ -36,8 +36,9 @@ class Driver(Protocol):
 
 class SystemService:
     def __init__(self, cfg: Config, containers: Containers, images: Images, image_count: Callable[[], int],
-                 volumes: Volumes, driver: Driver) -> None:
+                 volumes: Volumes, driver: Driver, event_listeners: Callable[[], int] = lambda: 0) -> None:
         self.cfg = cfg
+        self.event_listeners = event_listeners  # for /info's NEventsListener
         self.containers = containers
         self.images = images
         self.image_count = image_count
@@ -76,10 +77,10 @@ class SystemService:
             "Images": self.image_count(),
             "Driver": cfg.storage_driver,
             "DriverStatus": self.driver.status(),
-            "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": None,
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
                         "Log": sorted(LOG_DRIVERS)},
             "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
-            "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": False, "Debug": cfg.log_level == "debug",
+            "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": _ip_forward(), "Debug": cfg.log_level == "debug",
             "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False, "NGoroutines": 0,
             "SystemTime": datetime.datetime.now().astimezone().isoformat(),
             "LoggingDriver": "json-file",
@@ -93,7 +94,9 @@ class SystemService:
             "NCPU": os.cpu_count() or 1,
             "MemTotal": mem_total(),
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": []},
+            "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": [],
+                               "AllowNondistributableArtifactsCIDRs": [],
+                               "AllowNondistributableArtifactsHostnames": []},
             "DockerRootDir": cfg.data_root,
             "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
             "Name": uname.nodename,
@@ -109,6 +112,10 @@ class SystemService:
             "InitBinary": "",
             "SecurityOptions": seccomp.security_options(),
             "Warnings": cfg.warnings + ([f"WARNING: {problem}"] if (problem := seccomp.default_problem()) else []),
+            **_INFO_CONSTANT,
+            "NEventsListener": self.event_listeners(),
+            "BridgeNfIptables": _sysctl_on("net/bridge/bridge-nf-call-iptables"),
+            "BridgeNfIp6tables": _sysctl_on("net/bridge/bridge-nf-call-ip6tables"),
         }
 
     async def disk_usage(self) -> dict[str, Any]:
@@ -120,6 +127,22 @@ class SystemService:
             "Volumes": await self.volumes.df_items(),
             "BuildCache": [],
         }
+
+
+# /info fields Docker always has, which have one value here (no containerd; init and runtime
+# commits unknown), so clients that read them find them
+_INFO_CONSTANT: dict[str, Any] = {
+    "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
+    "InitCommit": {"ID": "", "Expected": ""}, "CDISpecDirs": [], "GenericResources": None,
+}
+
+
+def _sysctl_on(name: str) -> bool:
+    try:
+        with open("/proc/sys/" + name) as f:
+            return f.read().strip() == "1"
+    except OSError:  # br_netfilter not loaded
+        return False
 
 
 def mem_total() -> int:
@@ -139,3 +162,12 @@ def os_name() -> str:
     except OSError:
         pass
     return "Linux"
+
+
+def _ip_forward() -> bool:
+    """Whether the host forwards IPv4 (berthd turns it on for bridge networks unless --ip-forward=false)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False

@@ -50,6 +50,14 @@ def parse_created(s: str | None) -> int:
         return 0
 
 
+# Docker's image inspect shows its Config as a container config: every field, empty when unset
+_IMAGE_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+    "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None,
+}
+
+
 class ImageService:
     def __init__(self, images: ImageStore, layers: LayerStore, scratch: str, containers_using: ContainersUsing,
                  driver_name: str) -> None:
@@ -231,15 +239,22 @@ class ImageService:
             raise
         return ex, diff_id
 
-    async def commit_built(self, tar_path: str | None, base_id: str | None, config: dict[str, Any]) -> str:
+    async def commit_built(self, tar_path: str | None, base_id: str | None, config: dict[str, Any],
+                           reuse_diff_id: str | None = None) -> str:
         """A build step's image: ``config`` (the builder's whole image config, history included) on
         ``base_id``'s layers, plus the layer in ``tar_path`` when the step made one. The new image's
         parent is ``base_id``, so intermediates stay hidden from ``docker images`` and go with
-        their child in ``docker image prune``, as Docker's are. ``tar_path`` is consumed."""
+        their child in ``docker image prune``, as Docker's are. ``tar_path`` is consumed.
+        ``reuse_diff_id``: a layer already stored on ``base_id``'s (a build cache source's),
+        instead of a new one."""
         base = self.images.get(base_id) if base_id else None
         diff_ids = list(base.diff_ids) if base else []
         ex = None
-        if tar_path is not None:
+        if reuse_diff_id is not None:
+            if not self.layers.exists(chain_id(base.top_layer if base else None, reuse_diff_id)):
+                raise ImageNotFound(f"layer {reuse_diff_id} on {base_id}")
+            diff_ids.append(reuse_diff_id)
+        elif tar_path is not None:
             ex, diff_id = await self._extract_layer_tar(tar_path, base.top_layer if base else None)
             diff_ids.append(diff_id)
         try:
@@ -408,7 +423,7 @@ class ImageService:
             "Created": c.get("created", ""),
             "DockerVersion": c.get("docker_version", ""),
             "Author": c.get("author", ""),
-            "Config": c.get("config") or {},
+            "Config": {**_IMAGE_CONFIG_DEFAULTS, **(c.get("config") or {})},
             "Architecture": c.get("architecture", ""),
             "Variant": c.get("variant", ""),
             "Os": c.get("os", ""),

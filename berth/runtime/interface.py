@@ -75,6 +75,7 @@ class ExecProcess(Protocol):
     ``output()`` the process blocks on its pipes, unless ``discard_output`` was called."""
 
     pid: int  # its host pid: 0 until the runtime has reported it
+    start_error: str  # once ended: the runtime's message if the process could not be started, else ""
 
     def output(self) -> AsyncIterator[tuple[int, bytes]]: ...
 

@@ -16,7 +16,7 @@ import socket
 import struct
 import termios
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from berth.runtime.interface import STDERR, STDOUT, RuntimeFailure
@@ -40,6 +40,8 @@ class OciExec:
         self._readers: list[asyncio.Task[None]] = []
         self._finished: asyncio.Task[int] | None = None
         self._pid_task: asyncio.Task[None] | None = None
+        self._log = ""  # the runtime's own error log (JSON lines)
+        self.start_error = ""  # the runtime's message when the process could not be started
 
     def output(self) -> AsyncIterator[tuple[int, bytes]]:
         return self.queue.items()
@@ -81,6 +83,16 @@ class OciExec:
 
     async def _learn_pid(self, path: str) -> None:
         self.pid = await _read_pid(path, self.proc)
+        if not self.pid and self.proc.returncode is not None and self.proc.returncode != 0:
+            # no pid file and a failed runtime: the process never ran; the runtime says why
+            self.start_error = _runtime_error(self._log)
+
+    async def _started(self) -> bool:
+        """Whether the process was started (waits until that is known). Until then stderr is held:
+        a runtime that fails writes its message there too, where the process's output would go."""
+        if self._pid_task is not None:
+            await asyncio.shield(self._pid_task)
+        return not self.start_error
 
     async def _finish(self) -> int:
         try:
@@ -114,9 +126,11 @@ async def run(runtime_cmd: list[str], bundle_dir: str, cid: str, exec_id: str, p
     tty = bool(process.get("terminal"))
     spec_path = os.path.join(bundle_dir, f"exec-{exec_id[:16]}.json")
     pid_file = spec_path[:-5] + ".pid"
+    log_file = spec_path[:-5] + ".log"
     with open(spec_path, "w") as f:
         json.dump(process, f)
-    argv = [*runtime_cmd, "exec", "--process", spec_path, "--pid-file", pid_file]
+    argv = [*runtime_cmd, f"--log={log_file}", "--log-format=json", "exec", "--process", spec_path,
+            "--pid-file", pid_file]
     listener = None
     sock_path = ""
     dir_fd = -1
@@ -141,7 +155,9 @@ async def run(runtime_cmd: list[str], bundle_dir: str, cid: str, exec_id: str, p
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=pipe if piped and stdin else null, stdout=pipe if piped else null,
             stderr=pipe if piped else null, pass_fds=(dir_fd,) if dir_fd >= 0 else ())
-        ex = OciExec(proc, tty, (spec_path, pid_file))
+        ex = OciExec(proc, tty, (spec_path, pid_file, log_file))
+        ex._log = log_file
+        ex._pid_task = asyncio.create_task(ex._learn_pid(pid_file))
         if listener is not None:
             try:
                 conn = await asyncio.wait_for(_accept(listener, proc), 30)
@@ -153,13 +169,13 @@ async def run(runtime_cmd: list[str], bundle_dir: str, cid: str, exec_id: str, p
                 if not fds:
                     raise RuntimeFailure("exec: the runtime did not hand over a terminal")
                 ex.master_fd = fds[0]
-                ex._readers.append(asyncio.create_task(_pump_fd(ex.master_fd, ex.queue, not attach)))
+                ex._readers.append(asyncio.create_task(_pump_fd(ex.master_fd, ex.queue, not attach,
+                                                                   ex._started)))
         elif piped:
             assert proc.stdout is not None and proc.stderr is not None
             ex._stdin = proc.stdin
             ex._readers.append(asyncio.create_task(_pump_stream(proc.stdout, STDOUT, ex.queue)))
-            ex._readers.append(asyncio.create_task(_pump_stream(proc.stderr, STDERR, ex.queue)))
-        ex._pid_task = asyncio.create_task(ex._learn_pid(pid_file))
+            ex._readers.append(asyncio.create_task(_pump_stream(proc.stderr, STDERR, ex.queue, ex._started)))
     except BaseException:
         # failed half-way: end the process, and leave no files or readers behind
         if ex is not None:
@@ -175,7 +191,7 @@ async def run(runtime_cmd: list[str], bundle_dir: str, cid: str, exec_id: str, p
             await asyncio.gather(*ex._readers, *([ex._pid_task] if ex._pid_task else []), return_exceptions=True)
             ex._cleanup()
         else:
-            for p in (spec_path, pid_file):
+            for p in (spec_path, pid_file, log_file):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(p)
         raise
@@ -207,6 +223,20 @@ async def _read_pid(path: str, proc: asyncio.subprocess.Process) -> int:
         delay = min(delay * 2, 0.05)
 
 
+def _runtime_error(path: str) -> str:
+    """The last error the runtime logged (crun and runc write JSON lines with ``--log-format=json``)."""
+    msg = ""
+    with contextlib.suppress(OSError):
+        with open(path, "rb") as f:
+            lines = f.read(1 << 16).splitlines()
+        for line in lines:
+            with contextlib.suppress(ValueError, AttributeError):
+                entry = json.loads(line)
+                if entry.get("level") in ("error", "fatal") and isinstance(entry.get("msg"), str):
+                    msg = entry["msg"]
+    return msg or "the runtime failed to start the process"
+
+
 async def _accept(listener: socket.socket, proc: asyncio.subprocess.Process) -> socket.socket | None:
     loop = asyncio.get_running_loop()
     accept = asyncio.ensure_future(loop.sock_accept(listener))
@@ -221,15 +251,20 @@ async def _accept(listener: socket.socket, proc: asyncio.subprocess.Process) -> 
     return None
 
 
-async def _pump_stream(reader: asyncio.StreamReader, stream: int, queue: OutputQueue) -> None:
+async def _pump_stream(reader: asyncio.StreamReader, stream: int, queue: OutputQueue,
+                       started: Callable[[], Awaitable[bool]] | None = None) -> None:
     while True:
         data = await reader.read(CHUNK)
         if not data:
             return
+        if started is not None:
+            if not await started():
+                continue  # the runtime's own message, reported as the exec's error instead
+            started = None
         await queue.put(stream, data)  # pauses while the consumer is behind: the pipe fills, the process waits
 
 
-async def _pump_fd(fd: int, queue: OutputQueue, discard: bool) -> None:
+async def _pump_fd(fd: int, queue: OutputQueue, discard: bool, started: Callable[[], Awaitable[bool]]) -> None:
     """Read a pty master without a thread: non-blocking, woken by the event loop."""
     loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)
@@ -250,6 +285,8 @@ async def _pump_fd(fd: int, queue: OutputQueue, discard: bool) -> None:
             if not discard:
                 loop.remove_reader(fd)  # no wake-ups while the consumer is behind
                 try:
+                    if not await started():
+                        continue  # the runtime's message on the terminal: reported as the exec's error
                     await queue.put(STDOUT, data)
                 finally:
                     loop.add_reader(fd, readable.set)
