@@ -70,37 +70,65 @@ class Results:
                       f"n={len(s)})", flush=True)
 
 
-def extraction_rates(images: dict[str, BenchImage], res: Results, runs: int, root: str) -> None:
-    """In-process ``apply_tar`` (no daemon, no I/O of the archive): entries per second per layer."""
-    from berth.fsutil import syncfs
+def extraction_rates(images: dict[str, BenchImage], res: Results, runs: int, root: str,
+                     threads: list[int], plain_parent: bool) -> None:
+    """In-process ``apply_tar`` (no daemon, no I/O of the archive): entries per second per layer,
+    for each count of extraction threads, the variants interleaved run by run (the load drifts).
+    Layers are extracted where the store puts them, in a directory below a ``chattr +T`` parent
+    (``spread_children``); "plain parent" is the same below a parent without it (as before)."""
+    from berth.fsutil import remove_tree, syncfs
+    from berth.layers.drivers import spread_children
     from berth.layers.tarapply import apply_tar
 
-    layers = [("debian", images["debian"].layers[0]), ("site-packages", images["five"].layers[1]),
-              ("fifty-k", images["fiftyk"].layers[0])]
+    spread = os.path.join(root, "spread")
+    plain = os.path.join(root, "plain")
+    os.makedirs(spread)
+    os.makedirs(plain)
+    spread_children(spread)
+    variants = [(f"threads={n}", spread, n) for n in threads] + [("plain parent", plain, 1)] * plain_parent
+
+    layers = [(name, layer) for name, key, i in (("debian", "debian", 0), ("site-packages", "five", 1),
+                                                 ("fifty-k", "fiftyk", 0)) if key in images
+              for layer in [images[key].layers[i]]]
     for name, layer in layers:
-        times = []
+        times: dict[str, list[float]] = {v: [] for v, _, _ in variants}
+        cpu: dict[str, list[float]] = {v: [] for v, _, _ in variants}
         for _ in range(runs):
-            d = tempfile.mkdtemp(dir=root)
-            t0 = time.perf_counter()
-            apply_tar(layer.path, d, "overlay", io.BytesIO())
-            syncfs(d)
-            times.append(time.perf_counter() - t0)
-            shutil.rmtree(d)
-        med = statistics.median(times)
-        res.extra[f"extract {name} entries/s"] = layer.entries / med
-        print(f"  extract {name:14} {layer.entries:6d} entries  {med:6.2f} s  ({min(times):.2f}–{max(times):.2f})"
-              f"  {layer.entries / med:8.0f} entries/s  {layer.size / med / 1e6:6.1f} MB/s", flush=True)
+            for label, parent, n in variants:
+                d = tempfile.mkdtemp(dir=parent)
+                t0, c0 = time.perf_counter(), os.times()
+                apply_tar(layer.path, d, "overlay", io.BytesIO(), threads=n)
+                syncfs(d)
+                c1 = os.times()
+                times[label].append(time.perf_counter() - t0)
+                cpu[label].append(c1.system - c0.system)
+                remove_tree(d)
+                syncfs(root)  # the removal's writeback is not charged to the next sample
+        for i, (label, _, _) in enumerate(variants):
+            med = statistics.median(times[label])
+            res.extra[f"extract {name} entries/s" + ("" if i == 0 else f" {label}")] = layer.entries / med
+            print(f"  extract {name:14} {label:13} {layer.entries:6d} entries  {med:6.2f} s  "
+                  f"({min(times[label]):.2f}–{max(times[label]):.2f})  {layer.entries / med:8.0f} entries/s  "
+                  f"{layer.size / med / 1e6:6.1f} MB/s  sys {statistics.median(cpu[label]):.2f} s  "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def per_image(engines: list[Engine], key: str, img: BenchImage, res: Results, runs: int,
-              registry: Callable[[str], Registry]) -> None:
+              registry: Callable[[str], Registry], ops: set[str]) -> None:
     """Each operation on every engine in turn, run after run: the machine's load drifts, and
-    interleaving gives every engine the same share of it."""
+    interleaving gives every engine the same share of it. ``ops``: which to time (the image is
+    loaded, and pushed before a pull, either way)."""
     def load(eng: Engine) -> float:
         eng.rmi_image(img.ref)
         return eng.timed("load", "-i", img.save_path)
-    res.rounds(f"load {key}", engines, runs, load)
-    res.rounds(f"save {key}", engines, runs, lambda eng: eng.timed("save", img.ref, devnull=True))
+    res.rounds(f"load {key}", engines, runs if "load" in ops else 1, load)
+    if "load" not in ops:
+        for eng in engines:
+            res.samples.pop((f"load {key}", eng.label), None)
+    if "save" in ops:
+        res.rounds(f"save {key}", engines, runs, lambda eng: eng.timed("save", img.ref, devnull=True))
+    if not {"push", "pull"} & ops:
+        return
     colds = {eng.label: registry(eng.label) for eng in engines}
     refs = {eng.label: f"{colds[eng.label].addr}/bench/{key}:1" for eng in engines}
     try:
@@ -108,6 +136,9 @@ def per_image(engines: list[Engine], key: str, img: BenchImage, res: Results, ru
             eng.run("tag", img.ref, refs[eng.label])
             return eng.push(refs[eng.label])
         res.rounds(f"push {key} (cold)", engines, 1, cold)
+        if "push" not in ops:
+            for eng in engines:
+                res.samples.pop((f"push {key} (cold)", eng.label), None)
 
         def warm(eng: Engine) -> float:
             reg = registry(eng.label)
@@ -118,7 +149,8 @@ def per_image(engines: list[Engine], key: str, img: BenchImage, res: Results, ru
             finally:
                 eng.rmi(wref)
                 reg.stop()
-        res.rounds(f"push {key} (warm)", engines, runs, warm)
+        if "push" in ops:
+            res.rounds(f"push {key} (warm)", engines, runs, warm)
         for eng in engines:
             eng.rmi(img.ref)
 
@@ -131,7 +163,8 @@ def per_image(engines: list[Engine], key: str, img: BenchImage, res: Results, ru
                 res.add("peak RSS MB, pull five", eng.label, rss.peak_mb)
                 return t
             return eng.pull(ref)
-        res.rounds(f"pull {key}", engines, runs, pull)
+        if "pull" in ops:
+            res.rounds(f"pull {key}", engines, runs, pull)
         for eng in engines:
             try:
                 eng.run("tag", refs[eng.label], img.ref)
@@ -193,6 +226,11 @@ def main() -> int:
     ap.add_argument("--registry", choices=["docker-registry", "berth"],
                     default="docker-registry" if shutil.which("docker-registry") else "berth")
     ap.add_argument("--json", default="")
+    ap.add_argument("--threads", default="",
+                    help="extraction threads to compare in-process, e.g. 1,2,4 (default: the store's)")
+    ap.add_argument("--plain-parent", action="store_true",
+                    help="also extract below a parent without chattr +T (the placement before)")
+    ap.add_argument("--ops", default="", help="only these operations, e.g. extract,load,pull,commit")
     args = ap.parse_args()
     images = {k: v for k, v in build_all().items() if k in args.images.split(",")}
     root = tempfile.mkdtemp(prefix="berth-bench-layers-", dir="/var/tmp")
@@ -201,8 +239,11 @@ def main() -> int:
     print(f"registry: {args.registry}; runs: {args.runs}; load average {os.getloadavg()[0]:.1f}", flush=True)
     engines: list[Engine] = []
     try:
-        if "berth" in args.engines and {"debian", "fiftyk"} <= set(images):
-            extraction_rates(images, res, args.runs, root)
+        from berth.layers.store import EXTRACT_THREADS
+        threads = [int(x) for x in args.threads.split(",")] if args.threads else [EXTRACT_THREADS]
+        ops = set(args.ops.split(",")) if args.ops else {"extract", "load", "save", "push", "pull", "commit", "check"}
+        if "berth" in args.engines and "extract" in ops:
+            extraction_rates(images, res, args.runs, root, threads, args.plain_parent)
         makers = {"berth": BerthEngine, "dockerd": DockerdEngine, "podman": PodmanEngine}
         for label in args.engines.split(","):
             if label == "dockerd" and not os.path.exists("/usr/sbin/dockerd") or \
@@ -224,13 +265,13 @@ def main() -> int:
 
         for key, img in images.items():
             print(f"-- {key}", flush=True)
-            per_image(engines, key, img, res, args.runs, registry)
-        if "five" in images:
+            per_image(engines, key, img, res, args.runs, registry, ops)
+        if "five" in images and "commit" in ops:
             commit_rounds(engines, images["five"].ref, res, args.runs)
         for eng in list(engines):
             eng.stop()
             engines.remove(eng)
-            if isinstance(eng, BerthEngine):  # offline, with every image of the run still stored
+            if isinstance(eng, BerthEngine) and "check" in ops:  # offline, with every image of the run still stored
                 res.rounds("check --verify-data", [eng], args.runs,
                            lambda e: _timed_check(e.data_root))  # type: ignore[attr-defined]
     except Exception as e:

@@ -123,6 +123,10 @@ def test_runtime_per_container_and_in_info(fresh_daemon: Daemon) -> None:
     d.cli("pause", other)
     d.cli("unpause", other)
     d.cli("stop", "-t", "1", other)
+    # the runtime's state of an exited container is deleted in the background, after the stop answers
+    deadline = time.monotonic() + 10
+    while other in _runtime_ids(d, "runc") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert other not in _runtime_ids(d, "runc")
     d.cli("start", other)
     assert other in _runtime_ids(d, "runc")

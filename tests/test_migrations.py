@@ -100,7 +100,7 @@ def test_first_schema_data_root_opens_and_migrates(fresh_daemon: Daemon) -> None
     finally:
         conn.close()
     assert versions == {"layers": 2, "images": 2, "containers": 1, "volumes": 1, "distribution": 2, "content": 1,
-                        "build": 1}
+                        "build": 1, "networks": 1}
     assert {"layers_parent", "rw_layers_parent", "refs_image", "repo_digests_image", "images_parent"} <= indexes
     r = berth_check(d)
     assert r.returncode == 0 and b"checked 2 images" in r.stdout, r.stdout + r.stderr

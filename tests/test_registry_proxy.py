@@ -74,7 +74,11 @@ def test_pull_through_caches_and_serves_offline(pair: tuple[Server, Server]) -> 
     assert "Warning" not in r.headers
     r = c.request("GET", f"/v2/team/app/blobs/{ld}")
     assert r.status == 200 and r.body == layer
-    assert digest_of(layer).split(":")[1] in blob_files(proxy.root)  # kept locally
+    # Kept locally: the fsync and rename that keep it follow the response, so allow them a moment.
+    deadline = time.monotonic() + 10
+    while digest_of(layer).split(":")[1] not in blob_files(proxy.root) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert digest_of(layer).split(":")[1] in blob_files(proxy.root)
     # Pushing to a proxy is refused with the spec's error, and stores nothing.
     r = c.request("POST", "/v2/team/app/blobs/uploads/")
     assert r.status == 405 and r.codes() == ["UNSUPPORTED"]
@@ -168,3 +172,28 @@ def test_proxy_url_must_be_http(tmp_path: Any, url: str) -> None:
                         str(root), "--proxy-remote-url", url], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "--proxy-remote-url" in r.stderr and "http" in r.stderr
     assert not root.exists() or os.listdir(root) == []
+
+
+def test_client_leaving_mid_blob_does_not_stop_the_fetch(pair: tuple[Server, Server]) -> None:
+    """A client that hangs up halfway through a cold blob (sent by sendfile while it is fetched) costs
+    nothing: the fetch finishes and is kept, and the next client gets the whole blob from the cache,
+    also with the upstream gone; the same for a client leaving a cached blob."""
+    up, proxy = pair
+    layer = os.urandom(24 * 1024 * 1024)
+    d = push_blob(up.client, "app", layer)
+    for _ in range(2):  # cold (followed while fetched), then cached
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+        conn.request("GET", f"/v2/app/blobs/{d}")
+        r = conn.getresponse()
+        assert r.status == 200 and int(r.headers["Content-Length"]) == len(layer)
+        assert len(r.read(1024 * 1024)) == 1024 * 1024
+        conn.close()  # hang up with most of the body unsent
+    deadline = time.monotonic() + 10
+    while d.split(":")[1] not in blob_files(proxy.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    up.close()
+    r = proxy.client.request("GET", f"/v2/app/blobs/{d}")
+    assert r.status == 200 and r.body == layer
+    r = proxy.client.request("GET", f"/v2/app/blobs/{d}", headers={"Range": "bytes=1000-1999"})
+    assert r.status == 206 and r.body == layer[1000:2000]
+    assert "Error handling request" not in proxy.close()

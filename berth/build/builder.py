@@ -24,6 +24,10 @@ from berth.images.service import rfc3339
 from berth.images.store import Image
 
 JSON = dict[str, Any]
+# An image config a build may write. Normal ones are kilobytes; each ENV/LABEL step stores the
+# whole config (env and history included) again, so without a bound a 2 KB Dockerfile of
+# ENV Bn=$A lines (A doubled to 4 MiB) made gigabytes of configs and JSON work in the event loop.
+MAX_IMAGE_CONFIG = 16 << 20
 _KEEP = ("architecture", "os", "os.version", "variant")  # base image fields a built image keeps
 
 
@@ -116,6 +120,12 @@ class Build:
                      "history": [*st.history, history]}
         if st.author:
             cfg["author"] = st.author
+        import json
+
+        size = len(json.dumps(cfg))
+        if size > MAX_IMAGE_CONFIG:
+            raise InvalidParameter(f"the image config would be {size} bytes, more than berth's limit of "
+                                   f"{MAX_IMAGE_CONFIG} (ENV, LABEL and instruction text are stored in it)")
         return cfg
 
     def shell(self, st: StageState) -> list[str]:

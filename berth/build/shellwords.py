@@ -32,6 +32,9 @@ _GO_SPACES = frozenset(
 )
 
 
+_SPACE_RUNS = re.compile("([" + re.escape("".join(sorted(_GO_SPACES))) + "]+)")
+
+
 def is_go_space(ch: str) -> bool:
     return ch in _GO_SPACES
 
@@ -80,38 +83,51 @@ class _LexError(Exception):
 
 @dataclass
 class _Words:
-    """Word accumulation as Docker's ProcessWords does it."""
+    """Word accumulation as Docker's ProcessWords does it. The current word is kept as a list of
+    pieces (joined when it ends): appending to a str attribute copies it each time, which made a
+    megabyte-long $VAR cost minutes of CPU in the daemon's event loop."""
 
-    word: str = ""
+    parts: list[str] = field(default_factory=list)
+    size: int = 0
     words: list[str] = field(default_factory=list)
     in_word: bool = False
 
+    def _flush(self) -> None:
+        self.words.append("".join(self.parts))
+        self.parts = []
+        self.size = 0
+        self.in_word = False
+
     def add_char(self, ch: str) -> None:
         if is_go_space(ch):
-            if self.in_word and self.word:
-                self.words.append(self.word)
-                self.word = ""
-                self.in_word = False
+            if self.in_word and self.size:
+                self._flush()
         else:
             self.add_raw_char(ch)
 
     def add_raw_char(self, ch: str) -> None:
-        self.word += ch
+        self.parts.append(ch)
+        self.size += len(ch)
         self.in_word = True
 
     def add_string(self, s: str) -> None:
-        for ch in s:
-            self.add_char(ch)
+        # runs of non-space text are added whole; each space run acts as one add_char of a space
+        for piece in _SPACE_RUNS.split(s):
+            if not piece:
+                continue
+            if is_go_space(piece[0]):
+                self.add_char(piece[0])
+            else:
+                self.add_raw_string(piece)
 
     def add_raw_string(self, s: str) -> None:
-        self.word += s
+        self.parts.append(s)
+        self.size += len(s)
         self.in_word = True
 
     def get(self) -> list[str]:
-        if self.word:
-            self.words.append(self.word)
-            self.word = ""
-            self.in_word = False
+        if self.size:
+            self._flush()
         return self.words
 
 
@@ -363,6 +379,7 @@ class _Lexer:
             regex = _glob_to_regex(pattern, self.escape)
             if not regex:
                 return value
+            _check_cost(value, pattern)
             return re.sub(regex, lambda _m: replacement, value, count=0 if replace_all else 1, flags=re.S)
         raise _LexError(f"unsupported modifier ({chs}) in substitution")
 
@@ -379,6 +396,7 @@ class _Lexer:
         # The shortest (or, greedy, longest) prefix/suffix of value matching the whole pattern.
         full = re.compile(_glob_to_regex(pattern, self.escape), re.S)
         n = len(value)
+        _check_cost(value, pattern)
         if prefix:
             ends = range(n, -1, -1) if greedy else range(n + 1)
             for end in ends:
@@ -390,6 +408,18 @@ class _Lexer:
             if full.fullmatch(value, start):
                 return value[:start]
         return value
+
+
+MAX_PATTERN_COST = 50_000_000
+
+
+def _check_cost(value: str, pattern: str) -> None:
+    """${VAR%pat}, ${VAR#pat} and ${VAR/pat/rep} match with a backtracking regex, tried at each
+    position: about len(value) ** (1 + stars) steps, run in the daemon's event loop. Refuse what
+    would take more than a fraction of a second (Go's linear regexps make Docker take these)."""
+    n = len(value) + 1
+    if n ** (1 + pattern.count("*")) > MAX_PATTERN_COST:
+        raise _LexError(f"pattern {go_quote(pattern)} is too costly to match against a value of {n - 1} characters")
 
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:

@@ -18,6 +18,20 @@ if TYPE_CHECKING:
 
 JSON = dict[str, Any]
 _NOT_TRIGGERS = ("ONBUILD", "FROM", "MAINTAINER")
+# Flags the Dockerfile front end parses but this builder does not implement. Docker's classic
+# builder refuses them at their step rather than ignoring them: a silently skipped --mount or
+# ADD --checksum would build something other than what the Dockerfile asks for.
+_BUILDKIT_ONLY = {"RUN": ("mount", "network", "security", "device"),
+                  "ADD": ("checksum", "exclude", "keep-git-dir", "unpack"),
+                  "COPY": ("exclude", "parents")}
+
+
+def _refuse_buildkit_flags(name: str, inst: front.Instruction) -> None:
+    for flag, value in inst.flag_list:
+        if flag in _BUILDKIT_ONLY.get(name, ()) and value != "false":
+            raise InvalidParameter(f"the --{flag} option requires BuildKit. Refer to "
+                                   "https://docs.docker.com/go/buildkit/ to learn how to build images with "
+                                   "BuildKit enabled")
 
 
 def say(text: str) -> JSON:
@@ -26,6 +40,7 @@ def say(text: str) -> JSON:
 
 async def dispatch(b: Build, st: StageState, inst: front.Instruction) -> AsyncIterator[JSON]:
     name = inst.cmd.upper()
+    _refuse_buildkit_flags(name, inst)
     env = b.sub_env(st)
     esc = front.escape(b.df)
     if name == "ARG":
@@ -141,11 +156,16 @@ async def run(b: Build, st: StageState, inst: front.Instruction) -> AsyncIterato
     sc = await b.new_container(st, argv, body)
     yield say(f" ---> Running in {sc.id[:12]}\n")
     code = 255
+    import codecs
+
+    text = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span two writes
     async for item in sc.run():
         if isinstance(item, int):
             code = item
-        elif not b.opts.quiet:
-            yield say(item.decode("utf-8", "replace"))
+        elif not b.opts.quiet and (out := text.decode(item)):
+            yield say(out)
+    if not b.opts.quiet and (out := text.decode(b"", final=True)):
+        yield say(out)
     if code != 0:
         from berth.build.builder import StepFailed
 

@@ -25,6 +25,8 @@ DEFAULT_HOST = "unix:///var/run/berth.sock"
 MAX_HEADER_LINE = 65536
 MAX_HEADERS = 200
 CHUNK = 65536
+MAX_BODY = 256 << 20     # an answer read whole (inspect, ps ...): a bad server must not fill memory
+MAX_MESSAGE = 64 << 20   # one JSON message of a progress or event stream
 
 
 class ConnectError(Exception):
@@ -167,7 +169,12 @@ class Response:
                 size_line = c.readline()
                 if not size_line:
                     raise OSError("connection closed mid-body")
-                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                try:
+                    size = int(size_line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise OSError(f"malformed chunk size from daemon: {size_line[:40]!r}") from None
+                if size < 0:
+                    raise OSError(f"malformed chunk size from daemon: {size_line[:40]!r}")
                 if size == 0:
                     while c.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
@@ -181,7 +188,11 @@ class Response:
                     yield part
                 c.read_exact(2)
         elif "content-length" in self.headers:
-            left = int(self.headers["content-length"])
+            try:
+                left = int(self.headers["content-length"])
+            except ValueError:
+                raw = self.headers["content-length"][:40]
+                raise OSError(f"malformed Content-Length from daemon: {raw!r}") from None
             while left:
                 part = c.read(min(left, CHUNK))
                 if not part:
@@ -195,31 +206,61 @@ class Response:
                     return
                 yield part
 
-    def read(self) -> bytes:
-        return b"".join(self.iter_raw())
+    def read(self, limit: int = MAX_BODY) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        for part in self.iter_raw():
+            size += len(part)
+            if size > limit:
+                raise OSError(f"the daemon's answer is larger than {limit} bytes")
+            parts.append(part)
+        return b"".join(parts)
 
     def json(self) -> Any:
         return json.loads(self.read() or b"null")
 
     def iter_json(self) -> Iterator[dict[str, Any]]:
         """Newline-delimited (or concatenated) JSON objects, as progress and event streams send them."""
+        import codecs
+
         dec = json.JSONDecoder()
+        text = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span two reads
         buf = ""
+        tried = 0  # buf's length at the last failed decode: wait for a new line before trying again
         for part in self.iter_raw():
-            buf += part.decode("utf-8", "replace")
+            buf += text.decode(part)
+            if len(buf) > MAX_MESSAGE:
+                raise OSError(f"a message from the daemon is larger than {MAX_MESSAGE} bytes")
+            if tried and len(buf) < 2 * tried and not (len(buf) < 1 << 20 and _may_end(buf, tried)):
+                continue  # a long unfinished message: re-decoding it on every read would cost O(n^2)
             while True:
                 buf = buf.lstrip()
                 if not buf:
+                    tried = 0
                     break
                 try:
                     obj, end = dec.raw_decode(buf)
                 except ValueError:
+                    tried = len(buf)
                     break
+                tried = 0
                 buf = buf[end:]
                 yield obj
+        buf += text.decode(b"", final=True)
+        if buf.strip():
+            try:
+                obj, end = dec.raw_decode(buf.lstrip())
+            except ValueError:
+                return
+            yield obj
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _may_end(buf: str, since: int) -> bool:
+    """Could the text added after ``since`` finish a JSON message?"""
+    return buf.find("}", since) >= 0 or buf.find("\n", since) >= 0 or buf.find("]", since) >= 0
 
 
 def error_message(status: int, body: bytes) -> str:

@@ -150,3 +150,8 @@ def try_fast(args: list[str]) -> int | None:
         return 1
     except BrokenPipeError:
         return 141
+    except OSError as e:  # a daemon that answered garbage or hung up mid-answer: one line, as run_cli says it
+        if os.environ.get("BERTH_DEBUG"):
+            raise
+        print(f"berth: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        return 1

@@ -29,10 +29,11 @@ class Snapshots:
     async def changes(self, name: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.svc.layers.changes, self.svc.get(name).id)
 
-    def write_rw_tar(self, cid: str, out: Any, mtime_clamp: int | None = None) -> None:
+    def write_rw_tar(self, cid: str, out: Any, mtime_clamp: int | None = None) -> str:
         """The container layer as an image layer tar, whiteouts as ``.wh.`` entries (blocking);
-        ``mtime_clamp`` caps every entry's mtime (the builder's reproducible layers)."""
-        self.svc.layers.write_diff(cid, out, mtime_clamp)
+        ``mtime_clamp`` caps every entry's mtime (the builder's reproducible layers). Returns
+        the tar's diff ID (hashed while written)."""
+        return self.svc.layers.write_diff(cid, out, mtime_clamp)
 
     async def commit(self, name: str, repo: str | None, tag: str | None, comment: str, author: str,
                      changes: list[str], pause: bool, overrides: dict[str, Any] | None) -> str:
@@ -56,14 +57,15 @@ class Snapshots:
         try:
             tmp = self.svc.images.scratch_path(".tar")
             with open(tmp, "wb") as f:
-                await asyncio.to_thread(self.write_rw_tar, c.id, f)
+                diff_id = await asyncio.to_thread(self.write_rw_tar, c.id, f)
         finally:
             if paused_here and c.id in self.svc.by_id and c.state.Status == "paused":
                 await self.svc.unpause(c.id)
         try:
             cmd = " ".join([c.path, *c.args])
             iid = await self.svc.images.commit_layer(tmp, c.image_id, c.id, c.config, overrides or {}, changes,
-                                                     repo, tag, comment, author, created_by=cmd)
+                                                     repo, tag, comment, author, created_by=cmd,
+                                                     diff_id=diff_id)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

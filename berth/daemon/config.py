@@ -29,6 +29,10 @@ class Config:
     registry_addr: str = ""  # HOST:PORT: serve the registry API from the engine's content store
     registry_tlscert: str = ""
     registry_tlskey: str = ""
+    registry_auth: str = ""  # htpasswd:FILE or token:FILE, as `berth registry serve --auth`
+    registry_auth_policy: str = ""  # per-repository rules (TOML), as `berth registry serve --auth-policy`
+    registry_gc_interval: str = "24h"  # how often the registry's GC runs ("0": never)
+    registry_gc_grace: str = "1h"  # what was written this recently is kept (a push in flight)
     network: NetConfig = field(default_factory=NetConfig)
     network_cleanup: bool = False  # --network-cleanup: remove every bridge, veth, rule Berth made, then exit
     engine_id: str = ""

@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--registry-addr", default="", help="HOST:PORT: serve the registry API from this engine's store")
     p.add_argument("--registry-tlscert", default="")
     p.add_argument("--registry-tlskey", default="")
+    p.add_argument("--registry-auth", default="",
+                   help="htpasswd:FILE (Basic) or token:FILE (Bearer tokens): who may use --registry-addr")
+    p.add_argument("--registry-auth-policy", default="", help="TOML file of per-repository rules for --registry-auth")
+    p.add_argument("--registry-gc-interval", default="24h",
+                   help="run --registry-addr's garbage collection this often (24h; 0: never)")
+    p.add_argument("--registry-gc-grace", default="1h", help="GC keeps what was written this recently (1h)")
     g = p.add_argument_group("networking (as dockerd's flags)")
     g.add_argument("-b", "--bridge", default="berth0", help="the default bridge's interface; none: no default bridge")
     g.add_argument("--bip", default="", help="the default bridge's address and prefix, e.g. 172.17.0.1/16")
@@ -96,7 +102,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   tlscacert=a.tlscacert, tlscert=a.tlscert, tlskey=a.tlskey,
                   insecure_registries=a.insecure_registries, registry_mirrors=a.registry_mirrors,
                   registry_addr=a.registry_addr, registry_tlscert=a.registry_tlscert,
-                  registry_tlskey=a.registry_tlskey, network=net, network_cleanup=a.network_cleanup)
+                  registry_tlskey=a.registry_tlskey, registry_auth=a.registry_auth,
+                  registry_auth_policy=a.registry_auth_policy, registry_gc_interval=a.registry_gc_interval,
+                  registry_gc_grace=a.registry_gc_grace, network=net, network_cleanup=a.network_cleanup)
 
 
 def _bool(v: str) -> bool:

@@ -204,12 +204,14 @@ class ImageService:
     # -- commit a container layer ---------------------------------------------------------------------------
     async def commit_layer(self, tar_path: str, base_id: str, cid: str, container_config: dict[str, Any],
                            overrides: dict[str, Any], changes: list[str], repo: str | None, tag: str | None,
-                           comment: str, author: str, created_by: str) -> str:
+                           comment: str, author: str, created_by: str, diff_id: str | None = None) -> str:
         """A new image: ``base_id`` plus the layer in ``tar_path`` (uncompressed), with the
-        container's config, then the request's overrides and ``changes`` applied on top."""
+        container's config, then the request's overrides and ``changes`` applied on top.
+        ``diff_id``: the tar's digest when the caller hashed it while writing it. ``tar_path`` is
+        consumed (deleted once extracted)."""
         ref = reference.parse_repo_tag(repo, tag) if repo else None
         base = self.images.get(base_id)
-        ex, diff_id = await self._extract_layer_tar(tar_path, base.top_layer)
+        ex, diff_id = await self._extract_layer_tar(tar_path, base.top_layer, diff_id)
         crashpoint.hit("commit-after-extract")
         try:
             return await self._commit_extracted(ex, base, ref, diff_id, cid, container_config, overrides,
@@ -219,15 +221,22 @@ class ImageService:
                 self.layers.discard(ex)  # nothing recorded it: roll the extraction back
             raise
 
-    async def _extract_layer_tar(self, tar_path: str, parent: str | None) -> tuple[Extracted | None, str]:
-        """A container diff tar verified (hashed while copied) and extracted as a layer on ``parent``."""
-        with open(tar_path, "rb") as src:
-            diff_id = await asyncio.to_thread(spool_uncompressed, src, tar_path + ".verified")
+    async def _extract_layer_tar(self, tar_path: str, parent: str | None,
+                                 diff_id: str | None = None) -> tuple[Extracted | None, str]:
+        """A container diff tar (a scratch file only the daemon writes) extracted as a layer on
+        ``parent``, where it lies; hashed first unless its writer already did (``diff_id``).
+        Consumes ``tar_path``: it is deleted before the layer is flushed, so that the flush does
+        not write it out too."""
+        if diff_id is None:
+            diff_id = await asyncio.to_thread(hash_range, tar_path, 0, os.path.getsize(tar_path))
+        ex = await asyncio.to_thread(self.layers.extract, tar_path, diff_id, parent, sync=False)
         try:
-            ex = await asyncio.to_thread(self.layers.extract, tar_path + ".verified", diff_id, parent)
-        finally:
-            if os.path.exists(tar_path + ".verified"):
-                os.unlink(tar_path + ".verified")
+            os.unlink(tar_path)
+            if ex is not None:
+                await asyncio.to_thread(self.layers.sync, [ex])
+        except BaseException:
+            self.layers.discard(ex)
+            raise
         return ex, diff_id
 
     async def commit_built(self, tar_path: str | None, base_id: str | None, config: dict[str, Any],
@@ -235,8 +244,9 @@ class ImageService:
         """A build step's image: ``config`` (the builder's whole image config, history included) on
         ``base_id``'s layers, plus the layer in ``tar_path`` when the step made one. The new image's
         parent is ``base_id``, so intermediates stay hidden from ``docker images`` and go with
-        their child in ``docker image prune``, as Docker's are. ``reuse_diff_id``: a layer already
-        stored on ``base_id``'s (a build cache source's), instead of a new one."""
+        their child in ``docker image prune``, as Docker's are. ``tar_path`` is consumed.
+        ``reuse_diff_id``: a layer already stored on ``base_id``'s (a build cache source's),
+        instead of a new one."""
         base = self.images.get(base_id) if base_id else None
         diff_ids = list(base.diff_ids) if base else []
         ex = None

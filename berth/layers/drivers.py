@@ -9,6 +9,8 @@ and ``write_diff`` compare a container layer in whatever way the driver's layout
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import secrets
 import subprocess
@@ -33,6 +35,33 @@ DRIVER_DIRS: dict[str, dict[str, int]] = {
 INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
 INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
 _INIT_PATHS = frozenset(INIT_FILES + INIT_DIRS)
+
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def spread_children(path: str) -> None:
+    """Mark ``path`` as a top of directory hierarchies (ext4's ``chattr +T``), so each layer or
+    container directory made in it is placed in a block group of its own with free inodes (the
+    Orlov allocator) instead of its parent's. Measured here: creating a file in a directory under
+    a long-used parent cost 535-570 µs of kernel time, 15-20 µs below a +T parent. A hint only:
+    filesystems without the flag are left as they are."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_TOPDIR_FL:
+            flags[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
+    except OSError:
+        pass  # not ext2/3/4, or not ours to change
+    finally:
+        os.close(fd)
 
 
 def make_init_entries(root: str) -> None:
@@ -82,6 +111,7 @@ class OverlayDriver:
         self.trash = os.path.join(root, ".trash")
         if tidy:
             os.makedirs(os.path.join(root, "l"), exist_ok=True)
+            spread_children(root)
             empty_trash(self.trash)
 
     def _new_dir(self, key: str) -> str:
@@ -194,6 +224,7 @@ class VfsDriver:
         self.trash = os.path.join(root, ".trash")
         if tidy:
             os.makedirs(self.root, exist_ok=True)
+            spread_children(self.root)
             empty_trash(self.trash)
 
     def _copy(self, src: str | None, dst: str) -> None:

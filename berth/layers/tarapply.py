@@ -23,10 +23,12 @@ import posixpath
 import stat
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 from berth import safepath
 from berth.errors import InvalidParameter
+from berth.layers.filepool import AffinityPool
 from berth.layers.tarsplit import Split
 from berth.layers.tarwindow import open_range
 
@@ -54,28 +56,35 @@ def clean_name(name: str) -> str:
 
 
 def apply_tar(tar_path: str, root: str, mode: WhiteoutMode, split_out: BinaryIO | None = None,
-              offset: int = 0, size: int | None = None) -> int:
+              offset: int = 0, size: int | None = None, threads: int = 1) -> int:
     """Extract the uncompressed tar at ``tar_path`` into directory ``root``; return bytes of file data.
     ``offset``/``size``: the tar is that range of ``tar_path`` (a layer inside an image archive).
+    ``threads`` > 1: regular files are created on that many threads; only for an empty ``root``
+    that nothing else writes to (a new layer directory), see ``_Extractor``.
 
     Raises ``UnsafeTarError`` for hostile or malformed archives; the caller discards ``root``.
     """
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return apply_tar_fd(tar_path, root_fd, mode, split_out, offset, size)
+        return apply_tar_fd(tar_path, root_fd, mode, split_out, offset, size, threads)
     finally:
         os.close(root_fd)
 
 
 def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: BinaryIO | None = None,
-                 offset: int = 0, size: int | None = None) -> int:
-    """``apply_tar`` into the directory open as ``root_fd``; safe while others change the tree."""
+                 offset: int = 0, size: int | None = None, threads: int = 1) -> int:
+    """``apply_tar`` into the directory open as ``root_fd``; safe while others change the tree
+    (with ``threads`` 1, the default)."""
     with open_range(tar_path, offset, size) as raw, open_range(tar_path, offset, size) as split_src:
         try:
             tf = tarfile.open(fileobj=raw, mode="r:")
         except tarfile.TarError as e:
             raise UnsafeTarError(f"invalid tar archive: {e}") from e
-        ex = _Extractor(tf, root_fd, mode, Split(split_src) if split_out is not None else None)
+        data = None
+        if threads > 1:  # workers read file data with pread on a descriptor of their own
+            data = _Data(os.open(tar_path, os.O_RDONLY | os.O_CLOEXEC), offset if size is not None else 0,
+                         os.fstat(raw.fileno()).st_size if size is None else size)
+        ex = _Extractor(tf, root_fd, mode, Split(split_src) if split_out is not None else None, data, threads)
         try:
             try:
                 ex.run()
@@ -91,9 +100,21 @@ def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: Bin
             if e.errno in (errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EXDEV, errno.EAGAIN):
                 raise UnsafeTarError(f"invalid tar archive: {e.strerror}: {e.filename}") from e
             raise
+        finally:
+            if data is not None:
+                os.close(data.fd)
         if ex.split is not None and split_out is not None:
             ex.split.write(split_out, os.fstat(raw.fileno()).st_size if size is None else size)
     return ex.total
+
+
+@dataclass
+class _Data:
+    """The tar's bytes for the worker threads: ``size`` bytes of ``fd`` from ``base``."""
+
+    fd: int
+    base: int
+    size: int
 
 
 class _Extractor:
@@ -103,9 +124,19 @@ class _Extractor:
     with ``mkdirat`` in its resolved parent), and the entry is then made with ``*at()`` calls on
     that fd without following a final symlink. The last parent is kept open: consecutive entries
     of one directory (the usual order) cost no lookup; anything that removes a path drops it.
+
+    With worker threads (an empty root only), a regular file whose name is new to this layer is
+    handed to the pool (created ``O_EXCL`` in its parent's fd, data read with ``pread``, metadata
+    set), while this thread goes on reading headers. Everything else stays on this thread, and
+    whatever could meet a file still being made waits for the pool first (``drain``): a name
+    seen before in this layer (replacements), hardlinks, whiteouts, a parent path that does not
+    resolve to an existing directory (``mkdirs`` may replace a file), and the final pass over
+    directory times and vfs opaque dirs. Jobs only ever add names, so any directory that
+    resolved stays valid; tar-split records are still written here, in archive order.
     """
 
-    def __init__(self, tf: tarfile.TarFile, root_fd: int, mode: WhiteoutMode, split: Split | None) -> None:
+    def __init__(self, tf: tarfile.TarFile, root_fd: int, mode: WhiteoutMode, split: Split | None,
+                 data: _Data | None = None, threads: int = 1) -> None:
         self.tf = tf
         self.root_fd = root_fd
         self.root_path = safepath.fd_path(root_fd).rstrip("/")
@@ -120,25 +151,78 @@ class _Extractor:
         self.umask = _umask()
         self.ids = (os.geteuid(), os.getegid())  # owner of what we create (fsuid follows euid here)
         self.parent_setgid = False  # the cached parent passes its group to new entries
+        self.data = data
+        self.pool = AffinityPool(threads) if data is not None and threads > 1 else None
+        self.retired: list[int] = []  # parent fds that queued jobs may still use
+        self.present: set[str] = set()  # with a pool: whiteout devices and parent dirs made here
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()  # no thread may still write once the caller sees the outcome
+        self._close_retired()
         self._drop_parent()
+
+    def _close_retired(self) -> None:
+        for fd in self.retired:
+            os.close(fd)
+        self.retired.clear()
+
+    def drain(self) -> None:
+        """Wait for every file handed to the pool (raising its first failure)."""
+        if self.pool is not None:
+            self.pool.drain()
+            self._close_retired()
 
     def _drop_parent(self) -> None:
         if self._parent is not None:
-            os.close(self._parent[1])
+            if self.pool is not None and self.pool.pending:
+                self.retired.append(self._parent[1])
+                if len(self.retired) >= 64:  # bounds the descriptors held for the pool
+                    self.drain()
+            else:
+                os.close(self._parent[1])
             self._parent = None
+
+    def _maybe_exists(self, res_rel: str) -> bool:
+        """Whether this layer already made something at ``res_rel`` (in an empty root, nothing
+        else can be there)."""
+        return res_rel in self.written or res_rel in self.written_dirs or res_rel in self.present
 
     def parent(self, rel: str) -> tuple[int, str]:
         """fd and resolved rel of directory ``rel`` (created if missing)."""
         if self._parent is not None and self._parent[0] == rel:
             return self._parent[1], self._parent[2]
         self._drop_parent()
-        fd = safepath.mkdirs_in_root(self.root_fd, rel, 0o755, replace_nondirs=True)
+        if self.pool is not None and self.pool.pending:
+            try:  # an existing directory: nothing on the way is a file still being made
+                fd = safepath.openat2(self.root_fd, safepath.clean_rel(rel), os.O_RDONLY | os.O_DIRECTORY)
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                    raise
+                self.drain()  # mkdirs may replace a file on the way, which a job may be making
+                fd = safepath.mkdirs_in_root(self.root_fd, rel, 0o755, replace_nondirs=True)
+        else:
+            fd = safepath.mkdirs_in_root(self.root_fd, rel, 0o755, replace_nondirs=True)
         resolved = self._resolved(fd) if rel else ""
         self._parent = (rel, fd, resolved)
+        if self.split and self.split.file_index:
+            self._inline_replaced(resolved)
+        if self.pool is not None:  # made or met here, so not a new name for the pool (a whiteout's parent)
+            d = resolved
+            while d and d not in self.present:
+                self.present.add(d)
+                d = posixpath.dirname(d)
         self.parent_setgid = bool(os.fstat(fd).st_mode & stat.S_ISGID)
         return fd, resolved
+
+    def _inline_replaced(self, resolved: str) -> None:
+        """``mkdirs`` turns a file on the way to a directory into a directory (``a`` then ``a/x/``):
+        a file this layer wrote there is gone from disk, so tar-split keeps its bytes itself."""
+        d = resolved
+        while d:
+            if d in self.split.file_index:  # type: ignore[union-attr]
+                self.split.inline(d)  # type: ignore[union-attr]
+            d = posixpath.dirname(d)
 
     def _resolved(self, fd: int) -> str:
         here = safepath.fd_path(fd)
@@ -162,6 +246,7 @@ class _Extractor:
                 break
             self.entry(m)
             self.tf.members.clear()  # tarfile keeps every header it read: 31,000 TarInfos for a big layer
+        self.drain()
         if self.mode == "vfs":
             for d in self.opaque_dirs:
                 self._clear_unwritten(d)
@@ -190,6 +275,13 @@ class _Extractor:
             return
         pfd, presolved = self.parent(parent_rel)
         res_rel = posixpath.join(presolved, base) if presolved else base
+        if self.pool is not None:
+            if m.isreg() and not self._maybe_exists(res_rel):
+                self._mark_written(res_rel)
+                self._submit(m, pfd, base, res_rel)
+                return
+            if m.islnk() or self._maybe_exists(res_rel):
+                self.drain()  # a replacement, or a link to a file that may still be being made
         self._mark_written(res_rel)
         try:
             # optimistic: in a fresh layer the name is free, and every create below fails with
@@ -205,6 +297,7 @@ class _Extractor:
 
     def _replace(self, m: tarfile.TarInfo, res_rel: str, pfd: int, base: str) -> None:
         """``base`` exists in ``pfd``: remove it unless a directory meets a directory (tar merges those)."""
+        self.drain()
         existing = safepath.lstat_at(pfd, base)
         if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
             if self.split:
@@ -223,6 +316,7 @@ class _Extractor:
                 self._drop_parent()
 
     def whiteout(self, m: tarfile.TarInfo, parent_rel: str, base: str) -> None:
+        self.drain()
         pfd, presolved = self.parent(parent_rel)
         if base == WH_OPAQUE:
             self.opaque_dirs.append(presolved)
@@ -244,6 +338,7 @@ class _Extractor:
             safepath.remove_at(pfd, victim)
         if self.mode == "overlay":
             os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
+            self.present.add(res_rel)
 
     def create(self, m: tarfile.TarInfo, rel: str, pfd: int, base: str, fresh: bool) -> int:
         """Make entry ``m`` as ``base`` in ``pfd``. ``fresh``: raise ``FileExistsError`` (having
@@ -295,10 +390,7 @@ class _Extractor:
         raise UnsafeTarError(f"invalid tar entry {m.name!r}: unsupported type {m.type!r}")
 
     def _regular(self, m: tarfile.TarInfo, pfd: int, base: str) -> int:
-        # created with its final permission bits when the umask leaves them as they are and there
-        # are no set-id/sticky bits (those wait for the owner to be set); else 0600 until fchmod
-        want = m.mode & 0o7777
-        mode = want if want == want & ~self.umask & 0o777 else 0o600
+        mode = self._create_mode(m)
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=pfd)
         try:
             remaining = m.size
@@ -318,12 +410,53 @@ class _Extractor:
             os.close(fd)
         return m.size
 
-    def _meta(self, fd: int, m: tarfile.TarInfo, times: bool, made: bool, created_mode: int) -> None:
+    def _create_mode(self, m: tarfile.TarInfo) -> int:
+        # created with its final permission bits when the umask leaves them as they are and there
+        # are no set-id/sticky bits (those wait for the owner to be set); else 0600 until fchmod
+        want = m.mode & 0o7777
+        return want if want == want & ~self.umask & 0o777 else 0o600
+
+    def _submit(self, m: tarfile.TarInfo, pfd: int, base: str, res_rel: str) -> None:
+        """Hand regular file ``m`` to the pool; record it (size, tar-split) here, in order."""
+        assert self.pool is not None and self.data is not None
+        if m.offset_data + m.size > self.data.size:
+            raise UnsafeTarError("invalid tar archive: unexpected end of data")
+        self.pool.submit(pfd, self._write_file, m, pfd, base, self._create_mode(m), self.parent_setgid)
+        self.total += m.size
+        if self.split:
+            self.split.file(res_rel, m.offset_data, m.size)
+
+    def _write_file(self, m: tarfile.TarInfo, pfd: int, base: str, mode: int, setgid: bool) -> None:
+        """A worker thread's job: the file made, filled from the tar, its metadata set."""
+        assert self.data is not None
+        try:
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                         dir_fd=pfd)
+        except FileExistsError as e:  # the layer is new and the name was not used: someone else wrote here
+            raise UnsafeTarError(f"invalid tar entry {m.name!r}: the layer changed while extracted") from e
+        try:
+            pos, remaining = self.data.base + m.offset_data, m.size
+            while remaining:
+                chunk = os.pread(self.data.fd, min(_COPY_BUF, remaining), pos)
+                if not chunk:
+                    raise UnsafeTarError("invalid tar archive: unexpected end of data")
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+                pos += len(chunk)
+                remaining -= len(chunk)
+            self._meta(fd, m, times=True, made=True, created_mode=mode, setgid=setgid)
+        finally:
+            os.close(fd)
+
+    def _meta(self, fd: int, m: tarfile.TarInfo, times: bool, made: bool, created_mode: int,
+              setgid: bool | None = None) -> None:
         """``_set_meta_fd``, minus the calls that would change nothing on an inode we just made:
         its owner is already our fsuid/fsgid (unless the parent is set-group-ID) and its mode the one
-        it was created with."""
-        skip_owner = made and (m.uid, m.gid) == self.ids and not self.parent_setgid
-        skip_mode = made and created_mode == m.mode & 0o7777 and not self.parent_setgid
+        it was created with. ``setgid``: the parent's, when not the cached parent's."""
+        sgid = self.parent_setgid if setgid is None else setgid
+        skip_owner = made and (m.uid, m.gid) == self.ids and not sgid
+        skip_mode = made and created_mode == m.mode & 0o7777 and not sgid
         _set_meta(fd, m, times, owner=not skip_owner, mode=not skip_mode)
 
     def _hardlink(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:

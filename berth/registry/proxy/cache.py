@@ -9,10 +9,12 @@ Manifests
     asked for (or the upstream's ``Docker-Content-Digest``).
 Blobs
     A miss starts one fetch per digest (concurrent requests join it: *single flight*). The fetch
-    streams into an ingest file; every client reading the blob follows that file as it grows, so the
-    first client does not wait for the whole blob. The last byte is held back from every client until
-    the digest and size are verified: a corrupt upstream blob is never served whole (the connection
-    is cut) and never kept. The fetch runs on even when its clients go away, so a retry finds it done.
+    streams into an ingest file; every client reading the blob follows that file as it grows (sent
+    by ``sendfile`` from the page cache), so the first client does not wait for the whole blob. The
+    last byte is held back from every client until the digest and size are verified: a corrupt
+    upstream blob is never served whole (the connection is cut) and never kept. The fsync and rename
+    that keep it come after the last byte is released, so a client never waits for the disk. The
+    fetch runs on even when its clients go away, so a retry finds it done.
 Offline
     When the upstream cannot be reached, what is cached is still served (a tag with a ``Warning``
     header, since it may be stale); anything else is a 503 naming the upstream.
@@ -25,6 +27,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from berth.distribution.client import RegistryError as UpstreamError
 from berth.errors import NotFound
@@ -37,6 +40,7 @@ from berth.registry.proxy.upstream import UNREACHABLE, Upstream
 log = logging.getLogger("berth.registry.proxy")
 
 CHUNK = 1024 * 1024
+SPAN = 256 * 1024  # clients following a fetch are woken per this much new data (or its end)
 FAILURES: tuple[type[BaseException], ...] = (*UNREACHABLE, UpstreamError)
 STALE_WARNING = '110 berth-registry "Response is Stale: upstream unreachable"'
 
@@ -54,8 +58,10 @@ class BlobFetch:
     key: str = ""
     size: int = -1
     written: int = 0
-    verified: bool = False
+    verified: bool = False  # every byte is written and matches the digest
+    committed: bool = False  # kept in the store as the blob
     error: str | None = None
+    task: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -76,6 +82,11 @@ class PullThrough:
         self.upstream_requests = 0  # counted for tests and the bench: what did the cache cost upstream?
 
     async def close(self) -> None:
+        # A verified blob being kept (fsync, rename) is let finish: its clients already have it, and a
+        # restart should find it cached. Anything still downloading is cut.
+        keeping = [f.task for f in self._fetches.values() if f.verified and f.task is not None]
+        if keeping:
+            await asyncio.wait(keeping, timeout=30)
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -174,12 +185,12 @@ class PullThrough:
         f = self._fetches.get(d)
         if f is None:
             f = self._fetches[d] = BlobFetch(d, [name])
-            task = asyncio.get_running_loop().create_task(self._run(f))
+            task = f.task = asyncio.get_running_loop().create_task(self._run(f))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         elif name not in f.names:
             f.names.append(name)
-            if f.verified:
+            if f.committed:
                 await asyncio.to_thread(self.model.adopt, name, d)
         await f.started.wait()
         if f.error is not None:
@@ -190,6 +201,8 @@ class PullThrough:
 
     async def _run(self, f: BlobFetch) -> None:
         writer = None
+        t0 = time.monotonic()
+        busy = 0.0  # seconds spent writing and hashing (in the worker thread)
         try:
             self.upstream_requests += 1
             resp = await self.upstream.repo(f.names[0]).request("GET", f"/v2/{f.names[0]}/blobs/{f.digest}")
@@ -201,27 +214,56 @@ class PullThrough:
                 f.started.set()
                 hasher = new_hasher(f.digest.algorithm)
 
-                def write(data: bytes) -> None:
+                def write(parts: list[bytes]) -> None:
+                    nonlocal busy
                     assert writer is not None
-                    writer.write(data)
-                    hasher.update(data)
+                    w0 = time.perf_counter()
+                    for data in parts:
+                        writer.write(data)
+                        hasher.update(data)
+                    busy += time.perf_counter() - w0
 
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    await asyncio.to_thread(write, chunk)
-                    async with f.changed:
-                        f.written += len(chunk)
-                        f.changed.notify_all()
+                # Batches of about CHUNK, as received (no joining copy): one thread hop and one wake-up
+                # of the clients per MiB, not per network read, which from a far upstream is a few KiB.
+                parts: list[bytes] = []
+                pending = 0
+                async for data, _ in resp.content.iter_chunks():
+                    if not data:
+                        continue
+                    parts.append(data)
+                    pending += len(data)
+                    if pending >= CHUNK or f.written + pending >= f.size:
+                        await asyncio.to_thread(write, parts)
+                        async with f.changed:
+                            f.written += pending
+                            f.changed.notify_all()
+                        parts, pending = [], 0
+                if parts:  # a body shorter than announced: written, and refused just below
+                    await asyncio.to_thread(write, parts)
+                    f.written += pending
             finally:
                 resp.release()
             got = Digest(f.digest.algorithm, hasher.hexdigest())
             if f.written != f.size or got != f.digest:
                 raise UpstreamError(f"upstream blob {f.digest} failed verification ({f.written} of {f.size} "
                                     f"bytes, digest {got}); not cached")
-            await asyncio.to_thread(writer.sync)
-            await asyncio.to_thread(self.model.commit_ingest, f.key, list(f.names), f.digest)
+            # Every byte is in the ingest file and matches the digest: clients may have the last byte
+            # now. Keeping it (fsync, rename into place) happens after, off their path; were that to
+            # fail, they still got the right bytes and the cache simply does not hold the blob.
             async with f.changed:
                 f.verified = True
                 f.changed.notify_all()
+            t_verified = time.monotonic()
+            await asyncio.to_thread(writer.sync)
+            names = list(f.names)
+            await asyncio.to_thread(self.model.commit_ingest, f.key, names, f.digest)
+            f.committed = True
+            late = f.names[len(names):]  # joined while the commit ran: link them too
+            for name in late:
+                await asyncio.to_thread(self.model.adopt, name, f.digest)
+            log.info("proxy: fetched %s, %d bytes, in %.3f s (%.0f MB/s; writing and hashing %.3f s); "
+                     "kept %.3f s after release", f.digest, f.size, t_verified - t0,
+                     f.size / 1e6 / max(t_verified - t0, 1e-6), busy, time.monotonic() - t_verified)
         except BaseException as e:
             f.error = "404" if isinstance(e, NotFound) else (str(e) or type(e).__name__)
             log.warning("proxy: fetch of %s failed: %s", f.digest, f.error)
@@ -237,8 +279,9 @@ class PullThrough:
                 writer.close()
             self._fetches.pop(f.digest, None)
 
-    async def stream(self, f: BlobFetch) -> AsyncIterator[bytes]:
-        """The blob's bytes as the fetch writes them; raises ConnectionResetError if it fails verification."""
+    async def spans(self, f: BlobFetch) -> AsyncIterator[tuple[BinaryIO, int, int]]:
+        """(file, offset, count) spans of the blob as the fetch writes them, for the caller to send
+        (by ``sendfile``); raises ConnectionResetError if the fetch fails before verification."""
         try:
             reader = await asyncio.to_thread(self.model.open_ingest, f.key)
         except FileNotFoundError:  # verified and kept between our joining and now
@@ -246,16 +289,17 @@ class PullThrough:
         try:
             pos = 0
             while pos < f.size:
+                want = min(pos + SPAN, f.size)  # a span per SPAN bytes, not per network read
+
+                def ready(at: int = pos, want: int = want) -> bool:
+                    return f.verified or f.error is not None or f.readable() >= want or \
+                        (f.readable() > at and f.written >= f.size)
                 async with f.changed:
-                    await f.changed.wait_for(lambda at=pos: f.error is not None or f.readable() > at)  # type: ignore[misc]
-                if f.error is not None:
+                    await f.changed.wait_for(ready)
+                if not f.verified and f.error is not None:
                     raise ConnectionResetError(f"upstream blob failed: {f.error}")
                 limit = f.readable()
-                while pos < limit:
-                    chunk = await asyncio.to_thread(reader.read, min(CHUNK, limit - pos))
-                    if not chunk:
-                        raise ConnectionResetError("cached blob ended early")
-                    pos += len(chunk)
-                    yield chunk
+                yield reader, pos, limit - pos
+                pos = limit
         finally:
             reader.close()

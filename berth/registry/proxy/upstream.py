@@ -15,6 +15,7 @@ import aiohttp
 from berth.distribution.client import MANIFEST_ACCEPT, Credentials, Registry
 
 UNREACHABLE: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+READ_BUFSIZE = 4 << 20
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -50,7 +51,10 @@ class Upstream:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False)
+            # A deep read buffer (aiohttp's default is 64 KiB) keeps the socket draining while a chunk
+            # is written and hashed in a thread, and hands that thread fewer, larger chunks.
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False,
+                                                  read_bufsize=READ_BUFSIZE)
             self._repos.clear()
         return self._session
 
