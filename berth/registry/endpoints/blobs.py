@@ -128,12 +128,12 @@ async def _proxied(request: web.Request, proxy: PullThrough, name: str, d: Diges
     try:
         async for f, offset, count in proxy.spans(fetch):
             await send_file(request, resp, f, offset, count)
-    except ConnectionResetError:
-        # Failed verification after the headers went out: cut the connection so the client never
-        # sees a complete (wrong) body.
+    except BaseException:
+        # Failed verification (or anything else) after the headers went out: cut the connection so
+        # the client never sees a complete (wrong) body, nor waits for bytes that will not come.
         if request.transport is not None:
             request.transport.abort()
-        return resp
+        raise
     await resp.write_eof()
     return resp
 

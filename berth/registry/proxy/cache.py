@@ -267,11 +267,16 @@ class PullThrough:
         except BaseException as e:
             f.error = "404" if isinstance(e, NotFound) else (str(e) or type(e).__name__)
             log.warning("proxy: fetch of %s failed: %s", f.digest, f.error)
-            if f.key:
-                await asyncio.shield(asyncio.to_thread(self.model.abort_ingest, f.key))
+            # waiting clients learn of the failure first (they cut their connections); the ingest's
+            # removal follows and, should it fail, must not keep them waiting
             f.started.set()
             async with f.changed:
                 f.changed.notify_all()
+            if f.key:
+                try:
+                    await asyncio.shield(asyncio.to_thread(self.model.abort_ingest, f.key))
+                except OSError as ae:
+                    log.warning("proxy: could not remove the ingest of %s: %s", f.digest, ae)
             if not isinstance(e, Exception):
                 raise
         finally:
