@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,7 +30,7 @@ from berth import gz
 from berth.content import GZIP_REF, LEASE_REF, ContentStore, DigestMismatch, Writer
 from berth.db import Step, migrate, schema_version, transaction
 from berth.distribution.client import (
-        MT_DOCKER_CONFIG,
+    MT_DOCKER_CONFIG,
     MT_DOCKER_LAYER_GZIP,
     MT_DOCKER_LIST,
     MT_DOCKER_MANIFEST,
@@ -41,6 +42,7 @@ from berth.distribution.client import (
     Unauthorized,
     parse_manifest,
 )
+from berth.distribution.phases import Phases
 from berth.errors import BerthError, InvalidParameter, NotFound
 from berth.images import reference
 from berth.images.archive import spool_uncompressed
@@ -160,7 +162,8 @@ class DistributionService:
             if len(diff_ids) != len(layers):
                 raise InvalidParameter(f"image config has {len(diff_ids)} layers, the manifest {len(layers)}")
             queue: asyncio.Queue[Progress | None] = asyncio.Queue()
-            task = asyncio.ensure_future(self._fetch_layers(reg, layers, diff_ids, queue))
+            phases = Phases(ref.familiar)
+            task = asyncio.ensure_future(self._fetch_layers(reg, layers, diff_ids, queue, phases))
             try:
                 while True:
                     item = await queue.get()
@@ -172,9 +175,11 @@ class DistributionService:
                 if not task.done():  # the client went away: stop and clean up
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
-            iid, fresh = await self.images.store_pulled(raw_config, pending,
-                                                        ref if ref.tag and not ref.digest else None,
-                                                        ref.repo, top_digest)
+            with phases.span("image", "commit"):
+                iid, fresh = await self.images.store_pulled(raw_config, pending,
+                                                            ref if ref.tag and not ref.digest else None,
+                                                            ref.repo, top_digest)
+            phases.log()
             yield {"status": f"Digest: {top_digest}"}
             what = ref.familiar
             yield {"status": f"Status: Downloaded newer image for {what}" if fresh else
@@ -192,7 +197,7 @@ class DistributionService:
         return data
 
     async def _fetch_layers(self, reg: Registry, layers: list[dict[str, Any]], diff_ids: list[str],
-                            queue: asyncio.Queue[Progress | None]) -> dict[str, Extracted]:
+                            queue: asyncio.Queue[Progress | None], phases: Phases) -> dict[str, Extracted]:
         lstore = self.images.layers
         pending: dict[str, Extracted] = {}
         sem = asyncio.Semaphore(PARALLEL_LAYERS)
@@ -212,7 +217,8 @@ class DistributionService:
                     downloaded.append(fut)
                 else:
                     queue.put_nowait({"status": "Pulling fs layer", "progressDetail": {}, "id": short})
-                    downloaded.append(asyncio.ensure_future(self._download_tar(reg, desc, diff_ids[i], sem, queue)))
+                    downloaded.append(asyncio.ensure_future(
+                        self._download_tar(reg, desc, diff_ids[i], sem, queue, phases)))
             # extraction in chain order, as each layer is downloaded and decompressed (those overlap it)
             parent = None
             for i, (desc, cid, fut) in enumerate(zip(layers, chains, downloaded, strict=True)):
@@ -221,8 +227,9 @@ class DistributionService:
                     short = _short(desc["digest"])
                     try:
                         queue.put_nowait({"status": "Extracting", "progressDetail": {}, "id": short})
-                        ex = await asyncio.to_thread(lstore.extract, tar, diff_ids[i], parent,
-                                                     pending, sync=False)
+                        with phases.span(short, "extract"):
+                            ex = await asyncio.to_thread(lstore.extract, tar, diff_ids[i], parent,
+                                                         pending, sync=False)
                         if ex is not None:
                             pending[cid] = ex
                     finally:
@@ -231,7 +238,8 @@ class DistributionService:
                     queue.put_nowait({"status": "Pull complete", "progressDetail": {}, "id": short})
                 parent = cid
             # one flush for every layer, now that the downloaded and decompressed files are gone
-            await asyncio.to_thread(lstore.sync, list(pending.values()))
+            with phases.span("image", "syncfs"):
+                await asyncio.to_thread(lstore.sync, list(pending.values()))
         except BaseException:
             for f in downloaded:
                 f.cancel()
@@ -248,14 +256,15 @@ class DistributionService:
         return pending
 
     async def _download_tar(self, reg: Registry, desc: dict[str, Any], diff_id: str, sem: asyncio.Semaphore,
-                            queue: asyncio.Queue[Progress | None]) -> str:
+                            queue: asyncio.Queue[Progress | None], phases: Phases) -> str:
         """Download a layer, then decompress it into a verified tar (path returned) while earlier
         layers extract; the compressed blob is deleted as soon as it is decompressed."""
-        lease = await self._download(reg, desc, sem, queue)
+        lease = await self._download(reg, desc, sem, queue, phases)
         tar = self.images.scratch_path(".tar")
         try:
             blob = self.content.path(self.content.ref(lease) or "")
-            got = await asyncio.to_thread(_decompress_and_hash, blob, tar)
+            with phases.span(_short(desc["digest"]), "decompress"):
+                got = await asyncio.to_thread(_decompress_and_hash, blob, tar)
             if got != diff_id:
                 raise InvalidParameter(f"layer {desc['digest']}: diff ID mismatch: config says "
                                        f"{diff_id}, content is {got}")
@@ -268,7 +277,7 @@ class DistributionService:
         return tar
 
     async def _download(self, reg: Registry, desc: dict[str, Any], sem: asyncio.Semaphore,
-                        queue: asyncio.Queue[Progress | None]) -> str:
+                        queue: asyncio.Queue[Progress | None], phases: Phases) -> str:
         """Download a blob into the content store, verified against the descriptor's digest and size;
         returns the lease (a reference) that keeps it until the caller releases it."""
         digest, total = desc["digest"], int(desc.get("size") or 0)
@@ -279,6 +288,7 @@ class DistributionService:
             queue.put_nowait({"status": "Waiting", "progressDetail": {}, "id": short})
         async with sem:
             done = 0
+            t_start = time.monotonic()
             resp = await reg.request("GET", f"/v2/{reg.repo}/blobs/{digest}")
             try:  # the writer after the request: a refusal leaves no temporary
                 w = self.content.writer(digest, total or None)
@@ -300,10 +310,12 @@ class DistributionService:
                 raise
             finally:
                 resp.release()
+            phases.add(short, "download", t_start, time.monotonic())
         queue.put_nowait({"status": "Verifying Checksum", "progressDetail": {}, "id": short})
         lease = LEASE_REF + "pull-" + secrets.token_hex(8)
         try:
-            await asyncio.to_thread(w.finish)  # fsync and verify off the loop; a mismatch keeps nothing
+            with phases.span(short, "verify"):
+                await asyncio.to_thread(w.finish)  # fsync and verify off the loop; a mismatch keeps nothing
             w.commit([lease])
         except DigestMismatch as e:
             raise InvalidParameter(f"filesystem layer verification failed for digest {digest}") from e
