@@ -25,9 +25,9 @@ from berth.images.archive import ArchiveError, decompressing
 from berth.layers.spool import Spool, SpoolAborted
 
 T = TypeVar("T")
-PIPE_LIMIT = 8 << 20  # downloaded bytes buffered per layer, at most (plus one chunk)
+PIPE_LIMIT = 4 << 20  # downloaded bytes buffered per layer, at most (plus one chunk)
 _BUF = 1 << 20
-_OUT = 4 << 20  # decompressed bytes per step
+_OUT = 1 << 20  # decompressed bytes per step
 
 try:
     from isal import isal_zlib as _zlib
@@ -89,20 +89,22 @@ class ChunkPipe(io.RawIOBase):
                 self._cond.wait()
             if self._error is not None:
                 raise SpoolAborted(str(self._error))
-            if not self._chunks:
-                return 0
-            chunk = self._chunks[0]
-            n = min(len(b), len(chunk))
-            if n == len(chunk):
-                self._chunks.popleft()
-            else:
-                self._chunks[0] = chunk[n:]
+            n = 0
+            view = memoryview(b).cast("B")
+            while self._chunks and n < len(view):  # as much as is there: fewer wake-ups per MB
+                chunk = self._chunks[0]
+                k = min(len(view) - n, len(chunk))
+                view[n:n + k] = chunk[:k]
+                if k == len(chunk):
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = chunk[k:]
+                n += k
             self._buffered -= n
             if self._waiting and self._buffered < self.limit:
                 self._waiting = False
                 self.loop.call_soon_threadsafe(self._room.set)
-        b[:n] = chunk[:n]
-        self.hash.update(chunk[:n])
+        self.hash.update(view[:n])
         self.count += n
         return n
 
