@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import hashlib
 import io
 import lzma
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -206,6 +208,25 @@ def _zstd_error() -> type[Exception]:
     import zstandard
 
     return zstandard.ZstdError
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas for the process (unless ``MALLOC_ARENA_MAX`` is set).
+
+    Every pull thread that allocates gets an arena of its own (up to 8 per core), and each keeps
+    the MB-sized buffers freed in it: berthd's peak RSS during the five-layer bench pull was
+    173-191 MB with the default, 113 MB with two arenas (the threads mostly wait on the GIL or
+    in the kernel, so they gain nothing from separate arenas). A no-op on other C libraries."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def start_thread(name: str, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:

@@ -43,7 +43,7 @@ from berth.distribution.client import (
     parse_manifest,
 )
 from berth.distribution.phases import Phases
-from berth.distribution.pipeline import ChunkPipe, inflate, settled, start_thread
+from berth.distribution.pipeline import ChunkPipe, inflate, limit_malloc_arenas, settled, start_thread
 from berth.errors import BerthError, InvalidParameter, NotFound
 from berth.images import reference
 from berth.images.archive import spool_uncompressed
@@ -101,6 +101,7 @@ class DistributionService:
         self.images = images
         self.config = config
         self.pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="gzip")
+        limit_malloc_arenas()  # pulls' threads would each keep an arena's worth of freed buffers
 
     def _adopt_compressed(self) -> None:
         """An older data root's compressed layers (rows, and files in distribution/blobs): into the
