@@ -543,6 +543,11 @@ def write_json(res: Results, path: str) -> None:
 # ---------------------------------------------------------------- main
 
 
+def loadavg() -> str:
+    """The 1/5/15-minute load averages: ratios from a shared machine are read against them."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def dockerd_state(docker_cli: str) -> tuple[bool, str]:
     if not shutil.which("dockerd"):
         return False, "dockerd: not installed, skipped"
@@ -566,7 +571,8 @@ def bench(args: argparse.Namespace, res: Results, root: str, cleanups: list[Call
                "docker_cli": tool_version([docker_cli, "--version"]) if docker_cli else "absent",
                "crun": tool_version([crun, "--version"]) if crun else "absent",
                "runc": tool_version([runc, "--version"]) if runc else "absent",
-               "podman": tool_version([podman, "--version"]) if podman else "absent"}
+               "podman": tool_version([podman, "--version"]) if podman else "absent",
+               "loadavg_start": loadavg()}
     for k, v in res.env.items():
         print(f"{k:>10}: {v}")
 
@@ -724,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warning: copying berthd's log: {e}", file=sys.stderr)
         unmount_all(root)
         shutil.rmtree(root, ignore_errors=True)
+    res.env["loadavg_end"] = loadavg()
+    print(f"\nload average: {res.env.get('loadavg_start', '?')} at the start, {res.env['loadavg_end']} at the end")
     report(res)
     if args.json:
         write_json(res, args.json)

@@ -170,3 +170,34 @@ def test_ipam_hands_out_each_address_once_and_frees_it(daemon: Daemon) -> None:
         for ct in made:
             ct.remove(force=True)
         net.remove()
+
+
+def test_a_container_cannot_take_the_gateway_address(daemon: Daemon) -> None:
+    """``--ip`` with the network's gateway would put a second host on the bridge's own address (its
+    ARP answers race the bridge's: other containers' traffic to their gateway could go to it).
+    dockerd's IPAM has the gateway reserved: the start fails, 409, and leaves nothing."""
+    c = daemon.client()
+    net = c.networks.create("gwnet", ipam=docker.types.IPAMConfig(pool_configs=[
+        docker.types.IPAMPool(subnet="10.231.10.0/24", gateway="10.231.10.1")]))
+    try:
+        ct = c.containers.create("busybox", ["sleep", "300"], network="gwnet")
+        c.api.disconnect_container_from_network(ct.id, "gwnet")
+        c.api.connect_container_to_network(ct.id, "gwnet", ipv4_address="10.231.10.1")
+        before = links()
+        with pytest.raises(docker.errors.APIError) as e:
+            ct.start()
+        assert e.value.status_code == 409
+        assert "Address already in use" in str(e.value.explanation)
+        assert links() == before
+        ct.reload()
+        assert ct.status == "created"
+        # an address next to it is fine (the control)
+        c.api.disconnect_container_from_network(ct.id, "gwnet")
+        c.api.connect_container_to_network(ct.id, "gwnet", ipv4_address="10.231.10.2")
+        ct.start()
+        ct.reload()
+        assert ct.attrs["NetworkSettings"]["Networks"]["gwnet"]["IPAddress"] == "10.231.10.2"
+    finally:
+        for ct in c.containers.list(all=True):
+            ct.remove(force=True)
+        net.remove()

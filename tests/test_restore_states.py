@@ -124,6 +124,39 @@ def test_created_not_started_is_reaped_and_starts_again(d: Daemon, monkeypatch: 
     assert d.cli("ps", "-aq").stdout == b""
 
 
+def rootfs_volatile(cid: str) -> bool | None:
+    """Whether container ``cid``'s rootfs is mounted volatile (mountinfo's super options; newer kernels
+    say ``fsync=volatile``); None when it is not mounted."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if cid in fields[4] and fields[4].endswith("/merged"):
+                return bool({"volatile", "fsync=volatile"} & set(fields[-1].split(",")))
+    return None
+
+
+def test_rm_container_cut_before_start_starts_again(d: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --rm container's rootfs is mounted volatile (no sync at unmount): overlay then refuses a second
+    mount of the same layer unless berthd clears its marker, which a start after a cut start needs."""
+    cid, _, _ = crash_between_create_and_start(d, monkeypatch, "rmhalf", "--rm")
+    d.start()
+    assert d.client().api.inspect_container("rmhalf")["State"]["Status"] == "created"
+    d.cli("start", "rmhalf")
+    assert d.client().api.inspect_container("rmhalf")["State"]["Running"]
+    assert rootfs_volatile(cid) is True
+    d.cli("kill", "rmhalf")
+    assert d.cli("wait", "rmhalf", check=False).returncode in (0, 1)  # 137, or gone already
+    for _ in range(100):
+        if not d.cli("ps", "-aq").stdout:
+            break
+        subprocess.run(["sleep", "0.05"])
+    assert d.cli("ps", "-aq").stdout == b""
+    assert not [m for m in mounts_under(d.root) if cid in m]
+    kept = d.cli("run", "-d", "busybox", "sleep", "100").stdout.decode().strip()
+    assert rootfs_volatile(kept) is False  # its writes are synced at unmount
+    d.cli("rm", "-f", kept)
+
+
 def test_started_in_runtime_but_not_recorded_is_adopted(d: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
     """The kill came after ``runtime start`` but before the record said running."""
     if "berth" in d.extra:

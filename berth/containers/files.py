@@ -36,7 +36,8 @@ class ContainerFiles:
     def mount(self, c: Container) -> str:
         """The bundle directory made and the rootfs mounted (blocking)."""
         os.makedirs(self.bundle(c).dir, exist_ok=True)
-        return self.layers.mount_rw(c.id)
+        # a --rm container's writable layer is discarded after this run: no sync at its unmount
+        return self.layers.mount_rw(c.id, volatile=bool(c.host_config.get("AutoRemove")))
 
     def unmount(self, c: Container) -> None:
         """A stopped container's subpath stages and rootfs unmounted (blocking)."""

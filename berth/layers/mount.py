@@ -25,6 +25,7 @@ _SYS_FSOPEN = 430
 _SYS_FSCONFIG = 431
 _SYS_FSMOUNT = 432
 _FSOPEN_CLOEXEC = 1
+_FSCONFIG_SET_FLAG = 0
 _FSCONFIG_SET_STRING = 1
 _FSCONFIG_CMD_CREATE = 6
 _FSMOUNT_CLOEXEC = 1
@@ -55,11 +56,13 @@ def _err(what: str, target: str) -> OSError:
     return OSError(e, f"{what} {target}: {os.strerror(e)}")
 
 
-def _fsconfig(fd: int, key: str, value: str) -> None:
-    r = _libc.syscall(_SYS_FSCONFIG, ctypes.c_int(fd), ctypes.c_uint(_FSCONFIG_SET_STRING),
-                      ctypes.c_char_p(key.encode()), ctypes.c_char_p(value.encode()), ctypes.c_int(0))
+def _fsconfig(fd: int, key: str, value: str | None) -> None:
+    """One option; ``value`` None: a flag (``volatile``), which the kernel refuses as a string."""
+    kind, val = (_FSCONFIG_SET_FLAG, None) if value is None else (_FSCONFIG_SET_STRING, value.encode())
+    r = _libc.syscall(_SYS_FSCONFIG, ctypes.c_int(fd), ctypes.c_uint(kind),
+                      ctypes.c_char_p(key.encode()), ctypes.c_char_p(val), ctypes.c_int(0))
     if r < 0:
-        raise _err(f"fsconfig {key}", value)
+        raise _err(f"fsconfig {key}", value or "")
 
 
 def _mount_overlay_fsopen(m: Mount, target: str) -> None:
@@ -73,8 +76,8 @@ def _mount_overlay_fsopen(m: Mount, target: str) -> None:
             _fsconfig(fd, "upperdir", m.upper)
             _fsconfig(fd, "workdir", m.work)
         for opt in m.options:
-            k, _, v = opt.partition("=")
-            _fsconfig(fd, k, v)
+            k, eq, v = opt.partition("=")
+            _fsconfig(fd, k, v if eq else None)
         r = _libc.syscall(_SYS_FSCONFIG, ctypes.c_int(fd), ctypes.c_uint(_FSCONFIG_CMD_CREATE),
                           None, None, ctypes.c_int(0))
         if r < 0:

@@ -277,11 +277,14 @@ class LayerStore:
             raise LayerNotFound(cid)
         return row[0]
 
-    def mount_rw(self, cid: str) -> str:
-        """Mount the container's rootfs (idempotent) and return its path."""
+    def mount_rw(self, cid: str, volatile: bool = False) -> str:
+        """Mount the container's rootfs (idempotent) and return its path; ``volatile``: for one run
+        of a container removed after it (the driver may skip syncing its writes)."""
         target = self.driver.rootfs_path(cid)
-        spec = self.driver.rootfs_mount(cid, [x.cache_id for x in self.chain(self._rw_parent(cid))])
-        if spec is not None and not mnt.is_mounted(target):
+        if mnt.is_mounted(target):
+            return target
+        spec = self.driver.rootfs_mount(cid, [x.cache_id for x in self.chain(self._rw_parent(cid))], volatile)
+        if spec is not None:
             mnt.mount(spec, target)
         return target
 

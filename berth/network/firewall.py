@@ -50,6 +50,7 @@ class Chains:
         self.iso2 = base + "-ISO2"
         self.post = base + "-POSTROUTING"
         self.dnat = base + "-DNAT"
+        self.raw = base + "-LOCALNET"
 
     def jumps(self) -> list[tuple[str, str, list[str]]]:
         """(table, built-in chain, rule spec) of each jump into Berth's chains."""
@@ -58,6 +59,7 @@ class Chains:
             ("nat", "POSTROUTING", ["-j", self.post]),
             ("nat", "PREROUTING", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", self.dnat]),
             ("nat", "OUTPUT", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", self.dnat]),
+            ("raw", "PREROUTING", ["-j", self.raw]),
         ]
 
 
@@ -66,9 +68,15 @@ def render(ch: Chains, bridges: Iterable[Bridge], forwards: Iterable[Forward], m
     forwards = list(forwards)
     f = ["*filter", f":{ch.forward} - [0:0]", f":{ch.iso1} - [0:0]", f":{ch.iso2} - [0:0]"]
     n = ["*nat", f":{ch.post} - [0:0]", f":{ch.dnat} - [0:0]"]
+    r = ["*raw", f":{ch.raw} - [0:0]"]
     if missing_jumps:
+        tables = {"filter": f, "nat": n, "raw": r}
         for table, chain, spec in ch.jumps():
-            (f if table == "filter" else n).append(" ".join(["-I", chain, "1", *spec]))
+            tables[table].append(" ".join(["-I", chain, "1", *spec]))
+    # route_localnet on the bridges (a port published on 127.0.0.1 must answer the host) would let
+    # a container, or a neighbour through a DNAT that runs before routing, use 127.0.0.0/8: such
+    # packets come only from lo, so anything else is dropped before conntrack or NAT see it
+    r.append(f"-A {ch.raw} -d 127.0.0.0/8 ! -i lo -j DROP")
     f.append(f"-A {ch.forward} -j {ch.iso1}")
     for b in bridges:
         if b.internal:  # no way out, no way in: only container to container on this bridge
@@ -96,7 +104,7 @@ def render(ch: Chains, bridges: Iterable[Bridge], forwards: Iterable[Forward], m
         dst = f"-d {p.host_ip}/32 " if p.host_ip else ""
         n.append(f"-A {ch.dnat} {dst}-p {p.proto} -m {p.proto} --dport {p.host_port} "
                  f"-j DNAT --to-destination {p.address}:{p.container_port}")
-    return "\n".join([*f, "COMMIT", *n, "COMMIT", ""])
+    return "\n".join([*f, "COMMIT", *n, "COMMIT", *r, "COMMIT", ""])
 
 
 def _run(argv: list[str], stdin: str | None = None) -> str:
@@ -127,7 +135,8 @@ def remove_all(ch: Chains) -> None:
         while f"-A {chain} {' '.join(spec)}" in dump.splitlines():
             _run([IPTABLES, "-w", "-t", table, "-D", chain, *spec])
             dump = saved()
-    for table, names in (("filter", (ch.forward, ch.iso1, ch.iso2)), ("nat", (ch.post, ch.dnat))):
+    for table, names in (("filter", (ch.forward, ch.iso1, ch.iso2)), ("nat", (ch.post, ch.dnat)),
+                         ("raw", (ch.raw,))):
         for name in names:
             if any(line.startswith(f":{name} ") for line in dump.splitlines()):
                 _run([IPTABLES, "-w", "-t", table, "-F", name])

@@ -127,7 +127,7 @@ class NetworkStore:
             used = {r[0] for r in self.conn.execute(
                 "SELECT address FROM endpoints WHERE network_id=? AND address IS NOT NULL", (n.id,))}
             if wanted:
-                if wanted in used:
+                if wanted in used or wanted == n.gateway:  # the gateway is the bridge's own address
                     raise Conflict(f"Address already in use: {wanted} on network {n.name}")
                 address = wanted
             else:

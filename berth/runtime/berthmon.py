@@ -119,6 +119,8 @@ class BerthRuntime(ConmonRuntime):
     """A ``Runtime`` with berth-monitor holding each container (see the module doc). Everything
     after start (pause, exec, attach, resize, exit status, runtime state) is shared with conmon's."""
 
+    spec_at_start = True  # the monitor runs the runtime (which reads the spec) only at ``start``
+
     def __init__(self, exec_root: str, runtime: str, others: Sequence[str] = (), binary: str = "") -> None:
         self._setup(exec_root, runtime, others)
         self.binary = binary or build()

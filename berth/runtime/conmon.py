@@ -72,6 +72,8 @@ class Paths:
 class ConmonRuntime:
     """A ``Runtime`` (berth.runtime.interface) made of conmon and an OCI runtime."""
 
+    spec_at_start = False  # conmon runs ``<runtime> create``, which reads the spec
+
     def __init__(self, exec_root: str, runtime: str, others: Sequence[str] = ()) -> None:
         conmon = shutil.which("conmon")
         if conmon is None:

@@ -97,6 +97,9 @@ class ExecProcess(Protocol):
 class Runtime(Protocol):
     name: str  # the default OCI runtime's name (crun, runc), for /info
     runtimes: dict[str, str]  # every OCI runtime a container may choose: name -> binary path
+    # True when ``create`` does not read ``config.json`` (only ``start`` does): the engine may then
+    # run ``create`` while it still writes the spec
+    spec_at_start: bool
 
     # -- lifecycle -------------------------------------------------------------------------
     async def create(self, b: Bundle, *, terminal: bool, stdin: bool, log_size_max: int = -1,

@@ -283,6 +283,8 @@ static void memory_cgroup(pid_t pid, char *out, size_t n) {
         char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
         if (!b) continue;
         *b = 0;
+        /* a container that already exited reads as the root cgroup, whose counters are the host's */
+        if (strcmp(b + 1, "/") == 0) continue;
         if (strcmp(a + 1, "memory") == 0) snprintf(out, n, "/sys/fs/cgroup/memory%s/memory.oom_control", b + 1);
         else if (a[1] == 0) snprintf(v2, sizeof v2, "/sys/fs/cgroup%s/memory.events", b + 1);
     }
