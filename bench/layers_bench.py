@@ -165,6 +165,9 @@ def per_image(engines: list[Engine], key: str, img: BenchImage, res: Results, ru
             return eng.pull(ref)
         if "pull" in ops:
             res.rounds(f"pull {key}", engines, runs, pull)
+            for eng in engines:
+                if isinstance(eng, BerthEngine):
+                    print_pull_timing(eng, key)
         for eng in engines:
             try:
                 eng.run("tag", refs[eng.label], img.ref)
@@ -174,6 +177,21 @@ def per_image(engines: list[Engine], key: str, img: BenchImage, res: Results, ru
     finally:
         for reg in colds.values():
             reg.stop()
+
+
+def print_pull_timing(eng: BerthEngine, key: str) -> None:
+    """berthd's per-phase line for each pull since the last call (``berth.distribution.phases``)."""
+    try:
+        with open(eng.daemon.log_path, errors="replace") as f:
+            lines = [ln.split("pull timing ", 1)[1].rstrip() for ln in f if "pull timing " in ln]
+    except OSError:
+        return
+    for ln in lines[_timing_seen.get(eng.pid, 0):]:
+        print(f"  berthd phases, pull {key}: {ln}", flush=True)
+    _timing_seen[eng.pid] = len(lines)
+
+
+_timing_seen: dict[int | None, int] = {}  # berthd pid -> pull timing lines already printed
 
 
 def commit_rounds(engines: list[Engine], ref: str, res: Results, runs: int) -> None:

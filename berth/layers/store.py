@@ -12,7 +12,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -20,7 +20,8 @@ from berth.db import Step, migrate, schema_problem, transaction
 from berth.fsutil import dir_size, syncfs
 from berth.layers import mount as mnt
 from berth.layers.drivers import Driver
-from berth.layers.tarapply import apply_tar
+from berth.layers.spool import Spool
+from berth.layers.tarapply import apply_tar, apply_tar_stream
 from berth.layers.tarsplit import assemble
 from berth.storecheck import ORPHAN, TEMP, Findings, Leftover, column, is_temp, ls
 
@@ -142,17 +143,49 @@ class LayerStore:
         cid = chain_id(parent, diff_id)
         if self.exists(cid):
             return None
-        cache_id = secrets.token_hex(32)
         parent_cache = None
         if parent:
             parent_cache = pending[parent].cache_id if pending and parent in pending else self.get(parent).cache_id
+
+        def apply(path: str, split: BinaryIO) -> int:
+            # threads only into an empty directory (vfs starts from a copy of the parent)
+            threads = 1 if os.listdir(path) else self.extract_threads
+            return apply_tar(tar_path, path, self.driver.whiteouts, split, offset, size, threads)
+        return self._extract(cid, diff_id, parent, parent_cache, apply,
+                             lambda: os.path.getsize(tar_path) if size is None else size, sync)
+
+    @property
+    def needs_parent_files(self) -> bool:
+        """Whether a layer is made from a copy of its parent's files (vfs), so it cannot be
+        extracted before its parent; overlay layers are independent directories."""
+        return self.driver.whiteouts == "vfs"
+
+    def extract_stream(self, tar: Spool, diff_id: str, parent: str | None, parent_cache: str | None,
+                       sync: bool = False) -> Extracted:
+        """``extract`` from a tar still being written (blocking; run in a thread of its own, as
+        reads wait for the writer). ``parent_cache``: the parent's cache ID, needed only when
+        ``needs_parent_files``. The caller verifies the tar's digests and discards the result
+        when they do not match; a ``SpoolAborted`` writer leaves nothing here. The caller has
+        checked that the layer is not stored already (this thread reads no table)."""
+        cid = chain_id(parent, diff_id)
+
+        def apply(path: str, split: BinaryIO) -> int:
+            root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                with tar.reader() as raw, tar.reader() as split_src:
+                    return apply_tar_stream(raw, split_src, root_fd, self.driver.whiteouts, split, tar.final_size)
+            finally:
+                os.close(root_fd)
+        return self._extract(cid, diff_id, parent, parent_cache, apply, tar.final_size, sync)
+
+    def _extract(self, cid: str, diff_id: str, parent: str | None, parent_cache: str | None,
+                 apply: Callable[[str, BinaryIO], int], tar_size: Callable[[], int], sync: bool) -> Extracted:
+        cache_id = secrets.token_hex(32)
         path = self.driver.new_layer(cache_id, parent_cache)
         split_path = os.path.join(self.split_dir, cache_id + ".gz")
         try:
-            # threads only into an empty directory (vfs starts from a copy of the parent)
-            threads = 1 if os.listdir(path) else self.extract_threads
             with open(split_path + ".tmp", "wb") as split:
-                data_size = apply_tar(tar_path, path, self.driver.whiteouts, split, offset, size, threads)
+                data_size = apply(path, split)
                 split.flush()
                 if sync:
                     os.fsync(split.fileno())
@@ -165,8 +198,7 @@ class LayerStore:
                 if os.path.exists(p):
                     os.unlink(p)
             raise
-        return Extracted(cid, diff_id, parent, cache_id, data_size,
-                         os.path.getsize(tar_path) if size is None else size)
+        return Extracted(cid, diff_id, parent, cache_id, data_size, tar_size())
 
     def sync(self, extracted: Iterable[Extracted]) -> None:
         """Make layers extracted with ``sync=False`` durable, with their tar-split records: one

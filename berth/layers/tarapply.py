@@ -22,7 +22,7 @@ import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
@@ -76,14 +76,29 @@ def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: Bin
     """``apply_tar`` into the directory open as ``root_fd``; safe while others change the tree
     (with ``threads`` 1, the default)."""
     with open_range(tar_path, offset, size) as raw, open_range(tar_path, offset, size) as split_src:
-        try:
-            tf = tarfile.open(fileobj=raw, mode="r:")
-        except tarfile.TarError as e:
-            raise UnsafeTarError(f"invalid tar archive: {e}") from e
         data = None
         if threads > 1:  # workers read file data with pread on a descriptor of their own
             data = _Data(os.open(tar_path, os.O_RDONLY | os.O_CLOEXEC), offset if size is not None else 0,
                          os.fstat(raw.fileno()).st_size if size is None else size)
+        total = size if size is not None else os.fstat(raw.fileno()).st_size
+        return _apply(raw, split_src, root_fd, mode, split_out, lambda: total, data, threads)
+
+
+def apply_tar_stream(raw: BinaryIO, split_src: BinaryIO, root_fd: int, mode: WhiteoutMode,
+                     split_out: BinaryIO | None, tar_size: Callable[[], int]) -> int:
+    """``apply_tar`` from a tar still being written (``berth.layers.spool``): ``raw`` and
+    ``split_src`` are two readers of it whose reads wait for the data; ``tar_size()`` gives the
+    tar's final size (waiting for it), needed only once every entry was read. One thread."""
+    return _apply(raw, split_src, root_fd, mode, split_out, tar_size, None, 1)
+
+
+def _apply(raw: BinaryIO, split_src: BinaryIO, root_fd: int, mode: WhiteoutMode, split_out: BinaryIO | None,
+           tar_size: Callable[[], int], data: _Data | None, threads: int) -> int:
+    try:
+        try:
+            tf = tarfile.open(fileobj=raw, mode="r:")
+        except tarfile.TarError as e:
+            raise UnsafeTarError(f"invalid tar archive: {e}") from e
         ex = _Extractor(tf, root_fd, mode, Split(split_src) if split_out is not None else None, data, threads)
         try:
             try:
@@ -100,11 +115,11 @@ def apply_tar_fd(tar_path: str, root_fd: int, mode: WhiteoutMode, split_out: Bin
             if e.errno in (errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EXDEV, errno.EAGAIN):
                 raise UnsafeTarError(f"invalid tar archive: {e.strerror}: {e.filename}") from e
             raise
-        finally:
-            if data is not None:
-                os.close(data.fd)
         if ex.split is not None and split_out is not None:
-            ex.split.write(split_out, os.fstat(raw.fileno()).st_size if size is None else size)
+            ex.split.write(split_out, tar_size())
+    finally:
+        if data is not None:
+            os.close(data.fd)
     return ex.total
 
 
