@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import copy
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +53,7 @@ class Snapshots:
             except (RuntimeFailure, Conflict):
                 # it exited between our look and the runtime's (its exit not yet recorded): there is
                 # nothing left to freeze, so it is committed as a stopped container is, as Docker does
-                if not _gone(c.state.Pid):
+                if not await _ends_soon(c.state.Pid):
                     raise
         try:
             tmp = self.svc.images.scratch_path(".tar")
@@ -112,6 +113,17 @@ class Snapshots:
             elif m["Type"] == "bind" and os.path.exists(m["Source"]):
                 out.append({"source": m["Source"], "destination": m["Destination"], "rw": m.get("RW", True)})
         return out
+
+
+async def _ends_soon(pid: int, timeout: float = 2.0) -> bool:
+    """Whether ``pid`` has exited or does within ``timeout``: a runtime may already call a process
+    that is on its way out "not running" while /proc still shows it alive for a few milliseconds."""
+    deadline = time.monotonic() + timeout
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 def _gone(pid: int) -> bool:
