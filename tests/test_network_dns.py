@@ -374,17 +374,13 @@ def test_handler_never_raises_on_query_shaped_bytes(data: bytes) -> None:
 
 def test_random_datagrams_never_stop_the_server(ns: str) -> None:
     """Random and mutated packets through the real socket; the server answers a valid query afterwards."""
-    from hypothesis import find
+    import random
 
-    samples: list[bytes] = []
-
-    def keep(b: bytes) -> bool:
-        samples.append(b)
-        return len(samples) >= 400
-
-    find(st.one_of(st.binary(max_size=200),
-                   st.builds(lambda a, b: query("web") [:a] + b, st.integers(0, 30), st.binary(max_size=40))),
-         keep, settings=settings(max_examples=1000, database=None))
+    # 400 packets, half random bytes, half a valid query cut short and followed by noise (a seeded
+    # generator: the same packets every run; hypothesis.find with a side effect replays inconsistently)
+    rng = random.Random(0xD25)
+    samples = [rng.randbytes(rng.randint(0, 200)) if i % 2 else
+               query("web")[:rng.randint(0, 30)] + rng.randbytes(rng.randint(0, 40)) for i in range(400)]
     sender = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
               "for h in sys.argv[1:]: s.sendto(bytes.fromhex(h),('127.0.0.11',53))\n")
 
