@@ -94,6 +94,8 @@ static void open_log(int truncate) {
     log_size = (log_fd >= 0 && fstat(log_fd, &st) == 0) ? st.st_size : 0;
 }
 
+static int mid_line; /* the last record written was a P: its line is not finished */
+
 static void rotate(void) {
     char from[4096], to[4096];
     if (log_files > 1) {
@@ -134,10 +136,15 @@ static void log_record(const char *ts, int tslen, const char *stream, int final,
     char head[96];
     int hl = snprintf(head, sizeof head, "%.*s %s %c ", tslen, ts, stream, final ? 'F' : 'P');
     long long total = hl + (long long)len + 1;
-    if (log_max > 0 && log_size > 0 && log_size + total > log_max) rotate();
+    /* a line's P records and its closing F stay in one file (a rotation between them would leave the
+     * oldest file starting with a fragment once its head is rotated away): the file may pass LOG_SIZE_MAX
+     * by the rest of a line, but never past twice LOG_SIZE_MAX (output without newlines still rotates) */
+    if (log_max > 0 && log_size > 0 && log_size + total > log_max && (!mid_line || log_size + total > 2 * log_max))
+        rotate();
     struct iovec iov[3] = {{head, (size_t)hl}, {(void *)data, len}, {"\n", 1}};
     ssize_t w = writev(log_fd, iov, 3);
     if (w > 0) log_size += w;
+    mid_line = !final;
 }
 
 static void log_chunk(int stream, const char *buf, size_t len) {
