@@ -267,8 +267,11 @@ class PullThrough:
         except BaseException as e:
             f.error = "404" if isinstance(e, NotFound) else (str(e) or type(e).__name__)
             log.warning("proxy: fetch of %s failed: %s", f.digest, f.error)
-            # waiting clients learn of the failure first (they cut their connections); the ingest's
-            # removal follows and, should it fail, must not keep them waiting
+            # a request from now on starts a fresh fetch rather than joining this failed one; waiting
+            # clients learn of the failure next (they cut their connections); the ingest's removal
+            # follows and, should it fail, must not keep them waiting
+            if self._fetches.get(f.digest) is f:
+                del self._fetches[f.digest]
             f.started.set()
             async with f.changed:
                 f.changed.notify_all()
@@ -282,7 +285,8 @@ class PullThrough:
         finally:
             if writer is not None:
                 writer.close()
-            self._fetches.pop(f.digest, None)
+            if self._fetches.get(f.digest) is f:  # not a fresh fetch started after this one failed
+                del self._fetches[f.digest]
 
     async def spans(self, f: BlobFetch) -> AsyncIterator[tuple[BinaryIO, int, int]]:
         """(file, offset, count) spans of the blob as the fetch writes them, for the caller to send
