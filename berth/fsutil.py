@@ -91,7 +91,9 @@ def empty_trash(trash: str) -> None:
             threading.Thread(target=remove_tree, args=(os.path.join(trash, name),), daemon=True).start()
 
 
-def _force_remove(func, path, _exc) -> None:  # type: ignore[no-untyped-def]
+def _force_remove(func, path, exc) -> None:  # type: ignore[no-untyped-def]
+    if isinstance(exc[1], FileNotFoundError):
+        return  # gone already, which is what was wanted
     parent = os.path.dirname(path)
     os.chmod(parent, 0o700)
     if os.path.isdir(path) and not os.path.islink(path):

@@ -197,8 +197,9 @@ class ContainerService:
                 msg = self._fail_start(c, str(e))
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
         except BaseException:
-            if early is not None:  # launched, but the start failed on our side: the monitor goes
-                early.cancel()
+            if early is not None:  # launched, but the start failed on our side: the monitor goes.
+                # Not cancelled: its answer is awaited so that delete can wait for it to be gone
+                # before anything removes the bundle it is still writing in.
                 with contextlib.suppress(BaseException):
                     await early
                 await self.runtime.delete(b)
@@ -442,7 +443,14 @@ class ContainerService:
             # needs neither the bundle nor the rootfs), and a crash before it ends leaves runtime
             # state of no container, which the next start-up reaps (restore.py).
             self._runtime_cleanup.pop(c.id, None)
-            await asyncio.to_thread(self.files.discard, c)  # files first, then the rows: as a crash would leave it
+            try:  # files first, then the rows: as a crash would leave it
+                await asyncio.to_thread(self.files.discard, c)
+            except OSError as e:  # as Docker: the container is left dead, and can be removed again
+                c.state.Status = "dead"
+                self.store.save(c)
+                msg = f"unable to remove filesystem for {c.id}: {e}"
+                self.waiters.removal_failed(c.id, msg)
+                raise BerthError(msg) from e
             t_files = time.perf_counter()
             self.layers.forget_rw(c.id)
             self.store.delete(c.id)

@@ -40,6 +40,10 @@ class Waiters:
         _notify(self._exit, cid)
         _notify(self._remove, cid)
 
+    def removal_failed(self, cid: str, message: str) -> None:
+        """As Docker's removal error: those waiting for the removal get it as the wait's Error."""
+        _notify(self._remove, cid, message)
+
     def started(self, cid: str, attach: Callable[[], Attachment]) -> None:
         """Hand each waiting attach the new container's stdio."""
         for fut in self._attach.pop(cid, []):
@@ -58,7 +62,9 @@ class Waiters:
         if condition not in CONDITIONS:
             raise InvalidParameter(f"invalid condition: {condition!r}")
         if condition == "removed":
-            await self._future(self._remove, c.id)
+            failure = await self._future(self._remove, c.id)
+            if failure:
+                return {"StatusCode": c.state.ExitCode, "Error": {"Message": failure}}
         elif condition == "next-exit" or c.state.running:
             await self._future(self._exit, c.id)
         return {"StatusCode": c.state.ExitCode, "Error": {"Message": c.state.Error} if c.state.Error else None}

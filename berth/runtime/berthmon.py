@@ -115,6 +115,29 @@ async def _read_line(fd: int) -> bytes:
     return buf.split(b"\n", 1)[0]
 
 
+async def _gone(pid: int, cid: str, timeout: float) -> None:
+    """Wait (pidfd, no polling) for this container's monitor to exit; SIGKILL it past ``timeout``."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if not is_berth_monitor(pid, cid):  # the pid was reused: not ours to wait for
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _wake, fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            log.warning("berth-monitor %d of %s did not exit when its start was abandoned", pid, cid[:12])
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        finally:
+            loop.remove_reader(fd)
+    finally:
+        os.close(fd)
+
+
 class BerthRuntime(ConmonRuntime):
     """A ``Runtime`` with berth-monitor holding each container (see the module doc). Everything
     after start (pause, exec, attach, resize, exit status, runtime state) is shared with conmon's."""
@@ -125,7 +148,7 @@ class BerthRuntime(ConmonRuntime):
         self._setup(exec_root, runtime, others)
         self.binary = binary or build()
         # created but not started: id -> (go pipe's write end, sync pipe's read end)
-        self._pending: dict[str, tuple[int, int]] = {}
+        self._pending: dict[str, tuple[int, int, int]] = {}  # id -> go pipe, sync pipe, monitor pid
 
     async def create(self, b: Bundle, *, terminal: bool, stdin: bool, log_size_max: int = -1,
                      log_max_file: int = 1) -> Created:
@@ -173,7 +196,7 @@ class BerthRuntime(ConmonRuntime):
             os.close(sync_r)
             os.close(go_w)
             raise RuntimeFailure(rest if word == "-1" else (text or "berth-monitor exited without a word"))
-        self._pending[b.id] = (go_w, sync_r)
+        self._pending[b.id] = (go_w, sync_r, int(rest))
         return Created(pid=0, monitor_pid=int(rest))
 
     async def start(self, b: Bundle) -> int:
@@ -181,7 +204,7 @@ class BerthRuntime(ConmonRuntime):
         entry = self._pending.pop(b.id, None)
         if entry is None:
             raise RuntimeFailure("the container's monitor is not waiting to start it")
-        go_w, sync_r = entry
+        go_w, sync_r, _mpid = entry
         try:
             os.write(go_w, b"g")
             line = await _read_line(sync_r)
@@ -193,14 +216,24 @@ class BerthRuntime(ConmonRuntime):
             return int(text)
         raise RuntimeFailure(clean_runtime_error(text.removeprefix("-1 ") or "berth-monitor exited"))
 
-    def _forget(self, cid: str) -> None:
-        """A monitor created but never started: closing its go pipe makes it exit."""
-        for fd in self._pending.pop(cid, ()):
+    def _forget(self, cid: str) -> int:
+        """A monitor created but never started: closing its go pipe makes it remove its files from
+        the bundle and exit. Returns its pid (0 if none was waiting)."""
+        entry = self._pending.pop(cid, None)
+        if entry is None:
+            return 0
+        go_w, sync_r, mpid = entry
+        for fd in (go_w, sync_r):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        return mpid
 
     async def delete(self, b: Bundle) -> None:
-        self._forget(b.id)
+        mpid = self._forget(b.id)
+        if mpid:
+            # it is still unlinking its sockets and fifo in the bundle: a removal of the bundle
+            # that raced it failed on a vanished file and left the container stuck in removal
+            await _gone(mpid, b.id, timeout=2.0)
         await super().delete(b)
 
     def live(self, b: Bundle, recorded_monitor: int = 0) -> Live | None:
