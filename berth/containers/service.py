@@ -185,10 +185,15 @@ class ContainerService:
             sandbox = await self.network.attach(c.id, c.name, c.host_config, cfg.get("ExposedPorts"))
             networked = True
             t_net = time.perf_counter() - t_net
-            if sandbox.addresses:
-                etcfiles.write_hosts(c, sandbox.addresses, self.network.host_gateway())
-                etcfiles.write_resolv(c, sandbox.embedded_dns)
-            await asyncio.to_thread(startspec.write_bundle, c, rootfs, user_mounts, b.dir, sandbox.path)
+            gateway = self.network.host_gateway() if sandbox.addresses else ""
+
+            def write_files() -> None:  # file system work off the event loop, in one hop
+                if sandbox.addresses:
+                    etcfiles.write_hosts(c, sandbox.addresses, gateway)
+                    etcfiles.write_resolv(c, sandbox.embedded_dns)
+                startspec.write_bundle(c, rootfs, user_mounts, b.dir, sandbox.path)
+
+            await asyncio.to_thread(write_files)
             t_spec = time.perf_counter()
             try:
                 created = await (early if early is not None else runtime_create())
