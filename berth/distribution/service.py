@@ -502,12 +502,13 @@ def _pick_platform(index: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(children, list) or \
             not all(isinstance(c, dict) and isinstance(c.get("digest"), str) for c in children):
         raise InvalidParameter("invalid manifest list: an entry has no digest")
-    for c in children:
+    entries: list[dict[str, Any]] = children
+    for c in entries:
         p = c.get("platform")
         if isinstance(p, dict) and p.get("os") == "linux" and p.get("architecture") == "amd64":
             return c
-    if len(children) == 1 and not children[0].get("platform"):
-        return children[0]
+    if len(entries) == 1 and not entries[0].get("platform"):
+        return entries[0]
     raise NotFound("no matching manifest for linux/amd64 in the manifest list entries")
 
 

@@ -260,7 +260,9 @@ class _Extractor:
             if m is None:
                 break
             self.entry(m)
-            self.tf.members.clear()  # tarfile keeps every header it read: 31,000 TarInfos for a big layer
+            # tarfile keeps every header it read: 31,000 TarInfos for a big layer (members is not in
+            # the stubs, getmembers() would read the whole archive)
+            self.tf.members.clear()  # type: ignore[attr-defined]
         self.drain()
         if self.mode == "vfs":
             for d in self.opaque_dirs:
