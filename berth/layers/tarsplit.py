@@ -4,7 +4,7 @@ Image layers are identified by the sha256 of their *uncompressed tar* (the diff 
 ``docker save`` must give back the very bytes that were loaded. Like Docker's tar-split we keep
 the tar's headers and padding (small, compressible) and point at the extracted files for the
 contents; ``assemble`` rebuilds the original stream. ``Split`` is filled by the extractor
-(``berth.layers.tarapply``) while it writes the layer.
+(``berth.layers.tarextract``) while it writes the layer.
 """
 
 from __future__ import annotations
