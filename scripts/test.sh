@@ -13,4 +13,5 @@ bash scripts/setup.sh
     berth/containers/transfer.py berth/threadstream.py berth/detachkeys.py
 .venv/bin/mypy --follow-imports=silent --warn-unused-ignores berth/runtime berth/containers
 .venv/bin/mypy --strict --follow-imports=silent berth/cli  # the CLI and its lean API client
+.venv/bin/mypy --strict --follow-imports=silent berth/layers berth/distribution berth/gotime.py  # layer store, pull/push
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

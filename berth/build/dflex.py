@@ -61,11 +61,15 @@ class Directives:
         return line, True
 
 
-def lstrip_go(s: str) -> str:
-    i = 0
-    while i < len(s) and is_go_space(s[i]):
+def _skip_run(s: str, i: int, *, spaces: bool) -> int:
+    """The index past the run of Go spaces (spaces=True) or of other characters that starts at i."""
+    while i < len(s) and is_go_space(s[i]) == spaces:
         i += 1
-    return s[i:]
+    return i
+
+
+def lstrip_go(s: str) -> str:
+    return s[_skip_run(s, 0, spaces=True):]
 
 
 def strip_go(s: str) -> str:
@@ -88,10 +92,16 @@ def split_lines(text: str) -> list[str]:
     return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
-def extract_flags(rest: str) -> tuple[str, list[str]]:
-    """Leading `--flag[=value]` words of an instruction, and the rest of the line."""
+def _scan_words(rest: str, escape: str, *, flags: bool) -> tuple[list[str], int]:
+    """The word scanner of moby's parser, in its two uses: (words, where the unscanned rest starts).
+
+    flags=False is parseWords: words as written, quotes and escapes kept in them, an escape literal
+    inside single quotes. flags=True is extractBuilderFlags: quotes and escapes are consumed, and the
+    scan stops before the first word that does not start with "--", or at a bare "--".
+    """
+    keep = not flags
     words: list[str] = []
-    word: list[str] = []
+    buf: list[str] = []
     phase = "spaces"
     quote = ""
     blank_ok = False
@@ -105,23 +115,23 @@ def extract_flags(rest: str) -> tuple[str, list[str]]:
             if is_go_space(ch):
                 pos += 1
                 continue
-            if ch != "-" or pos + 1 == n or rest[pos + 1] != "-":
-                return rest[pos:], words
+            if flags and (ch != "-" or pos + 1 == n or rest[pos + 1] != "-"):
+                return words, pos
             phase = "word"
-        if phase in ("word", "quote") and pos == n:
-            w = "".join(word)
-            if w != "--" and (blank_ok or w):
+        if pos == n:  # the end inside a word or a quote
+            w = "".join(buf)
+            if (blank_ok or w) and not (flags and w == "--"):
                 words.append(w)
             break
         if phase == "word":
             if is_go_space(ch):
                 phase = "spaces"
-                w = "".join(word)
-                if w == "--":
-                    return rest[pos:], words
+                w = "".join(buf)
+                if flags and w == "--":
+                    return words, pos
                 if blank_ok or w:
                     words.append(w)
-                word = []
+                buf = []
                 blank_ok = False
                 pos += 1
                 continue
@@ -129,32 +139,44 @@ def extract_flags(rest: str) -> tuple[str, list[str]]:
                 quote = ch
                 blank_ok = True
                 phase = "quote"
-                pos += 1
-                continue
-            if ch == "\\":
+                if not keep:
+                    pos += 1
+                    continue
+            if ch == escape:
                 if pos + 1 == n:
                     pos += 1
                     continue
+                if keep:
+                    buf.append(ch)
                 pos += 1
                 ch = rest[pos]
-            word.append(ch)
+            buf.append(ch)
             pos += 1
             continue
         # in quote
         if ch == quote:
             phase = "word"
-            pos += 1
-            continue
-        if ch == "\\":
+            if not keep:
+                pos += 1
+                continue
+        if ch == escape and (flags or quote != "'"):
             if pos + 1 == n:
                 phase = "word"
                 pos += 1
                 continue
+            if keep:
+                buf.append(ch)
             pos += 1
             ch = rest[pos]
-        word.append(ch)
+        buf.append(ch)
         pos += 1
-    return "", words
+    return words, n
+
+
+def extract_flags(rest: str) -> tuple[str, list[str]]:
+    """Leading `--flag[=value]` words of an instruction, and the rest of the line."""
+    words, end = _scan_words(rest, "\\", flags=True)
+    return rest[end:], words
 
 
 def parse_json(rest: str) -> list[str] | None:
@@ -175,62 +197,7 @@ def parse_json(rest: str) -> list[str] | None:
 
 def words_preserving_quotes(rest: str, escape: str) -> list[str]:
     """Docker's parseWords: whitespace-separated, quotes and escapes kept in the words."""
-    words: list[str] = []
-    buf: list[str] = []
-    phase = "spaces"
-    quote = ""
-    blank_ok = False
-    pos = 0
-    n = len(rest)
-    while pos <= n:
-        ch = rest[pos] if pos < n else ""
-        if phase == "spaces":
-            if pos == n:
-                break
-            if is_go_space(ch):
-                pos += 1
-                continue
-            phase = "word"
-        if phase in ("word", "quote") and pos == n:
-            if blank_ok or buf:
-                words.append("".join(buf))
-            break
-        if phase == "word":
-            if is_go_space(ch):
-                phase = "spaces"
-                if blank_ok or buf:
-                    words.append("".join(buf))
-                buf = []
-                blank_ok = False
-                pos += 1
-                continue
-            if ch in ("'", '"'):
-                quote = ch
-                blank_ok = True
-                phase = "quote"
-            if ch == escape:
-                if pos + 1 == n:
-                    pos += 1
-                    continue
-                buf.append(ch)
-                pos += 1
-                ch = rest[pos]
-            buf.append(ch)
-            pos += 1
-            continue
-        if ch == quote:
-            phase = "word"
-        if ch == escape and quote != "'":
-            if pos + 1 == n:
-                phase = "word"
-                pos += 1
-                continue
-            pos += 1
-            buf.append(ch)
-            ch = rest[pos]
-        buf.append(ch)
-        pos += 1
-    return words
+    return _scan_words(rest, escape, flags=False)[0]
 
 
 def name_value(rest: str, key: str, escape: str) -> list[str]:
@@ -267,29 +234,27 @@ def args_for(cmd: str, rest: str, escape: str) -> tuple[list[str], bool]:
         js = parse_json(rest)
         if js is not None:
             return js, True
-        return ([] if rest == "" else WS.split(rest)), False
+        return _fields(rest), False
     if cmd in ("from", "expose"):
-        return ([] if rest == "" else WS.split(rest)), False
+        return _fields(rest), False
     if cmd in ("env", "label"):
         return name_value(rest, cmd.upper(), escape), False
     if cmd == "arg":
         return words_preserving_quotes(rest, escape), False
-    if cmd in ("maintainer", "stopsignal", "user", "workdir"):
+    if cmd in ("maintainer", "stopsignal", "user", "workdir", "onbuild"):
         return ([] if rest == "" else [rest]), False
     if cmd == "healthcheck":
-        sep = 0
-        while sep < len(rest) and not is_go_space(rest[sep]):
-            sep += 1
+        sep = _skip_run(rest, 0, spaces=False)
         if sep == 0:
             return [], False
-        nxt = sep
-        while nxt < len(rest) and is_go_space(rest[nxt]):
-            nxt += 1
+        nxt = _skip_run(rest, sep, spaces=True)
         sub, sub_json = args_for("cmd", rest[nxt:], escape)
         return [rest[:sep], *sub], sub_json
-    if cmd == "onbuild":
-        return ([] if rest == "" else [rest]), False
     return [], False
+
+
+def _fields(rest: str) -> list[str]:
+    return [] if rest == "" else WS.split(rest)
 
 
 def heredocs_in(line: str) -> list[tuple[str, bool, bool, int]]:

@@ -7,6 +7,8 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
+from berth.gotime import human_duration
+
 TYPE_CHECKING = False  # typing costs ~3 ms to import: annotations only on the hot path
 if TYPE_CHECKING:
     from typing import Any
@@ -28,34 +30,6 @@ def human_size(n: float, precision: int = 3) -> str:
         n /= 1000.0
         i += 1
     return f"{n:.{precision}g}{units[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Go-units' HumanDuration: 'Less than a second', '3 minutes', 'About an hour', '2 weeks'."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def ago(unix: float) -> str:

@@ -10,38 +10,12 @@ from berth.containers.mounts import MountPoint
 from berth.containers.store import Container
 from berth.errors import BerthError, InvalidParameter
 from berth.filters import Filters, go_list
+from berth.gotime import human_duration
 from berth.runtime import spec as ocispec
 
 # the predefined networks' IDs (berth/api/absent.py lists them)
 NONE_NETWORK_ID = "0" * 63 + "1"
 HOST_NETWORK_ID = "0" * 63 + "2"
-
-
-def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def status_text(c: Container) -> str:

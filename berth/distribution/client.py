@@ -247,6 +247,12 @@ async def _error_text(resp: aiohttp.ClientResponse, default: str) -> str:
     return default
 
 
+def new_session() -> aiohttp.ClientSession:
+    """A session for one pull, push, login or inspect: no overall deadline (a big layer takes what it
+    takes), but a registry that stops answering is given up on."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300))
+
+
 def parse_manifest(raw: bytes) -> dict[str, Any]:
     try:
         m = json.loads(raw)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from berth.layers.tarapply import WH_OPAQUE, WH_PREFIX
+from berth.layers.tarentry import WH_OPAQUE, WH_PREFIX
 from berth.safepath import lstat_at
 from berth.tartree import TarTreeWriter, open_child_dir, open_root, scan_dir
 

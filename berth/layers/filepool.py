@@ -5,7 +5,7 @@ under load), the GIL is released for it, and creations in different directories 
 (creations in one directory serialize on its inode lock). So jobs carry a key (their directory)
 and one key's jobs go to one thread, in order, while the next directory's go to the next thread.
 
-The extractor decides what may run out of order (see ``tarapply``); this module only runs jobs,
+The extractor decides what may run out of order (see ``tarextract``); this module only runs jobs,
 bounds how many wait, and hands back the first failure.
 """
 

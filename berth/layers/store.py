@@ -275,7 +275,8 @@ class LayerStore:
         row = self.conn.execute("SELECT parent FROM rw_layers WHERE cid=?", (cid,)).fetchone()
         if row is None:
             raise LayerNotFound(cid)
-        return row[0]
+        parent: str | None = row[0]
+        return parent
 
     def mount_rw(self, cid: str, volatile: bool = False) -> str:
         """Mount the container's rootfs (idempotent) and return its path; ``volatile``: for one run

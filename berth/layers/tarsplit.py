@@ -4,7 +4,7 @@ Image layers are identified by the sha256 of their *uncompressed tar* (the diff 
 ``docker save`` must give back the very bytes that were loaded. Like Docker's tar-split we keep
 the tar's headers and padding (small, compressible) and point at the extracted files for the
 contents; ``assemble`` rebuilds the original stream. ``Split`` is filled by the extractor
-(``berth.layers.tarapply``) while it writes the layer.
+(``berth.layers.tarextract``) while it writes the layer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import posixpath
 import struct
 import tarfile
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from berth import safepath
 from berth.gz import open_reader as gzip_reader
@@ -67,7 +67,7 @@ class Split:
         """``rel`` is about to change on disk: keep its earlier contents in the split itself."""
         i = self.file_index.pop(rel, None)
         if i is not None:
-            _kind, (_r, size, offset) = self.records[i]  # type: ignore[misc]
+            _r, size, offset = cast("tuple[str, int, int]", self.records[i][1])  # a _FILE record
             self.tar.seek(offset)
             self.records[i] = (_RAW, self.tar.read(size))  # the file on disk is about to change
 
@@ -96,7 +96,7 @@ class Split:
                     buf += struct.pack(">BQ", _RAW, len(data))
                     buf += data
                 else:
-                    rel, size, _off = val  # type: ignore[misc]
+                    rel, size, _off = cast("tuple[str, int, int]", val)
                     enc = rel.encode("utf-8", "surrogateescape")
                     buf += struct.pack(">BQQ", _FILE, len(enc), size)
                     buf += enc
@@ -137,7 +137,7 @@ def _assemble(root_fd: int, split_in: BinaryIO, out: BinaryIO) -> None:
                 raise ValueError("corrupt tar-split metadata")
 
 
-def _copy_exact(src: BinaryIO, dst: BinaryIO, n: int) -> None:
+def _copy_exact(src: IO[bytes], dst: BinaryIO, n: int) -> None:
     while n:
         chunk = src.read(min(_COPY_BUF, n))
         if not chunk:

@@ -47,4 +47,4 @@ def open_range(tar_path: str, offset: int, size: int | None) -> BinaryIO:
     """``tar_path`` opened for reading, or only its ``size`` bytes from ``offset`` when given."""
     if size is None:
         return open(tar_path, "rb")  # noqa: SIM115 - the caller closes it
-    return io.BufferedReader(Window(tar_path, offset, size), _BUF)  # type: ignore[return-value]
+    return io.BufferedReader(Window(tar_path, offset, size), _BUF)
