@@ -10,7 +10,7 @@ bash scripts/setup.sh
 # the API against its backend Protocols, and the wiring that must satisfy them (strict for these files;
 # modules they import are checked by their own lines)
 .venv/bin/mypy --strict --follow-imports=silent berth/api berth/daemon/main.py berth/daemon/system.py \
-    berth/containers/transfer.py berth/threadstream.py berth/detachkeys.py
+    berth/containers/transfer.py berth/threadstream.py berth/detachkeys.py berth/daemon/memory.py
 .venv/bin/mypy --follow-imports=silent --warn-unused-ignores berth/runtime berth/containers
 .venv/bin/mypy --strict --follow-imports=silent berth/cli  # the CLI and its lean API client
 .venv/bin/mypy --strict --follow-imports=silent berth/layers berth/distribution berth/gotime.py  # layer store, pull/push
