@@ -24,7 +24,7 @@ import pytest
 from berth.db import open_db
 from berth.fsutil import remove_tree
 from berth.layers import mount as mnt
-from berth.layers.drivers import make_driver, overlay_supported
+from berth.layers.drivers import SHARED_INIT, make_driver, overlay_supported
 from berth.layers.store import LayerStore, chain_id
 from tests.imagetools import Entry, layer_tar
 
@@ -206,4 +206,34 @@ def test_removal(env: Env) -> None:
     driver_dir = os.path.join(env.root, env.store.driver.name)
     left = [n for base_dir, dirs, _ in os.walk(driver_dir) for n in dirs
             if os.path.dirname(os.path.join(base_dir, n)) == driver_dir or base_dir.endswith("/dir")]
-    assert not [n for n in left if n not in ("l", "empty", ".trash", "dir")], left
+    # the driver's own layout stays (overlay's one init layer, shared by every container)
+    assert not [n for n in left if n not in ("l", "empty", ".trash", "dir", SHARED_INIT)], left
+    if os.path.isdir(os.path.join(driver_dir, "l")):  # one short link each for what is left: the init layer
+        assert [os.readlink(os.path.join(driver_dir, "l", n)) for n in os.listdir(os.path.join(driver_dir, "l"))] \
+            == [f"../{SHARED_INIT}/diff"]
+
+
+def test_overlay_containers_share_one_init_layer_and_a_half_made_one_is_remade(env: Env) -> None:
+    """Every container's rootfs has the init entries (mount points, the /etc files the runtime binds
+    over) from one shared read-only layer; a crash that left that layer half-made is repaired at start."""
+    if env.store.driver.name != "overlay":
+        pytest.skip("the shared init layer is overlay's")
+    base = env.add_layer(BASE, None)
+    roots = [env.container(f"s{i}", base) for i in range(2)]
+    for rootfs in roots:
+        for p in ("etc/hostname", "etc/hosts", "etc/resolv.conf", "proc", "sys", "dev/shm"):
+            assert os.path.lexists(os.path.join(rootfs, p)), p
+    driver_dir = os.path.join(env.root, "overlay")
+    assert not [n for n in os.listdir(driver_dir) if n.endswith("-init")]  # none of their own
+    with open(os.path.join(roots[0], "etc", "hostname"), "w") as f:  # a write lands in the container's upper
+        f.write("mine\n")
+    assert os.path.getsize(os.path.join(roots[1], "etc", "hostname")) == 0
+    assert os.path.getsize(os.path.join(driver_dir, SHARED_INIT, "diff", "etc", "hostname")) == 0
+    for i in range(2):
+        env.store.remove_rw(f"s{i}")
+    # a half-made shared layer (no link file: the crash came before it was finished) is made afresh
+    os.unlink(os.path.join(driver_dir, SHARED_INIT, "link"))
+    remove_tree(os.path.join(driver_dir, SHARED_INIT, "diff", "proc"))
+    type(env.store.driver)(driver_dir)
+    assert os.path.isdir(os.path.join(driver_dir, SHARED_INIT, "diff", "proc"))
+    assert os.path.isfile(os.path.join(driver_dir, SHARED_INIT, "link"))

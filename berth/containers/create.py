@@ -4,6 +4,7 @@ writable layer made, all undone if a step fails."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import re
@@ -21,6 +22,8 @@ from berth.errors import Conflict, InvalidParameter
 from berth.fsutil import remove_tree
 from berth.images.service import rfc3339
 from berth.runtime import hostconfig
+
+log = logging.getLogger("berth.containers")
 
 if TYPE_CHECKING:
     from berth.containers.service import ContainerService
@@ -108,6 +111,7 @@ async def create(svc: ContainerService, body: dict[str, Any], name: str | None) 
 
 async def _make(svc: ContainerService, c: Container, cdir: str, mount_points: list[MountPoint],
                 top_layer: str | None) -> Container:
+    t0 = time.perf_counter()
     os.makedirs(cdir, mode=0o710)
     created_volumes: list[str] = []
     try:
@@ -120,8 +124,10 @@ async def _make(svc: ContainerService, c: Container, cdir: str, mount_points: li
                 os.makedirs(mp.Source, mode=0o755)  # as ``docker run -v`` does
         c.mounts = [asdict(mp) for mp in mount_points]
         etcfiles.write(c, svc.network.host_gateway())
+        t_files = time.perf_counter()
         try:
             await asyncio.to_thread(svc.layers.make_rw, c.id, top_layer)
+            t_rw = time.perf_counter()
             svc.layers.record_rw(c.id, top_layer)
             svc.store.add(c)
         except BaseException:
@@ -132,6 +138,9 @@ async def _make(svc: ContainerService, c: Container, cdir: str, mount_points: li
         for name in created_volumes:
             svc.volumes.remove(name, [], force=True)
         raise
+    t_end = time.perf_counter()
+    log.debug("create %s: files %.1f ms, writable layer %.1f ms, records %.1f ms", c.id[:12],
+              (t_files - t0) * 1e3, (t_rw - t_files) * 1e3, (t_end - t_rw) * 1e3)
     return c
 
 

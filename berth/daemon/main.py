@@ -22,6 +22,7 @@ from aiohttp import web
 
 from berth.daemon import hostperms, listeners
 from berth.daemon.config import Config
+from berth.daemon.memory import IdleTrim
 
 if TYPE_CHECKING:
     from berth.build.service import BuildService
@@ -281,6 +282,7 @@ class Daemon:
         await self.network.setup()  # bridges and rules before any container starts
         await self.containers.restore()
         # streams (events, logs -f, attach) would hold shutdown for a minute: give them a second
+        app.middlewares.insert(0, IdleTrim().middleware)  # outermost: it sees every request
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         self.runners.append(runner)

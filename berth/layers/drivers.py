@@ -16,7 +16,7 @@ import secrets
 import subprocess
 from typing import Any, BinaryIO, Protocol
 
-from berth.fsutil import discard_tree, empty_trash, remove_tree
+from berth.fsutil import atomic_write, discard_tree, empty_trash, remove_tree
 from berth.layers import diff
 from berth.layers.mount import Mount
 from berth.layers.tarapply import WhiteoutMode
@@ -32,6 +32,7 @@ DRIVER_DIRS: dict[str, dict[str, int]] = {
     "vfs": {"vfs": 0o710, "vfs/dir": 0o710},
 }
 
+SHARED_INIT = "init-layer"  # the overlay driver's one init layer (not a hex id: no layer can be named so)
 INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
 INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
 _INIT_PATHS = frozenset(INIT_FILES + INIT_DIRS)
@@ -113,11 +114,37 @@ class OverlayDriver:
             os.makedirs(os.path.join(root, "l"), exist_ok=True)
             spread_children(root)
             empty_trash(self.trash)
+            self._ensure_shared_init()
 
-    def _new_dir(self, key: str) -> str:
+    def _ensure_shared_init(self) -> None:
+        """The init layer (mount points and the /etc files the runtime binds over) is the same for
+        every container, so one read-only copy serves them all: a per-container one cost ~15 file
+        system operations at each create and each removal. Containers made before it keep theirs.
+        Its ``link`` file is written last: without it, a crash's half-made layer is made afresh."""
+        d = os.path.join(self.root, SHARED_INIT)
+        if os.path.isfile(os.path.join(d, "link")):
+            return
+        remove_tree(d)
+        os.makedirs(os.path.join(d, "diff"), 0o755)
+        os.chmod(d, 0o710)
+        make_init_entries(os.path.join(d, "diff"))
+        short = secrets.token_hex(13).upper()
+        os.symlink(f"../{SHARED_INIT}/diff", os.path.join(self.root, "l", short))
+        atomic_write(os.path.join(d, "link"), short.encode())
+
+    def _init_key(self, cid: str) -> str:
+        """The init layer under this container: its own (made before the shared one) or the shared one."""
+        own = cid + "-init"
+        return own if os.path.isdir(os.path.join(self.root, own)) else SHARED_INIT
+
+    def _new_dir(self, key: str, short_link: bool = True) -> str:
+        """``short_link``: a layer gets a short name in ``l/`` for the mount options that list it as a
+        lower; a container's writable layer is never a lower, and saves the two writes."""
         d = os.path.join(self.root, key)
         os.makedirs(d, 0o710, exist_ok=True)  # as Docker's overlay2; diff below stays 0755: the layer's root
         os.mkdir(os.path.join(d, "diff"), 0o755)
+        if not short_link:
+            return os.path.join(d, "diff")
         short = secrets.token_hex(13).upper()
         os.symlink(f"../{key}/diff", os.path.join(self.root, "l", short))
         with open(os.path.join(d, "link"), "w") as f:
@@ -142,8 +169,7 @@ class OverlayDriver:
             self.remove(cache_id + "-init")
 
     def new_rw(self, cid: str, lower_cache_ids: list[str]) -> None:
-        make_init_entries(self._new_dir(cid + "-init"))
-        self._new_dir(cid)
+        self._new_dir(cid, short_link=False)
         os.mkdir(os.path.join(self.root, cid, "work"), 0o700)
         os.mkdir(os.path.join(self.root, cid, "merged"), 0o755)
 
@@ -151,8 +177,7 @@ class OverlayDriver:
         return os.path.join(self.root, cid, "diff")
 
     def init_path(self, cid: str) -> str | None:
-        p = self.layer_path(cid + "-init")
-        return p if os.path.isdir(p) else None
+        return self.layer_path(self._init_key(cid))
 
     def rootfs_path(self, cid: str) -> str:
         return os.path.join(self.root, cid, "merged")
@@ -170,19 +195,13 @@ class OverlayDriver:
         work = os.path.join(self.root, cid, "work")
         if volatile:
             remove_tree(os.path.join(work, "work", "incompat", "volatile"))
-        if self.init_path(cid):
-            lower_cache_ids = [cid + "-init", *lower_cache_ids]
-        lowers = [self.layer_path(c) for c in lower_cache_ids] or [self._empty()]
-        short = [self._short(c) for c in lower_cache_ids] or lowers
+        lower_cache_ids = [self._init_key(cid), *lower_cache_ids]
+        lowers = [self.layer_path(c) for c in lower_cache_ids]
+        short = [self._short(c) for c in lower_cache_ids]
         # diffs and commits read the upper dir alone: keep overlay from redirecting or metacopying
         options = ["index=off", "redirect_dir=off", "metacopy=off"] + (["volatile"] if volatile else [])
         return Mount(type="overlay", lowers=lowers, short_lowers=short, cwd=self.root, upper=self.rw_path(cid),
                      work=work, options=options)
-
-    def _empty(self) -> str:
-        d = os.path.join(self.root, "empty")
-        os.makedirs(d, exist_ok=True)
-        return d
 
     def status(self) -> list[list[str]]:
         return [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]]
@@ -210,7 +229,7 @@ class OverlayDriver:
         return data
 
     def leftovers(self, known: set[str]) -> list[Leftover]:
-        return _unknown_dirs(self.root, known, ("l", "empty", ".trash"), self.trash)
+        return _unknown_dirs(self.root, known, ("l", "empty", ".trash", SHARED_INIT), self.trash)
 
 
 class VfsDriver:
