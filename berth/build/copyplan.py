@@ -1,4 +1,5 @@
-"""What a COPY/ADD writes (CopyPlan) and the tar that writes it into a target rootfs."""
+"""What a COPY/ADD writes (CopyPlan), the checksum that decides its cache reuse, and the tar that writes it
+into a target rootfs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import os
 import stat
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -119,6 +121,19 @@ class CopyPlan:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def plan_checksum(entries: Sequence[CopyEntry], archive_digests: Sequence[str]) -> str:
+    """What decides reuse: each entry's path, type, mode, owner, size, link and content (not its
+    times, as Docker's tarsum v1), and the content of unpacked archives."""
+    h = hashlib.sha256()
+    for d in archive_digests:
+        h.update(f"archive {d}\n".encode())
+    for e in entries:
+        line = f"{e.name}\0{e.kind}\0{e.mode:o}\0{e.uid}\0{e.gid}\0{e.size}\0{e.linkname}\0{e.digest}\0" \
+               f"{e.rdev[0]},{e.rdev[1]}\0{'' if e.member is None else e.member[0]}\n"
+        h.update(line.encode("utf-8", "surrogateescape"))
+    return "sha256:" + h.hexdigest()
 
 
 class _Exact:

@@ -11,7 +11,8 @@ Semantics are dockerd's classic builder's (the Dockerfile reference, "COPY" and 
 - with more than one source the destination must end in "/"; a file goes *into* the destination
   when it ends in "/" or is an existing directory in the target rootfs, else it *is* the
   destination; a relative destination is relative to WORKDIR;
-- ADD unpacks a local tar (plain, gzip, bzip2, xz, zstd) into the destination; COPY never does;
+- ADD unpacks a local tar (plain, gzip, bzip2, xz, zstd) into the destination; COPY never does
+  (berth/build/copyarchive.py reads the tar);
 - ownership: `--chown` (names looked up in the target's /etc/passwd and /etc/group, read by fd
   inside its rootfs), else 0:0, except `COPY --from` without `--chown` keeps the source's.
 
@@ -25,17 +26,13 @@ import hashlib
 import os
 import posixpath
 import stat
-import tarfile
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from berth import safepath
-from berth.build.context import decompressor, tar_header_valid
+from berth.build.copyarchive import archive_entries, spool_archive
 from berth.build.copyowner import parse_chmod, resolve_chown
-from berth.build.copyplan import O_FILE as _O_FILE
-from berth.build.copyplan import CopyEntry, CopyError, CopyPlan
+from berth.build.copyplan import CopyEntry, CopyError, CopyPlan, plan_checksum
 from berth.build.globmatch import go_match, has_wildcards
 from berth.build.statcache import StatCache, hash_file_at
 
@@ -43,7 +40,6 @@ __all__ = ["CopyError", "CopyEntry", "CopyPlan", "StatCache", "plan_copy", "go_m
 
 MAX_ENTRIES = 2_000_000     # entries one COPY may plan (walk bound)
 MAX_DEPTH = 1024            # directory depth walked
-_BUF = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,46 +318,17 @@ class _Planner:
             links[key] = d_rel
         return True
 
-    # -- ADD of a local archive ----------------------------------------------------------------
+    # -- ADD of a local archive (berth/build/copyarchive.py reads it) ----------------------------
 
     def _spool_archive(self, src: _Source) -> str | None:
         """Decompress `src` to a private file if it is a tar (as dockerd's isArchivePath); else None."""
         assert src.st is not None
-        try:
-            fd = safepath.openat2(self.root_fd, src.rel, _O_FILE)
-        except OSError as e:
-            raise CopyError(f"{self.cmd} failed: open {src.orig}: {e.strerror}") from None
-        with os.fdopen(fd, "rb") as raw:
-            head = raw.read(6)
-            raw.seek(0)
-            try:
-                dec = decompressor(head, raw)
-                reader: BinaryIO = dec[1] if dec is not None else raw  # type: ignore[assignment]
-                first = _read_full(reader, 512)
-            except Exception:  # a corrupt stream is just not an archive, as Docker decides
-                return None
-            if not tar_header_valid(first):
-                return None
-            out_fd, path = tempfile.mkstemp(prefix="add-", suffix=".tar", dir=self.tmpdir)
-            h = hashlib.sha256()
-            try:
-                with os.fdopen(out_fd, "wb") as out:
-                    if dec is None:
-                        raw.seek(0)
-                    else:
-                        out.write(first)
-                        h.update(first)
-                    while True:
-                        chunk = reader.read(_BUF)
-                        if not chunk:
-                            break
-                        h.update(chunk)
-                        out.write(chunk)
-            except Exception as e:
-                os.unlink(path)
-                raise CopyError(f"{self.cmd} failed: reading archive {src.orig}: {e}") from None
+        spooled = spool_archive(self.root_fd, src.rel, src.orig, self.cmd, self.tmpdir)
+        if spooled is None:
+            return None
+        path, digest = spooled
         self.archives.append(path)
-        self.archive_digests.append(h.hexdigest())
+        self.archive_digests.append(digest)
         return path
 
     def _copy_archive(self, path: str, dest: str) -> None:
@@ -373,69 +340,8 @@ class _Planner:
             self._parents(dest, (0, 0))
             if tst is None:
                 self._put(CopyEntry(dest[1:], "dir", 0o755, 0, 0, 0))
-        base = dest[1:]
-        symlinks: set[str] = set()
-        try:
-            with tarfile.open(path, "r:") as tf:
-                while (m := tf.next()) is not None:
-                    self._tick()
-                    rel = _clean_member(m.name)
-                    if rel is None:
-                        raise CopyError(f"{self.cmd} failed: invalid archive entry {m.name!r}: "
-                                        "path escapes the destination")
-                    tf.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header otherwise
-                    if rel == "":
-                        continue
-                    parent = posixpath.dirname(rel)
-                    while parent:
-                        if parent in symlinks:
-                            raise CopyError(f"{self.cmd} failed: invalid archive entry {m.name!r}: "
-                                            "path goes through a symlink")
-                        parent = posixpath.dirname(parent)
-                    name = posixpath.join(base, rel) if base else rel
-                    mtime = int(m.mtime) * 1_000_000_000
-                    mode = m.mode & 0o7777
-                    if m.isdir():
-                        self._put(CopyEntry(name, "dir", mode, m.uid, m.gid, mtime))
-                    elif m.isreg():
-                        self._put(CopyEntry(name, "file", mode, m.uid, m.gid, mtime, size=m.size,
-                                            member=(index, m.offset_data, m.size)))
-                    elif m.issym():
-                        symlinks.add(rel)
-                        self._put(CopyEntry(name, "symlink", 0o777, m.uid, m.gid, mtime, linkname=m.linkname))
-                    elif m.islnk():
-                        target = _clean_member(m.linkname)
-                        if target is None or target == "":
-                            raise CopyError(f"{self.cmd} failed: invalid archive entry {m.name!r}: "
-                                            "hardlink escapes the destination")
-                        self._put(CopyEntry(name, "hardlink", mode, m.uid, m.gid, mtime,
-                                            linkname=posixpath.join(base, target) if base else target))
-                    elif m.isfifo() or m.ischr() or m.isblk():
-                        kind = "fifo" if m.isfifo() else ("char" if m.ischr() else "block")
-                        self._put(CopyEntry(name, kind, mode, m.uid, m.gid, mtime, rdev=(m.devmajor, m.devminor)))
-        except tarfile.TarError as e:
-            raise CopyError(f"{self.cmd} failed: invalid archive: {e}") from None
-
-
-def _read_full(reader: BinaryIO, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = reader.read(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return buf
-
-
-def _clean_member(name: str) -> str | None:
-    """An archive entry name inside the destination, or None when it climbs out."""
-    stripped = name.lstrip("/")
-    if not stripped.strip("/"):
-        return ""
-    norm = posixpath.normpath(stripped)
-    if norm == ".." or norm.startswith("../"):
-        return None
-    return "" if norm == "." else norm
+        for entry in archive_entries(path, index, dest[1:], self.cmd, self._tick):
+            self._put(entry)
 
 
 def _scan(dir_fd: int) -> list[tuple[str, os.stat_result]]:
@@ -455,19 +361,6 @@ def _open_child(dir_fd: int, name: str) -> int | None:
         return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return None
-
-
-def _checksum(entries: Sequence[CopyEntry], archive_digests: Sequence[str]) -> str:
-    """What decides reuse: each entry's path, type, mode, owner, size, link and content (not its
-    times, as Docker's tarsum v1), and the content of unpacked archives."""
-    h = hashlib.sha256()
-    for d in archive_digests:
-        h.update(f"archive {d}\n".encode())
-    for e in entries:
-        line = f"{e.name}\0{e.kind}\0{e.mode:o}\0{e.uid}\0{e.gid}\0{e.size}\0{e.linkname}\0{e.digest}\0" \
-               f"{e.rdev[0]},{e.rdev[1]}\0{'' if e.member is None else e.member[0]}\n"
-        h.update(line.encode("utf-8", "surrogateescape"))
-    return "sha256:" + h.hexdigest()
 
 
 def plan_copy(src_root: str, sources: list[str], dest: str, *, workdir: str, rootfs: str,
@@ -508,7 +401,7 @@ def plan_copy(src_root: str, sources: list[str], dest: str, *, workdir: str, roo
         for src in resolved:
             planner.copy(src, target, dest_dir)
         entries = sorted(planner.entries.values(), key=lambda e: os.fsencode(e.name))
-        plan = CopyPlan(checksum=_checksum(entries, planner.archive_digests), entries=entries,
+        plan = CopyPlan(checksum=plan_checksum(entries, planner.archive_digests), entries=entries,
                         src_root=src_root, archives=planner.archives, archive_digests=planner.archive_digests)
     except BaseException:
         for path in planner.archives:

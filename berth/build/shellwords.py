@@ -7,6 +7,9 @@ single quotes are literal, double quotes allow `$` and escape only `"`, `$` and 
 character; the escape character outside quotes makes the next character literal; quotes are
 removed from the result. `expand_words` also splits into words the way EXPOSE and friends need:
 whitespace splits, except inside quotes or when escaped; a variable's value is split too.
+
+The pattern modifiers' matching is in berth/build/shellpattern.py, Go's space and quoting rules in
+berth/build/gostrings.py (re-exported here for the Dockerfile lexer).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from berth.build import shellpattern
+from berth.build.gostrings import GO_SPACES, go_quote, is_go_space
 
 __all__ = [
     "SubstitutionError", "expand", "expand_words", "raw_words", "go_quote", "is_go_space",
@@ -25,44 +31,7 @@ _EOF = ""
 MAX_DEPTH = 64
 MAX_RESULT = 4 * 1024 * 1024
 
-# Go's unicode.IsSpace (Latin-1 plus the White_Space property), which moby's lexers use.
-_GO_SPACES = frozenset(
-    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
-    "\u200a\u2028\u2029\u202f\u205f\u3000"
-)
-
-
-_SPACE_RUNS = re.compile("([" + re.escape("".join(sorted(_GO_SPACES))) + "]+)")
-
-
-def is_go_space(ch: str) -> bool:
-    return ch in _GO_SPACES
-
-
-def go_quote(s: str) -> str:
-    """Go's %q for a string (enough for error messages: printable text, common escapes)."""
-    out = ['"']
-    for ch in s:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
+_SPACE_RUNS = re.compile("([" + re.escape("".join(sorted(GO_SPACES))) + "]+)")
 
 
 class SubstitutionError(ValueError):
@@ -133,36 +102,6 @@ class _Words:
 
 def _is_special_param(ch: str) -> bool:
     return ch in "@*#?-$!0"
-
-
-def _glob_to_regex(pattern: str, escape: str) -> str:
-    """A shell pattern (for ${VAR#pat} and friends) as a regex body: * ? [..] and escapes."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == escape and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("]", "!", "^") else i + 1)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
-                body = pattern[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return "".join(out)
 
 
 class _Lexer:
@@ -361,7 +300,10 @@ class _Lexer:
             greedy = word.startswith(ch)
             if greedy:
                 word = word[1:]
-            return self._trim(value, word, prefix=(ch == "#"), greedy=greedy)
+            try:
+                return shellpattern.trim(value, word, self.escape, prefix=(ch == "#"), greedy=greedy)
+            except shellpattern.PatternTooCostly as e:
+                raise _LexError(str(e)) from None
         if ch == "/" and not null_is_unset:
             replace_all = self.peek() == "/"
             if replace_all:
@@ -376,11 +318,10 @@ class _Lexer:
             value, found = self.lookup(name)
             if self.skip_unset and not found:
                 return "${" + name + "/" + ("/" if replace_all else "") + pattern + "/" + replacement + "}"
-            regex = _glob_to_regex(pattern, self.escape)
-            if not regex:
-                return value
-            _check_cost(value, pattern)
-            return re.sub(regex, lambda _m: replacement, value, count=0 if replace_all else 1, flags=re.S)
+            try:
+                return shellpattern.replace(value, pattern, replacement, self.escape, replace_all=replace_all)
+            except shellpattern.PatternTooCostly as e:
+                raise _LexError(str(e)) from None
         raise _LexError(f"unsupported modifier ({chs}) in substitution")
 
     def _word_until_brace(self, raw_escapes: bool) -> str:
@@ -391,35 +332,6 @@ class _Lexer:
                 raise _LexError("syntax error: missing '}'") from None
             raise
         return word
-
-    def _trim(self, value: str, pattern: str, *, prefix: bool, greedy: bool) -> str:
-        # The shortest (or, greedy, longest) prefix/suffix of value matching the whole pattern.
-        full = re.compile(_glob_to_regex(pattern, self.escape), re.S)
-        n = len(value)
-        _check_cost(value, pattern)
-        if prefix:
-            ends = range(n, -1, -1) if greedy else range(n + 1)
-            for end in ends:
-                if full.fullmatch(value, 0, end):
-                    return value[end:]
-            return value
-        starts = range(n + 1) if greedy else range(n, -1, -1)
-        for start in starts:
-            if full.fullmatch(value, start):
-                return value[:start]
-        return value
-
-
-MAX_PATTERN_COST = 50_000_000
-
-
-def _check_cost(value: str, pattern: str) -> None:
-    """${VAR%pat}, ${VAR#pat} and ${VAR/pat/rep} match with a backtracking regex, tried at each
-    position: about len(value) ** (1 + stars) steps, run in the daemon's event loop. Refuse what
-    would take more than a fraction of a second (Go's linear regexps make Docker take these)."""
-    n = len(value) + 1
-    if n ** (1 + pattern.count("*")) > MAX_PATTERN_COST:
-        raise _LexError(f"pattern {go_quote(pattern)} is too costly to match against a value of {n - 1} characters")
 
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:

@@ -136,7 +136,8 @@ def _time_param(v: str | None) -> str | None:
 def logs(follow: bool, since: str | None, until: str | None, tail: str, timestamps: bool, details: bool,
          container: str) -> None:
     """Fetch the logs of a container."""
-    from berth.cli.client import demux, q
+    from berth.cli.client import q
+    from berth.cli.streams import demux
 
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise click.BadParameter(f"invalid tail value {tail!r}", param_hint="'-n' / '--tail'")

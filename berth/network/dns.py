@@ -2,9 +2,9 @@
 
 Each attached container gets a UDP and a TCP socket bound to 127.0.0.11:53 inside its network namespace
 (created there by a short-lived thread that setns()es in and out; a socket stays in the namespace it was
-made in). Names the network knows are answered from ``resolve`` (A, TTL 600); everything else is forwarded:
-to the host's resolvers from berthd's namespace, or to the container's own --dns servers from inside its
-namespace, as Docker's resolver does.
+made in). Names the network knows are answered from ``resolve`` (A, TTL 600); everything else is forwarded
+by berth/network/dnsforward.py: to the host's resolvers from berthd's namespace, or to the container's own
+--dns servers from inside its namespace, as Docker's resolver does.
 
 Docker's rules followed here: AAAA or MX for a known name is NOERROR with no answers; a PTR for a known
 address is answered, other PTRs forwarded; with an ``ndots`` the user set, an unknown single-label A/AAAA
@@ -22,9 +22,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
-import ipaddress
 import logging
-import random
 import socket
 import struct
 import typing
@@ -33,13 +31,12 @@ from dataclasses import dataclass, field
 
 from berth.network import dnswire as w
 from berth.network import netns
+from berth.network.dnsforward import FORWARD_TIMEOUT, ask_upstreams
 
 log = logging.getLogger(__name__)
 
 LISTEN_ADDR = "127.0.0.11"
 RESP_TTL = 600
-MAX_UPSTREAMS = 3
-FORWARD_TIMEOUT = 4.0  # per upstream, as Docker
 MAX_FORWARDS = 128  # queries one container may have in flight upstream
 MAX_TCP_CONNS = 32  # TCP connections one container may hold open
 TCP_IDLE = 8.0  # seconds a TCP client may keep a connection silent
@@ -197,37 +194,12 @@ class EmbeddedDNS:
             return None, None
 
     async def forward(self, att: _Attachment, q: w.Query, data: bytes, *, tcp: bool) -> bytes:
-        """Ask each upstream in turn; the first real answer goes back with the client's ID. The container's own
-        --dns servers are asked from inside its namespace (as Docker: 127.0.0.1 there is its own loopback), the
-        host's resolvers from berthd's."""
-        message = data[:q.end]
-        max_size = w.MAX_MSG_SIZE if tcp else q.udp_size
+        """The upstream reply for a query the network's names cannot answer. The container's own --dns servers
+        are asked from inside its namespace (as Docker: 127.0.0.1 there is its own loopback), the host's
+        resolvers from berthd's."""
         if att.dns_servers:
-            servers, where = _parse_upstreams(att.dns_servers), att.netns_path
-        else:
-            servers, where = _parse_upstreams(self._upstreams()), None
-        for server in servers[:MAX_UPSTREAMS]:
-            upstream_id = random.getrandbits(16)
-            try:
-                sock = await _client_socket(where, socket.AF_INET6 if ":" in server[0] else socket.AF_INET,
-                                            socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
-                reply = await asyncio.wait_for(
-                    (_exchange_tcp if tcp else _exchange_udp)(sock, server, w.rewrite_id(message, upstream_id),
-                                                              upstream_id, q.question),
-                    self._timeout)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
-                log.debug("embedded DNS: upstream %s failed: %r", server, e)
-                continue
-            if reply is None:
-                continue
-            rcode = struct.unpack_from("!H", reply, 2)[0] & 0xF
-            if rcode in (w.SERVFAIL, w.REFUSED):
-                continue
-            if len(reply) > max_size:  # the client could not take it whole: let it retry over TCP
-                flags = struct.unpack_from("!H", reply, 2)[0] | w.TC
-                return w.HEADER.pack(q.id, flags, 1, 0, 0, 0) + q.question
-            return w.rewrite_id(reply, q.id)
-        return w.header_reply(q.id, q.flags, w.SERVFAIL, q.question)
+            return await ask_upstreams(att.dns_servers, att.netns_path, q, data, tcp=tcp, timeout=self._timeout)
+        return await ask_upstreams(self._upstreams(), None, q, data, tcp=tcp, timeout=self._timeout)
 
     def start_forward(self, att: _Attachment, q: w.Query, data: bytes, send: Callable[[bytes], None],
                       *, tcp: bool) -> None:
@@ -315,90 +287,6 @@ def _send_udp(att: _Attachment, addr: typing.Any, reply: bytes) -> None:
             att.udp.sendto(reply, addr)
 
 
-# -- upstream exchanges (from the host's namespace) -------------------------------------------------------
-
-def _parse_upstreams(entries: list[str]) -> list[tuple[str, int]]:
-    out: list[tuple[str, int]] = []
-    for entry in entries:
-        host, port = entry.strip(), 53
-        if host.startswith("["):
-            inner, _, rest = host[1:].partition("]")
-            host = inner
-            if rest.startswith(":") and rest[1:].isdigit():
-                port = int(rest[1:])
-        elif host.count(":") == 1:
-            h, _, p = host.partition(":")
-            if not p.isdigit():
-                continue
-            host, port = h, int(p)
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            continue
-        if 0 < port < 65536:
-            out.append((host, port))
-    return out
-
-
-class _UpstreamProtocol(asyncio.DatagramProtocol):
-    def __init__(self, want_id: int, question: bytes) -> None:
-        self.want_id = want_id
-        self.question = question.lower()
-        self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        # The socket is connected, so only the upstream can answer; still match ID and question.
-        if self.done.done() or len(data) < w.HEADER.size:
-            return
-        msg_id, flags, qd = struct.unpack_from("!HHH", data)
-        if msg_id != self.want_id or not flags & w.QR:
-            return
-        if qd == 1 and data[w.HEADER.size:w.HEADER.size + len(self.question)].lower() != self.question:
-            return
-        self.done.set_result(data)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc)
-
-
-async def _exchange_udp(sock: socket.socket, server: tuple[str, int], message: bytes, want_id: int,
-                        question: bytes) -> bytes:
-    loop = asyncio.get_running_loop()
-    try:
-        sock.connect(server)  # connected: only the upstream's datagrams reach us
-        transport, proto = await loop.create_datagram_endpoint(lambda: _UpstreamProtocol(want_id, question),
-                                                               sock=sock)
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        transport.sendto(message)
-        return await proto.done
-    finally:
-        transport.close()
-
-
-async def _exchange_tcp(sock: socket.socket, server: tuple[str, int], message: bytes, want_id: int,
-                        question: bytes) -> bytes | None:
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, server)
-        reader, writer = await asyncio.open_connection(sock=sock)
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        writer.write(struct.pack("!H", len(message)) + message)
-        await writer.drain()
-        size = struct.unpack("!H", await reader.readexactly(2))[0]
-        reply = await reader.readexactly(size)
-        if len(reply) < w.HEADER.size or struct.unpack_from("!H", reply)[0] != want_id:
-            return None
-        return reply
-    finally:
-        writer.close()
-
-
 # -- sockets inside a network namespace ---------------------------------------------------------------------
 
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
@@ -433,18 +321,6 @@ def _make_listeners() -> tuple[socket.socket, socket.socket]:
 async def _sockets_in_netns(netns_path: str) -> tuple[socket.socket, socket.socket]:
     """The listening sockets, made inside the namespace (a socket stays in the namespace it was made in)."""
     return await asyncio.to_thread(netns.run_in, netns_path, _make_listeners)
-
-
-async def _client_socket(netns_path: str | None, family: int, kind: int) -> socket.socket:
-    """A non-blocking socket for talking upstream: in berthd's namespace, or in the container's."""
-    def make() -> socket.socket:
-        s = socket.socket(family, kind)
-        s.setblocking(False)
-        return s
-
-    if netns_path is None:
-        return make()
-    return await asyncio.to_thread(netns.run_in, netns_path, make)
 
 
 def _packed_ipv4(addresses: list[str]) -> list[bytes]:
