@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 
 import docker
 import pytest
 
-from tests.conftest import DOCKER_CLI, Daemon
+from tests.conftest import DOCKER_CLI, Daemon, cleanup_daemon, new_daemon
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +18,14 @@ def monitor(each_monitor: str) -> str:
     return each_monitor
 
 
-@pytest.fixture
-def sleeper(client: docker.DockerClient):  # type: ignore[no-untyped-def]
-    ct = client.containers.run("busybox", ["sleep", "300"], detach=True)
+HAS_SCRIPT = DOCKER_CLI is not None and shutil.which("script") is not None
+# runc hands a terminal over only to a detached exec, so its exec path differs from crun's
+RUNTIMES = ["crun", pytest.param("runc", marks=pytest.mark.skipif(not shutil.which("runc"), reason="no runc"))]
+
+
+@pytest.fixture(params=RUNTIMES)
+def sleeper(client: docker.DockerClient, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    ct = client.containers.run("busybox", ["sleep", "300"], detach=True, runtime=request.param)
     yield ct
     ct.remove(force=True)
 
@@ -54,6 +60,58 @@ def test_cli_exec_it(daemon: Daemon, sleeper) -> None:  # type: ignore[no-untype
                        timeout=30)
     assert b"/dev/pts/" in r.stdout
     assert r.returncode == 4
+
+
+def _exec_it(daemon: Daemon, cid: str, keys: bytes) -> subprocess.CompletedProcess:
+    """``docker exec -it <cid> sh`` on a real 45x123 terminal (script(1)), typing ``keys``."""
+    return subprocess.run(["script", "-qec", f"stty rows 45 cols 123; docker exec -it {cid} sh", "/dev/null"],
+                          input=keys, capture_output=True, timeout=30,
+                          env={"DOCKER_HOST": daemon.host, "PATH": "/usr/local/bin:/usr/bin:/bin"})
+
+
+@pytest.mark.skipif(not HAS_SCRIPT, reason="needs the docker CLI and script(1) for a real terminal")
+def test_cli_exec_it_shell_stdin_resize_exit_code(daemon: Daemon, sleeper) -> None:  # type: ignore[no-untyped-def]
+    """An interactive shell: keystrokes reach it, the CLI's terminal size is the exec's, and the
+    shell's exit status is docker's (runc: a detached exec, reaped by berth's helper)."""
+    r = _exec_it(daemon, sleeper.id, b"echo typed-$((40+2))\nstty size\nexit 9\n")
+    assert b"typed-42" in r.stdout and b"45 123" in r.stdout, r.stdout
+    assert r.returncode == 9
+    r = _exec_it(daemon, sleeper.id, b"kill -9 $$\n")
+    assert r.returncode == 137  # killed by a signal: 128+N, as Docker
+
+
+def test_exec_tty_detached_then_inspect(client: docker.DockerClient, sleeper) -> None:  # type: ignore[no-untyped-def]
+    """A detached TTY exec: inspect shows its pid while it runs, then its exit code."""
+    eid = client.api.exec_create(sleeper.id, ["sh", "-c", "sleep 0.5; exit 3"], tty=True)["Id"]
+    client.api.exec_start(eid, detach=True, tty=True)
+    deadline = time.monotonic() + 10
+    info = client.api.exec_inspect(eid)
+    while not info["Pid"] and info["Running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        info = client.api.exec_inspect(eid)
+    assert info["Running"] and info["Pid"] > 0
+    with open(f"/proc/{info['Pid']}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:2] == [b"sh", b"-c"]
+    while info["Running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        info = client.api.exec_inspect(eid)
+    assert (info["Running"], info["ExitCode"]) == (False, 3)
+
+
+@pytest.mark.skipif(not HAS_SCRIPT or not shutil.which("runc"), reason="needs the docker CLI, script(1) and runc")
+def test_cli_exec_it_under_default_runtime_runc(busybox_tar: str) -> None:
+    """berthd --default-runtime runc: a container without --runtime runs under runc, and exec -it works."""
+    d = new_daemon(runtime="runc")
+    try:
+        d.start()
+        with open(busybox_tar, "rb") as f:
+            list(d.client().api.load_image(f.read()))
+        cid = d.cli("run", "-d", "busybox", "sleep", "300").stdout.decode().strip()
+        assert d.client().api.inspect_container(cid)["HostConfig"]["Runtime"] == "runc"
+        r = _exec_it(d, cid, b"tty\nexit 5\n")
+        assert b"/dev/pts/" in r.stdout and r.returncode == 5
+    finally:
+        cleanup_daemon(d)
 
 
 def test_exec_detach_and_inspect(client: docker.DockerClient, sleeper) -> None:  # type: ignore[no-untyped-def]

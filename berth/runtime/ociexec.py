@@ -2,7 +2,9 @@
 
 Its stdio are pipes we read, or, with a terminal, a pseudo-terminal whose master end the
 runtime hands over on a console socket. The runtime process lives as long as the exec'd
-process and exits with its status.
+process and exits with its status. runc hands a terminal over only when it detaches (and then
+exits at once), so a terminal exec under runc runs through berth/runtime/execreaper.py, which
+stands in for it: it stays the process's parent and exits with its status.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import socket
 import struct
+import sys
 import termios
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +25,7 @@ from typing import Any
 from berth.runtime.interface import STDERR, STDOUT, RuntimeFailure
 from berth.runtime.streams import CHUNK, OutputQueue
 
+EXEC_REAPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "execreaper.py")
 PID_WAIT = 10.0  # seconds the runtime is given to write the exec'd process's pid
 TTY_DRAIN = 2.0  # seconds a terminal's buffered output is read after the process ended
 
@@ -129,8 +133,12 @@ async def run(runtime_cmd: list[str], bundle_dir: str, cid: str, exec_id: str, p
     log_file = spec_path[:-5] + ".log"
     with open(spec_path, "w") as f:
         json.dump(process, f)
-    argv = [*runtime_cmd, f"--log={log_file}", "--log-format=json", "exec", "--process", spec_path,
-            "--pid-file", pid_file]
+    # runc takes a console socket only with --detach, and then cannot report the exit status
+    reaped = tty and os.path.basename(runtime_cmd[0]) == "runc"
+    argv = [*runtime_cmd, f"--log={log_file}", "--log-format=json", "exec", *(["--detach"] if reaped else []),
+            "--process", spec_path, "--pid-file", pid_file]
+    if reaped:
+        argv = [sys.executable, "-I", "-S", EXEC_REAPER, pid_file, *argv]
     listener = None
     sock_path = ""
     dir_fd = -1
