@@ -172,6 +172,28 @@ def test_log_driver_default_local_and_none(daemon: Daemon) -> None:
         d.cli("rm", "loclog", check=False)
 
 
+def test_log_path_is_shown_for_a_started_json_file_log_only(daemon: Daemon) -> None:
+    """As dockerd 20.10: inspect's LogPath is "" with --log-driver none or local, and for a json-file
+    container until it first starts; then the file that holds its log."""
+    c = daemon.client()
+    names = ["lp-none", "lp-local", "lp-json"]
+    try:
+        for name, driver in zip(names, ["none", "local", "json-file"], strict=True):
+            daemon.cli("create", "--name", name, "--log-driver", driver, "busybox", "echo", "logged")
+            assert c.api.inspect_container(name)["LogPath"] == ""
+            daemon.cli("start", "-a", name)
+            if driver != "json-file":
+                assert c.api.inspect_container(name)["LogPath"] == ""
+        path = c.api.inspect_container("lp-json")["LogPath"]
+        with open(path, "rb") as f:
+            assert b"logged" in f.read()
+        daemon.cli("start", "-a", "lp-json")  # a second run: still the same file
+        assert c.api.inspect_container("lp-json")["LogPath"] == path
+    finally:
+        for name in names:
+            daemon.cli("rm", "-f", name, check=False)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--log-driver", "nosuch"], "logger: no log driver named 'nosuch' is registered"),
     (["--log-opt", "colour=blue"], "unknown log opt 'colour' for json-file log driver"),

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from berth.containers.config import log_driver
 from berth.containers.mounts import MountPoint
 from berth.containers.store import Container
 from berth.errors import BerthError, InvalidParameter
@@ -72,7 +73,7 @@ def detail(c: Container, driver: Any, exec_ids: list[str], volume_root: str) -> 
         "ResolvConfPath": c.resolv_conf_path,
         "HostnamePath": c.hostname_path,
         "HostsPath": c.hosts_path,
-        "LogPath": c.log_path,
+        "LogPath": log_path_shown(c),
         "Name": "/" + c.name,
         "RestartCount": c.restart_count,
         "Driver": driver.name,
@@ -88,6 +89,15 @@ def detail(c: Container, driver: Any, exec_ids: list[str], volume_root: str) -> 
         "Config": c.config,
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
     }
+
+
+NEVER = "0001-01-01T00:00:00Z"  # Go's zero time: State.StartedAt of a container never started
+
+
+def log_path_shown(c: Container) -> str:
+    """Inspect's LogPath, as dockerd: only the json-file driver has a path to show (none, local: ""),
+    and only once the container has first started (its logger is made then; "" before)."""
+    return c.log_path if log_driver(c.host_config) == "json-file" and c.state.StartedAt != NEVER else ""
 
 
 # What Docker's inspect shows for a HostConfig field the client did not set (null where Docker's is a
