@@ -60,6 +60,27 @@ def test_update_of_a_created_container_applies_at_start(daemon: Daemon) -> None:
         d.cli("rm", "-f", "upd-created", check=False)
 
 
+def test_update_memory_below_the_reservation_already_set(daemon: Daemon) -> None:
+    """As dockerd 20.10 here (cgroup v1, checked on a private dockerd): only a request's own limit and
+    reservation are compared, so lowering the limit under a reservation set before is accepted (200),
+    applied live, and both values are kept; in one request the pair is a 400."""
+    d = daemon
+    c = d.client()
+    d.cli("run", "-d", "--name", "upd-resv", "-m", "300m", "--memory-reservation", "200m", "busybox", "sleep", "300")
+    try:
+        assert c.api.update_container("upd-resv", mem_limit="100m") == {"Warnings": []}
+        assert _cgroup(d, "upd-resv", "memory/memory.limit_in_bytes") == 100 << 20
+        assert _cgroup(d, "upd-resv", "memory/memory.soft_limit_in_bytes") == 200 << 20
+        hc = c.api.inspect_container("upd-resv")["HostConfig"]
+        assert (hc["Memory"], hc["MemorySwap"], hc["MemoryReservation"]) == (100 << 20, 600 << 20, 200 << 20)
+        r = d.cli("update", "-m", "150m", "--memory-reservation", "250m", "upd-resv", check=False)
+        assert r.returncode == 1
+        assert b"Minimum memory limit can not be less than memory reservation limit, see usage" in r.stderr
+        assert c.api.inspect_container("upd-resv")["HostConfig"] == hc
+    finally:
+        d.cli("rm", "-f", "upd-resv", check=False)
+
+
 def test_bad_updates_change_nothing(daemon: Daemon) -> None:
     d = daemon
     c = d.client()
