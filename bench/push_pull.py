@@ -78,10 +78,12 @@ def make_image(total_mb: int) -> tuple[bytes, int]:
 def breakdown(save_tar: bytes, root: str) -> None:
     """Where push and pull time goes: each stage alone on the same bytes, in MB/s."""
     import gzip
+    import sqlite3
     import zlib
     from concurrent.futures import ThreadPoolExecutor
 
-    from berth.distribution.service import _parallel_gzip
+    from berth.content import ContentStore
+    from berth.distribution.push import _parallel_gzip
 
     with tarfile.open(fileobj=io.BytesIO(save_tar)) as tf:
         manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
@@ -103,19 +105,24 @@ def breakdown(save_tar: bytes, root: str) -> None:
     t0 = time.perf_counter()
     single = [zlib.compress(x, 1) for x in layers]
     stages["gzip -1, one core"] = time.perf_counter() - t0
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    # push's path: gzip members on every core into a content-store writer, which hashes as it
+    # writes; finish() fsyncs and checks the digest (the blob is never committed, only timed)
+    conn = sqlite3.connect(os.path.join(root, "breakdown.db"))
+    content = ContentStore(conn, os.path.join(root, "breakdown-content"))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool, content.writer() as w:
         t0 = time.perf_counter()
-        _parallel_gzip(path, path + ".gz", pool)
+        _parallel_gzip(path, w, pool)
+        w.finish()
         stages["gzip -1, every core (berth push)"] = time.perf_counter() - t0
-    with open(path + ".gz", "rb") as f:
-        gz = f.read()
+        with open(w.path, "rb") as f:
+            gz = f.read()
+    conn.close()
     t0 = time.perf_counter()
     with gzip.GzipFile(fileobj=io.BytesIO(gz)) as g:  # streamed, as the pull path reads it
         while g.read(1 << 20):
             pass
     stages["gunzip (one core)"] = time.perf_counter() - t0
     os.unlink(path)
-    os.unlink(path + ".gz")
     print(f"where the time goes ({total:.0f} MB; compressed {sum(len(x) for x in single) / 1e6:.0f} MB):")
     for name, secs in stages.items():
         print(f"  {name:34} {total / secs:8.1f} MB/s")

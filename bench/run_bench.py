@@ -32,8 +32,9 @@ from typing import Any
 import docker
 
 try:
-    from bench import monitor_pairs
+    from bench import api_lifecycle, monitor_pairs
 except ImportError:  # run as a script: bench/ is on sys.path
+    import api_lifecycle  # type: ignore[no-redef]
     import monitor_pairs  # type: ignore[no-redef]
 
 WARMUP = 2
@@ -516,7 +517,7 @@ def ratio_table(res: Results) -> dict[str, float]:
              ("berth run --rm", "runc run (floor)", "berth run / runc floor")]
     for other in ("dockerd", "podman"):
         pairs.append((f"{other} run --rm", "crun run (floor)", f"{other} run / crun floor"))
-        for op in ("run --rm", "create", "start", "rm -f"):
+        for op in ("run --rm", "create", "start", "rm -f", "API create", "API rm -f"):
             pairs.append((f"berth {op}", f"{other} {op}", f"berth / {other}: {op}"))
     for a, b, label in pairs:
         r = res.ratio(a, b)
@@ -638,6 +639,7 @@ def bench(args: argparse.Namespace, res: Results, root: str, cleanups: list[Call
     with open(shared_tar_path, "wb") as f:
         f.write(shared_tar)
 
+    api_engines = {"berth": (berthd.sock, BERTH_IMAGE)}
     print("\n== dockerd")
     if not docker_cli:
         res.note("dockerd: docker CLI not installed, skipped")
@@ -655,8 +657,16 @@ def bench(args: argparse.Namespace, res: Results, root: str, cleanups: list[Call
                 eng.loaded_image = True
                 eng.run_series(res, n)
                 eng.lifecycle_series(res, n)
+                api_engines["dockerd"] = (DOCKERD_SOCK[len("unix://"):], SHARED_IMAGE)
             except (BenchError, subprocess.TimeoutExpired) as e:
                 res.error("dockerd load", e)
+
+    print("\n== create and rm -f through the API alone (no CLI), alternating engines")
+    try:
+        for name, samples in api_lifecycle.measure(n, api_engines).items():
+            res.add(Figure(name, samples))
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
+        res.error("API create/rm", e)
 
     print("\n== podman")
     if not podman:

@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import threading
+import time
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o644, tmp_prefix: str = ".tmp-") -> None:
@@ -75,20 +76,59 @@ def remove_tree(path: str) -> None:
 
 def discard_tree(path: str, trash: str) -> None:
     """Remove ``path`` without blocking: rename it into ``trash`` (same filesystem), then
-    delete it in a background thread. Anything left in ``trash`` after a crash is deleted
+    delete it in the background. Anything left in ``trash`` after a crash is deleted
     by the next ``empty_trash``."""
     if not os.path.lexists(path):
         return
     os.makedirs(trash, exist_ok=True)
     target = os.path.join(trash, secrets.token_hex(8))
     os.rename(path, target)
-    threading.Thread(target=remove_tree, args=(target,), daemon=True).start()
+    _remover.add(target)
 
 
 def empty_trash(trash: str) -> None:
     if os.path.isdir(trash):
         for name in os.listdir(trash):
-            threading.Thread(target=remove_tree, args=(os.path.join(trash, name),), daemon=True).start()
+            _remover.add(os.path.join(trash, name))
+
+
+class _Remover:
+    """One background thread deletes what was renamed into the trash. It waits ``LAG`` seconds after
+    the first new entry, then takes everything queued: a removal is off the request path, and its
+    Python-level tree walk does not take the interpreter lock from the request that made it (a
+    thread started per removal competed with ``docker run --rm``'s answer, 0.3-4 ms under load)."""
+
+    LAG = 0.05
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, path: str) -> None:
+        with self._cond:
+            self._queue.append(path)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="berth-trash", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+            time.sleep(self.LAG)
+            with self._cond:
+                batch, self._queue = self._queue, []
+            for path in batch:
+                try:
+                    remove_tree(path)
+                except OSError:
+                    pass  # left in the trash: the next empty_trash (or berth check) takes it
+
+
+_remover = _Remover()
 
 
 def _force_remove(func, path, exc) -> None:  # type: ignore[no-untyped-def]

@@ -14,4 +14,5 @@ bash scripts/setup.sh
 .venv/bin/mypy --follow-imports=silent --warn-unused-ignores berth/runtime berth/containers
 .venv/bin/mypy --strict --follow-imports=silent berth/cli  # the CLI and its lean API client
 .venv/bin/mypy --strict --follow-imports=silent berth/layers berth/distribution berth/gotime.py  # layer store, pull/push
+.venv/bin/mypy --strict --follow-imports=silent berth/images  # image store, load/save, commit
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -141,9 +141,14 @@ def test_rm_container_cut_before_start_starts_again(d: Daemon, monkeypatch: pyte
     cid, _, _ = crash_between_create_and_start(d, monkeypatch, "rmhalf", "--rm")
     d.start()
     assert d.client().api.inspect_container("rmhalf")["State"]["Status"] == "created"
+    # what the cut run left in its upper layer may be unsynced after a host crash: it is not reused
+    upper = os.path.join(d.data_root, "overlay", cid, "diff")
+    with open(os.path.join(upper, "leftover"), "w") as f:
+        f.write("unsynced")
     d.cli("start", "rmhalf")
     assert d.client().api.inspect_container("rmhalf")["State"]["Running"]
     assert rootfs_volatile(cid) is True
+    assert d.cli("exec", "rmhalf", "ls", "/leftover", check=False).returncode != 0
     d.cli("kill", "rmhalf")
     assert d.cli("wait", "rmhalf", check=False).returncode in (0, 1)  # 137, or gone already
     for _ in range(100):

@@ -31,7 +31,6 @@ from berth.distribution.pipeline import limit_malloc_arenas
 from berth.distribution.progress import Progress
 from berth.distribution.pull import Puller
 from berth.distribution.push import Pusher
-from berth.distribution.push import _parallel_gzip as _parallel_gzip  # bench/push_pull.py imports it from here
 from berth.errors import BerthError
 from berth.images import reference
 from berth.images.service import ImageService

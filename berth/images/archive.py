@@ -18,7 +18,7 @@ import re
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from berth import gz
 from berth.errors import InvalidParameter
@@ -82,7 +82,7 @@ class ArchiveReader:
         head = raw.read(6)
         if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
             return None
-        return os.fspath(self.tf.name), m.offset_data, m.size
+        return os.fsdecode(self.tf.name), m.offset_data, m.size  # opened by a str path: the same str
 
     def _member(self, name: str) -> tarfile.TarInfo:
         m = self.members.get(self._norm(name))
@@ -137,7 +137,7 @@ class ArchiveReader:
         except (KeyError, TypeError, AttributeError, ValueError) as e:  # ValueError: bad JSON or UTF-8
             raise ArchiveError(f"invalid image archive: malformed manifest.json: {e}") from e
 
-    def _blob(self, desc: dict) -> bytes:
+    def _blob(self, desc: dict[str, Any]) -> bytes:
         digest = desc["digest"]
         algo, _, hexd = digest.partition(":")
         if algo != "sha256" or not _HEX64.fullmatch(hexd):
@@ -158,7 +158,7 @@ class ArchiveReader:
         except (KeyError, TypeError, AttributeError, ValueError) as e:  # ValueError: bad JSON or UTF-8
             raise ArchiveError(f"invalid image archive: malformed index.json: {e}") from e
 
-    def _collect(self, desc: dict, tags: list[str], items: list[LoadItem], depth: int = 0) -> None:
+    def _collect(self, desc: dict[str, Any], tags: list[str], items: list[LoadItem], depth: int = 0) -> None:
         if depth > 4:  # an index naming itself (or a chain of them) is not an image
             raise ArchiveError("invalid image archive: image indexes nested too deeply")
         data = json.loads(self._blob(desc))
@@ -232,21 +232,27 @@ def _zstd_error() -> type[Exception]:
     return zstandard.ZstdError
 
 
+def _decompress_errors() -> tuple[type[Exception], ...]:
+    """What a corrupt layer raises while read; called in the ``except`` clause, so zstandard is
+    imported only once something went wrong."""
+    return (OSError, EOFError, lzma.LZMAError, *gz.ERRORS, _zstd_error())
+
+
 def decompressing(f: IO[bytes]) -> IO[bytes]:
     """Wrap ``f`` in the decompressor its magic bytes call for (gzip, bzip2, xz, zstd, or none)."""
-    buffered = io.BufferedReader(f, _BUF)  # type: ignore[arg-type]
+    buffered = io.BufferedReader(f, _BUF)  # type: ignore[type-var]  # any binary file with readinto() serves
     head = buffered.peek(6)[:6]
     if head.startswith(b"\x1f\x8b"):
-        return gz.open_reader(buffered)  # type: ignore[arg-type]
+        return gz.open_reader(buffered)
     if head.startswith(b"BZh"):
-        return bz2.BZ2File(buffered)  # type: ignore[return-value]
+        return bz2.BZ2File(buffered)
     if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(buffered)  # type: ignore[return-value]
+        return lzma.LZMAFile(buffered)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)  # type: ignore[return-value]
-    return buffered  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+    return buffered
 
 
 def hash_range(path: str, offset: int, size: int) -> str:
@@ -274,7 +280,7 @@ def spool_uncompressed(src: IO[bytes], dst_path: str) -> str:
                     break
                 h.update(chunk)
                 out.write(chunk)
-    except (OSError, EOFError, lzma.LZMAError, *gz.ERRORS, _zstd_error()) as e:
+    except _decompress_errors() as e:
         raise ArchiveError(f"invalid layer data: {e}") from e
     return "sha256:" + h.hexdigest()
 

@@ -10,6 +10,7 @@ request leaves the store as it was.
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -91,6 +92,7 @@ class ImageService(ImageCommits):
             "Containers": len(self.containers_using(image.id)),
         }
 
+    # the annotations after this method say builtins.list: in the class body, list is this method
     def list(self, all_: bool, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
         """``GET /images/json`` with Docker's filters (``reference`` also narrows each image's tags)."""
         f = Filters.of(filters).validate(LIST_FILTERS)
@@ -122,7 +124,7 @@ class ImageService(ImageCommits):
             out.append(entry)
         return out
 
-    def df_items(self) -> tuple[int, list[dict[str, Any]]]:
+    def df_items(self) -> tuple[int, builtins.list[dict[str, Any]]]:
         """(LayersSize, image summaries with SharedSize) for ``/system/df``."""
         users: dict[str, int] = {}
         for image in self.images.list():
@@ -159,7 +161,7 @@ class ImageService(ImageCommits):
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         }
 
-    def history(self, name: str) -> list[dict[str, Any]]:
+    def history(self, name: str) -> builtins.list[dict[str, Any]]:
         image = self.get(name)
         chain = list(reversed(self.layers.chain(image.top_layer)))
         sizes = [x.size for x in chain]
@@ -186,7 +188,7 @@ class ImageService(ImageCommits):
             self.images.tag(ref, image.id)
         self._event("tag", image.id, ref.familiar)
 
-    async def remove(self, name: str, force: bool, prune: bool = True) -> list[dict[str, str]]:
+    async def remove(self, name: str, force: bool, prune: bool = True) -> builtins.list[dict[str, str]]:
         async with self._lock:
             out = self._remove(name, force, prune)
         for item in out:
@@ -197,7 +199,7 @@ class ImageService(ImageCommits):
                     self._event("delete", what)
         return out
 
-    def _remove(self, name: str, force: bool, prune: bool) -> list[dict[str, str]]:
+    def _remove(self, name: str, force: bool, prune: bool) -> builtins.list[dict[str, str]]:
         image = self.get(name)
         short = image.id.split(":", 1)[1][:12]
         by_ref = not reference.looks_like_id(name) and not image.id.startswith("sha256:" + name) \
@@ -238,7 +240,7 @@ class ImageService(ImageCommits):
                 out.append({"Deleted": cid})
         return out
 
-    async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+    async def prune(self, filters: dict[str, builtins.list[str]]) -> dict[str, Any]:
         f = Filters.of(filters).validate(PRUNE_FILTERS)
         dangling_only = f.get_bool("dangling", True)
         until = f.until()  # bad values are a 400 before anything is deleted

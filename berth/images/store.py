@@ -6,6 +6,7 @@ ID for the same image.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import sqlite3
@@ -139,10 +140,11 @@ class ImageStore:
             raise ImageNotFound(image_id)
         return self._row_to_image(row)
 
+    # the annotations after this method say builtins.list: in the class body, list is this method
     def list(self) -> list[Image]:
         return [self._row_to_image(r) for r in self.conn.execute("SELECT * FROM images ORDER BY added DESC")]
 
-    def children(self, image_id: str) -> list[str]:
+    def children(self, image_id: str) -> builtins.list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM images WHERE parent=?", (image_id,))]
 
     def delete(self, image_id: str) -> None:
@@ -200,7 +202,7 @@ class ImageStore:
             self.conn.execute(f"DELETE FROM {table} WHERE name=?", (key,))
         return row[0] if row else None
 
-    def refs_of(self, image_id: str) -> list[str]:
+    def refs_of(self, image_id: str) -> builtins.list[str]:
         """Full normalised tag names pointing at ``image_id``."""
         return [r[0] for r in self.conn.execute("SELECT name FROM refs WHERE image_id=?", (image_id,))]
 

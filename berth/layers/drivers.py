@@ -190,11 +190,14 @@ class OverlayDriver:
         """``volatile``: the writable layer is thrown away after one run (``--rm``), so overlay need
         not sync the upper filesystem at unmount, which costs a journal commit of the whole host
         filesystem (2-70 ms on a busy host). Overlay leaves a marker that refuses a later mount
-        (its contents are unsafe after a host crash); a layer mounted volatile again, as after a
-        daemon crash before its start, is never kept past its run, so the marker is cleared."""
+        (its contents are unsafe after a host crash). A layer found with the marker was mounted
+        volatile before and never kept past that run, as after a crash before its start was recorded:
+        its upper and work directories may hold unsynced writes, so they are emptied, not reused."""
         work = os.path.join(self.root, cid, "work")
-        if volatile:
-            remove_tree(os.path.join(work, "work", "incompat", "volatile"))
+        if volatile and os.path.lexists(os.path.join(work, "work", "incompat", "volatile")):
+            for d in (work, self.rw_path(cid)):
+                remove_tree(d)
+                os.mkdir(d, 0o700 if d == work else 0o755)
         lower_cache_ids = [self._init_key(cid), *lower_cache_ids]
         lowers = [self.layer_path(c) for c in lower_cache_ids]
         short = [self._short(c) for c in lower_cache_ids]

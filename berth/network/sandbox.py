@@ -189,7 +189,9 @@ class Sandboxes:
         """At exit: the namespace file goes (the kernel then frees the namespace and its veths), the
         host ports and addresses are released."""
         self.holds.release(cid)
-        await asyncio.to_thread(netns.remove, self.key(cid))
+        key = self.key(cid)
+        if os.path.lexists(key):  # none, host, container:<id>: no namespace file of ours, no thread hop
+            await asyncio.to_thread(netns.remove, key)
         self.store.release(cid)
 
     async def plug_one(self, cid: str, ep: Endpoint, n: Network, index: int) -> None:
