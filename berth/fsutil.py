@@ -103,11 +103,13 @@ class _Remover:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._queue: list[str] = []
+        self._pending = 0  # queued or being deleted
         self._thread: threading.Thread | None = None
 
     def add(self, path: str) -> None:
         with self._cond:
             self._queue.append(path)
+            self._pending += 1
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="berth-trash", daemon=True)
                 self._thread.start()
@@ -126,9 +128,30 @@ class _Remover:
                     remove_tree(path)
                 except OSError:
                     pass  # left in the trash: the next empty_trash (or berth check) takes it
+                finally:
+                    with self._cond:
+                        self._pending -= 1
+                        self._cond.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) for everything queued to be deleted, as at a clean stop;
+        whether it was."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
 
 
 _remover = _Remover()
+
+
+def flush_trash(timeout: float = 5.0) -> bool:
+    """Let the background deletions queued so far finish (a clean stop leaves no trash behind)."""
+    return _remover.flush(timeout)
 
 
 def _force_remove(func, path, exc) -> None:  # type: ignore[no-untyped-def]

@@ -27,6 +27,16 @@ def test_sigterm_shuts_down_cleanly(fresh_daemon: Daemon) -> None:
     assert "shutting down" in fresh_daemon.log()
 
 
+def test_a_clean_stop_leaves_no_trash(fresh_daemon: Daemon) -> None:
+    """Removed containers' files are deleted in the background; a clean stop lets that finish, so
+    `berth check` after it finds nothing left over."""
+    for _ in range(3):
+        fresh_daemon.cli("run", "--rm", "busybox", "sh", "-c", "mkdir -p /x && for i in 1 2 3 4; do echo > /x/$i; done")
+    assert fresh_daemon.stop() == 0
+    trash = [os.path.join(fresh_daemon.data_root, sub, ".trash") for sub in ("containers", "overlay", "volumes")]
+    assert [(t, os.listdir(t)) for t in trash if os.path.isdir(t) and os.listdir(t)] == []
+
+
 def test_containers_survive_kill_9_of_berthd(fresh_daemon: Daemon) -> None:
     d = fresh_daemon
     c = d.client()

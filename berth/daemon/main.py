@@ -23,6 +23,7 @@ from aiohttp import web
 from berth.daemon import hostperms, listeners
 from berth.daemon.config import Config
 from berth.daemon.memory import IdleTrim
+from berth.fsutil import flush_trash
 
 if TYPE_CHECKING:
     from berth.build.service import BuildService
@@ -323,6 +324,7 @@ class Daemon:
             await self.containers.close()  # background work is cancelled; containers keep running
         if hasattr(self, "network"):
             await self.network.close()  # bridges, veths and rules stay: running containers use them
+        await asyncio.to_thread(flush_trash)  # removals of the last seconds: not left for berth check
         for host in self.cfg.hosts:
             if host.startswith("unix://") and os.path.exists(host[7:]):
                 os.unlink(host[7:])

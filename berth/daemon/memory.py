@@ -1,10 +1,11 @@
 """berthd's memory between bursts of work.
 
 glibc keeps what Python frees in its heaps for reuse, so berthd's resident size after a burst of
-requests stays at the burst's peak for as long as it idles. When no request has been in flight
-for a moment, ``malloc_trim`` hands the free pages back (a few ms, off every request's path), as
-Go's scavenger does for dockerd. Worker threads each get a malloc arena of their own by default;
-two are plenty for threads that mostly wait on the GIL or the kernel, and fewer arenas keep less.
+requests stays at the burst's peak for as long as it idles. Once no request has begun or ended for
+a moment, ``malloc_trim`` hands the free pages back (a few ms, off every request's path), as Go's
+scavenger does for dockerd. Long-lived streams (``docker events``, ``logs -f``, attach) do not hold
+it off: they are open for hours in a compose setup. Worker threads each get a malloc arena of their
+own by default; two are plenty for threads that mostly wait on the GIL or the kernel.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from berth.distribution.pipeline import limit_malloc_arenas
 
-IDLE_DELAY = 1.0  # seconds without a request in flight before trimming
+IDLE_DELAY = 1.0  # seconds without a request beginning or ending before trimming
 
 
 def _libc_trim() -> Callable[[], None] | None:
@@ -33,7 +34,6 @@ def _libc_trim() -> Callable[[], None] | None:
 class IdleTrim:
     def __init__(self, delay: float = IDLE_DELAY) -> None:
         self.delay = delay
-        self.in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
         self._trim = _libc_trim()
         if "MALLOC_ARENA_MAX" not in os.environ:
@@ -42,18 +42,20 @@ class IdleTrim:
     @web.middleware
     async def middleware(self, request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        self.in_flight += 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._rearm()
         try:
             return await handler(request)
         finally:
-            self.in_flight -= 1
-            if self.in_flight == 0 and self._trim is not None:
-                self._timer = asyncio.get_running_loop().call_later(self.delay, self._idle)
+            self._rearm()
+
+    def _rearm(self) -> None:
+        if self._trim is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.delay, self._idle)
 
     def _idle(self) -> None:
         self._timer = None
-        if self.in_flight == 0 and self._trim is not None:
+        if self._trim is not None:
             self._trim()
