@@ -22,6 +22,7 @@ import docker
 import pytest
 
 from berth.layers import mount as mnt
+from berth.layers.drivers import SHARED_INIT
 from berth.tools import mkbusybox
 
 BERTHD = [sys.executable, "-m", "berth.daemon.main"]
@@ -234,7 +235,8 @@ def store_snapshot(d: Daemon) -> dict[str, object]:
     for sub in ("overlay", "vfs/dir"):
         p = os.path.join(d.data_root, sub)
         if os.path.isdir(p):
-            layer_dirs += sorted(x for x in os.listdir(p) if x not in ("l", "empty", ".trash"))
+            # the driver's own entries (overlay's shared init layer among them) are not image layers
+            layer_dirs += sorted(x for x in os.listdir(p) if x not in ("l", "empty", ".trash", SHARED_INIT))
     ingest = os.path.join(d.data_root, "content", "ingest")  # blobs being written: none once a request ends
     return {"images": images, "layers": layer_dirs,
             "tmp": sorted(os.listdir(os.path.join(d.data_root, "tmp"))),

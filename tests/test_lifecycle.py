@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 
 import docker
@@ -142,3 +144,40 @@ def test_events_stream_and_filters(daemon: Daemon, client: docker.DockerClient) 
     assert "evented" in r.stdout.decode().split()  # (whole seconds: earlier tests' events may show too)
     r = client.api._get(client.api._url("/events"), params={"until": str(until), "filters": '{"bogus":["x"]}'})
     assert r.status_code == 400 and r.json()["message"] == "invalid filter 'bogus'"
+
+
+def _pin(path: str, on: bool) -> None:
+    """An immutable file (chattr +i): its directory cannot be removed until it is unpinned."""
+    if on:
+        open(path, "w").close()
+    subprocess.run(["chattr", "+i" if on else "-i", path], check=True)
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr to make a removal fail")
+def test_failed_removal_leaves_a_dead_container_that_prune_passes_over(daemon: Daemon,
+                                                                       client: docker.DockerClient) -> None:
+    """As Docker: a container whose files cannot be removed is left Dead with the reason; rm can be
+    tried again, start is refused, and a prune reports the others it removed instead of failing."""
+    stuck = client.containers.run("busybox", ["true"], detach=True)
+    other = client.containers.run("busybox", ["true"], detach=True)
+    for ct in (stuck, other):
+        ct.wait()
+    pin = os.path.join(daemon.exec_root, "c", stuck.id, "pin")
+    try:
+        _pin(pin, True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("the file system takes no immutable flag here")
+    try:
+        r = daemon.cli("rm", stuck.id, check=False)
+        assert r.returncode == 1 and b"unable to remove filesystem for " + stuck.id.encode() in r.stderr, r.stderr
+        state = client.api.inspect_container(stuck.id)["State"]
+        assert (state["Status"], state["Dead"]) == ("dead", True)
+        r = daemon.cli("start", stuck.id, check=False)
+        assert r.returncode != 0 and b"marked for removal" in r.stderr, r.stderr
+        out = client.api.prune_containers()
+        assert other.id in out["ContainersDeleted"] and stuck.id not in out["ContainersDeleted"], out
+        assert client.api.inspect_container(stuck.id)["State"]["Status"] == "dead"
+    finally:
+        _pin(pin, False)
+    daemon.cli("rm", stuck.id)
+    assert [c["Id"] for c in client.api.containers(all=True) if c["Id"] in (stuck.id, other.id)] == []

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import bcrypt
 import pytest
 
+from berth.layers.drivers import SHARED_INIT
 from tests.conftest import DOCKER_CLI, Daemon
 
 
@@ -234,7 +235,8 @@ def test_corrupt_blob_fails_the_pull_and_leaves_nothing(fresh_daemon: Daemon, op
         assert r.returncode != 0 and b"verification failed" in r.stderr
         assert c.api.images(all=True) == []
         overlay = os.path.join(d.data_root, "overlay")
-        assert [x for x in os.listdir(overlay) if x not in ("l", ".trash", "empty")] == []
+        # the driver's own directories stay (its one init layer, shared by every container)
+        assert [x for x in os.listdir(overlay) if x not in ("l", ".trash", "empty", SHARED_INIT)] == []
         assert os.listdir(os.path.join(d.data_root, "tmp")) == []
     finally:
         with open(blobs[0], "wb") as f:
