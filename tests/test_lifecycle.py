@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -181,3 +182,32 @@ def test_failed_removal_leaves_a_dead_container_that_prune_passes_over(daemon: D
         _pin(pin, False)
     daemon.cli("rm", stuck.id)
     assert [c["Id"] for c in client.api.containers(all=True) if c["Id"] in (stuck.id, other.id)] == []
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr to make a removal fail")
+def test_dead_container_is_removed_when_berthd_starts_again(fresh_daemon: Daemon) -> None:
+    """As Docker's restore: a container left dead by a failed removal is removed at the next start,
+    once what blocked it is gone; one still blocked stays dead, and berthd starts anyway."""
+    client = fresh_daemon.client()
+    gone, kept = (client.containers.run("busybox", ["true"], detach=True) for _ in range(2))
+    pins = [os.path.join(fresh_daemon.exec_root, "c", ct.id, "pin") for ct in (gone, kept)]
+    for ct, pin in zip((gone, kept), pins, strict=True):
+        ct.wait()
+        try:
+            _pin(pin, True)
+        except (OSError, subprocess.CalledProcessError):
+            pytest.skip("the file system takes no immutable flag here")
+    try:
+        for ct in (gone, kept):
+            assert fresh_daemon.cli("rm", ct.id, check=False).returncode == 1
+        fresh_daemon.stop()
+        _pin(pins[0], False)
+        fresh_daemon.start()
+        client = fresh_daemon.client()
+        ids = {c["Id"]: c["State"] for c in client.api.containers(all=True)}
+        assert gone.id not in ids and ids.get(kept.id) == "dead", ids
+    finally:
+        for pin in pins:  # also when the test failed part-way: the daemon root must go
+            with contextlib.suppress(OSError, subprocess.CalledProcessError):
+                _pin(pin, False)
+    fresh_daemon.cli("rm", kept.id)

@@ -85,3 +85,17 @@ def test_policies_after_berthd_restart(fresh_daemon: Daemon) -> None:
     assert c.api.inspect_container(unless.id)["State"]["Status"] == "exited"
     c.api.remove_container(always.id, force=True)
     c.api.remove_container(unless.id)
+
+
+def test_docker_restart_keeps_an_rm_container(daemon: Daemon) -> None:
+    """As Docker: the stop inside `docker restart` is not the end of a --rm container; its own exit
+    afterwards still removes it."""
+    c = daemon.client()
+    daemon.cli("run", "-d", "--rm", "--name", "rmrestart", "busybox", "sh", "-c",
+               "echo up; trap 'exit 0' TERM; while [ ! -e /stop ]; do sleep 0.1; done")
+    first = c.api.inspect_container("rmrestart")["State"]["StartedAt"]
+    daemon.cli("restart", "-t", "5", "rmrestart")
+    info = c.api.inspect_container("rmrestart")
+    assert info["State"]["Running"] and info["State"]["StartedAt"] != first
+    daemon.cli("exec", "rmrestart", "touch", "/stop")
+    assert _wait_for(lambda: not c.api.containers(all=True, filters={"name": "rmrestart"}))

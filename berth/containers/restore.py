@@ -63,11 +63,14 @@ async def reconcile(svc: ContainerService) -> None:
         runtime = {}
     await _orphans(svc, runtime)
     for c in list(svc.by_id.values()):
-        if c.state.Status == "removing":  # an rm cut short: finish it
+        if c.state.Status in ("removing", "dead"):  # an rm cut short, or one that failed: as Docker, finish it
             b = svc.bundle(c)
             if c.id in runtime or svc.runtime.live(b, c.state.MonitorPid):
                 await svc.runtime.reap(b, c.state.MonitorPid)
-            await svc.remove(c.id, force=True, volumes=True)
+            try:
+                await svc.remove(c.id, force=True, volumes=True)
+            except BerthError as e:  # still cannot go: it stays dead, and a later rm may try again
+                log.warning("removing dead container %s: %s", c.id[:12], e)
             continue
         await _settle(svc, c, runtime.get(c.id))
 

@@ -45,6 +45,7 @@ from berth.runtime.signals import parse_signal
 from berth.volumes.store import VolumeStore
 
 log = logging.getLogger("berth.containers")
+MONITOR_ANSWER_TIMEOUT = 10.0  # seconds a failed start waits for its early monitor's answer
 
 
 class ContainerService:
@@ -60,6 +61,7 @@ class ContainerService:
         self.by_id: dict[str, Container] = {}
         self.by_name: dict[str, str] = {}
         self._exiting: set[str] = set()  # exits being recorded (their unmounts run in a thread)
+        self._restarting: set[str] = set()  # stopped by docker restart: a --rm container is kept
         self.pending_names: set[str] = set()  # taken by a create still making its container
         self.waiters = Waiters()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -203,10 +205,10 @@ class ContainerService:
                 raise InvalidParameter(f"failed to create task for container: {msg}") from e
         except BaseException:
             if early is not None:  # launched, but the start failed on our side: the monitor goes.
-                # Not cancelled: its answer is awaited so that delete can wait for it to be gone
-                # before anything removes the bundle it is still writing in.
+                # Not cancelled (shielded, bounded): its answer is awaited so that delete can wait for
+                # it to be gone before anything removes the bundle it is still writing in.
                 with contextlib.suppress(BaseException):
-                    await early
+                    await asyncio.wait_for(asyncio.shield(early), MONITOR_ANSWER_TIMEOUT)
                 await self.runtime.delete(b)
             if networked:
                 await self.network.detach(c.id)
@@ -292,7 +294,7 @@ class ContainerService:
         if restart.wanted(c):
             self.restarts.schedule(c)
             return
-        if c.host_config.get("AutoRemove"):
+        if c.host_config.get("AutoRemove") and cid not in self._restarting:
             try:
                 await self.remove(cid, force=True, volumes=True)
             except BerthError as e:
@@ -367,10 +369,15 @@ class ContainerService:
         return not cancelled
 
     async def restart(self, name: str, timeout: int | None, sig: str | None) -> None:
-        """Stop (when running), then start: ``docker restart``."""
+        """Stop (when running), then start: ``docker restart``. As Docker, the stop of a restart is
+        not the end of a ``--rm`` container: it is not removed in between."""
         c = self.get(name)
         if c.state.running:
-            await self.stop(c.id, timeout, sig)
+            self._restarting.add(c.id)
+            try:
+                await self.stop(c.id, timeout, sig)
+            finally:  # the exit path has looked at it by now: stop returns once the exit is recorded
+                self._restarting.discard(c.id)
         await self.start(c.id)
 
     def _signal(self, c: Container, sig: int) -> None:
