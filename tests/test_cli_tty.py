@@ -175,3 +175,19 @@ def test_sig_proxy_forwards_ctrl_c(daemon: Daemon) -> None:
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_run_and_exec_start_with_the_terminal_size(daemon: Daemon, term) -> None:  # type: ignore[no-untyped-def]
+    """berth sends its terminal's size with create and exec (ConsoleSize), as docker's CLI does: a
+    command that reads the size at once sees it, not the 0x0 of a terminal not yet resized."""
+    t = term("run", "-it", "--rm", "busybox", "stty", "size", rows=45, cols=123)
+    t.expect(b"45 123\r\n")
+    assert t.wait() == 0
+    # runc: it sizes an exec's terminal before the command runs (crun does it just after)
+    ok(berth(daemon.host, "run", "-d", "--runtime", "runc", "--name", "cli-tty-size", "busybox", "sleep", "300"))
+    try:
+        t = term("exec", "-it", "cli-tty-size", "stty", "size", rows=31, cols=97)
+        t.expect(b"31 97\r\n")
+        assert t.wait() == 0
+    finally:
+        berth(daemon.host, "rm", "-f", "cli-tty-size")

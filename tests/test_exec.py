@@ -211,3 +211,96 @@ def test_exec_output_waits_for_a_slow_client(client: docker.DockerClient, sleepe
         raw.close()
     assert total == size and buf == b""
     assert sleeper.exec_run(["test", "-e", "/tmp/all-written"]).exit_code == 0
+
+
+# --- the initial console size: a command that reads its terminal's size at once sees the client's ---
+
+def _on_terminal(daemon: Daemon, cmd: str) -> subprocess.CompletedProcess:
+    """``cmd`` (a docker CLI command line) on a real 45x123 terminal made by script(1)."""
+    return subprocess.run(["script", "-qec", f"stty rows 45 cols 123; {cmd}", "/dev/null"], stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=60,
+                          env={"DOCKER_HOST": daemon.host, "PATH": "/usr/local/bin:/usr/bin:/bin"})
+
+
+def _runtime(client: docker.DockerClient, cid: str) -> str:
+    return str(client.api.inspect_container(cid)["HostConfig"]["Runtime"])
+
+
+def _exec_start(api: docker.APIClient, eid: str, body: dict) -> bytes:
+    """POST /exec/{id}/start with ``body`` as given (docker-py cannot send ConsoleSize); the TTY output."""
+    res = api._post_json(api._url("/exec/{0}/start", eid), data=body,  # type: ignore[attr-defined]
+                         headers={"Connection": "Upgrade", "Upgrade": "tcp"}, stream=True)
+    return bytes(api._read_from_socket(res, stream=False, tty=True))  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not HAS_SCRIPT, reason="needs the docker CLI and script(1) for a real terminal")
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_cli_run_it_starts_with_the_terminal_size(daemon: Daemon, runtime: str) -> None:
+    """The CLI sends its terminal's size as HostConfig.ConsoleSize: the runtime sizes the container's
+    terminal before the process runs, not when the CLI's first resize comes (after the start)."""
+    r = _on_terminal(daemon, f"docker run -it --rm --runtime {runtime} busybox stty size")
+    assert b"45 123\r\n" in r.stdout and r.returncode == 0, r.stdout
+
+
+def test_sdk_exec_console_size(daemon: Daemon, client: docker.DockerClient, sleeper) -> None:  # type: ignore[no-untyped-def]
+    """The start's ConsoleSize (API 1.42+, with the start's Tty), else the create's, is the exec's
+    terminal size from the start; the SDK never resizes, so without it the size stays 0x0."""
+    # crun sizes an exec's terminal from its parent just after the fork, so a command that reads the
+    # size at once can win that race (as under dockerd with crun); runc sizes it before the command runs
+    cmd = ["sh", "-c", "sleep 0.3; stty size"] if _runtime(client, sleeper.id) == "crun" else ["stty", "size"]
+    eid = client.api.exec_create(sleeper.id, cmd, tty=True)["Id"]
+    assert _exec_start(client.api, eid, {"Tty": True, "ConsoleSize": [12, 34]}) == b"12 34\r\n"
+    eid = client.api._post_json(client.api._url("/containers/{0}/exec", sleeper.id),  # type: ignore[attr-defined]
+                                data={"Cmd": cmd, "Tty": True, "AttachStdout": True,
+                                      "ConsoleSize": [20, 60]}).json()["Id"]
+    assert _exec_start(client.api, eid, {"Tty": True}) == b"20 60\r\n"
+    # before API 1.42 there was no ConsoleSize: dockerd ignores it, and so does berthd
+    old = docker.APIClient(base_url=daemon.host, version="1.41", timeout=60)
+    eid = old.exec_create(sleeper.id, cmd, tty=True)["Id"]
+    out = _exec_start(old, eid, {"Tty": True, "ConsoleSize": [12, 34]})
+    assert out.startswith(b"stty: standard input"), out  # busybox's words for a 0x0 terminal
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_sdk_create_console_size(client: docker.DockerClient, runtime: str) -> None:
+    """HostConfig.ConsoleSize is the container's terminal size from its start (under either monitor),
+    shown by inspect; a container without a terminal runs as before."""
+    ids = []
+    try:
+        for tty, size in ((True, [21, 77]), (False, [21, 77]), (True, [0, 0])):
+            ids.append(client.api.create_container("busybox", ["stty", "size"], tty=tty,
+                                                   host_config={"ConsoleSize": size, "Runtime": runtime})["Id"])
+            assert client.api.inspect_container(ids[-1])["HostConfig"]["ConsoleSize"] == size
+            client.api.start(ids[-1])
+        for i in ids:
+            client.api.wait(i)
+        assert client.api.logs(ids[0]) == b"21 77\r\n"
+        assert client.api.logs(ids[1]) == b"stty: standard input: Inappropriate ioctl for device\n"  # no terminal
+        assert client.api.logs(ids[2]) == b"stty: standard input\r\n"  # [0, 0]: no initial size
+    finally:
+        for i in ids:
+            client.api.remove_container(i, force=True)
+
+
+def test_create_console_size_is_checked(daemon: Daemon, client: docker.DockerClient) -> None:
+    """Two non-negative integers, as Go decodes a [2]uint; anything else is a 400 in dockerd's words
+    and creates nothing. A short array is padded with 0, as Go does; before API 1.42 it is dropped."""
+    before = len(client.api.containers(all=True))
+    field = "Go struct field HostConfig.HostConfig.ConsoleSize"
+    for bad, words in (([-1, 5], f"cannot unmarshal number -1 into {field} of type uint"),
+                       (["a", 1], f"cannot unmarshal string into {field} of type uint"),
+                       ([1.5, 2], f"cannot unmarshal number 1.5 into {field} of type uint"),
+                       (5, f"cannot unmarshal number into {field} of type [2]uint")):
+        r = client.api._post_json(client.api._url("/containers/create"),  # type: ignore[attr-defined]
+                                  data={"Image": "busybox", "HostConfig": {"ConsoleSize": bad}})
+        assert (r.status_code, r.json()["message"]) == (400, f"invalid JSON: json: {words}")
+    assert len(client.api.containers(all=True)) == before
+    cid = client.api.create_container("busybox", ["true"], host_config={"ConsoleSize": [45]})["Id"]
+    old = docker.APIClient(base_url=daemon.host, version="1.41", timeout=60)
+    old_id = old.create_container("busybox", ["true"], tty=True, host_config={"ConsoleSize": [45, 123]})["Id"]
+    try:
+        assert client.api.inspect_container(cid)["HostConfig"]["ConsoleSize"] == [45, 0]
+        assert client.api.inspect_container(old_id)["HostConfig"]["ConsoleSize"] == [0, 0]
+    finally:
+        client.api.remove_container(cid)
+        client.api.remove_container(old_id)

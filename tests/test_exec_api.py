@@ -141,3 +141,27 @@ def test_healthcheck_of_a_command_that_cannot_run(client: docker.DockerClient) -
         assert health["Status"] == "unhealthy"
     finally:
         ct.remove(force=True)
+
+
+def test_exec_console_size_is_checked(client: docker.DockerClient, sleeper) -> None:  # type: ignore[no-untyped-def]
+    """A ConsoleSize that is not two non-negative integers is a 400 in Go's words, and the exec is
+    left as it was: not started, still startable, then with the size it is given."""
+    # (the wait: crun sizes an exec's terminal just after starting the process, see test_exec.py)
+    eid = client.api.exec_create(sleeper.id, ["sh", "-c", "sleep 0.3; stty size"], tty=True)["Id"]
+    for bad, words in (([-1, 5], "cannot unmarshal number -1 into Go struct field ExecStartCheck.ConsoleSize of "
+                                 "type uint"),
+                       ([1, "x"], "cannot unmarshal string into Go struct field ExecStartCheck.ConsoleSize of "
+                                  "type uint")):
+        r = client.api._post_json(client.api._url("/exec/{0}/start", eid),  # type: ignore[attr-defined]
+                                  data={"Detach": True, "Tty": True, "ConsoleSize": bad})
+        assert (r.status_code, r.json()["message"]) == (400, f"invalid JSON: json: {words}")
+        info = client.api.exec_inspect(eid)
+        assert (info["Running"], info["ExitCode"], info["Pid"]) == (False, None, 0)
+    r = client.api._post_json(client.api._url("/containers/{0}/exec", sleeper.id),  # type: ignore[attr-defined]
+                              data={"Cmd": ["true"], "Tty": True, "ConsoleSize": [-3, 1]})
+    assert r.status_code == 400 and "ConsoleSize of type uint" in r.json()["message"]
+    res = client.api._post_json(client.api._url("/exec/{0}/start", eid),  # type: ignore[attr-defined]
+                                data={"Tty": True, "ConsoleSize": [9, 41]},
+                                headers={"Connection": "Upgrade", "Upgrade": "tcp"}, stream=True)
+    assert client.api._read_from_socket(res, stream=False, tty=True) == b"9 41\r\n"  # type: ignore[attr-defined]
+    assert client.api.exec_inspect(eid)["ExitCode"] == 0

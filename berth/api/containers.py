@@ -25,6 +25,7 @@ from berth.api.backends import (
 from berth.api.common import (
     MULTIPLEXED,
     RAW_STREAM,
+    api_version,
     body_chunks,
     dumps,
     filters,
@@ -67,6 +68,9 @@ async def create(request: web.Request) -> web.Response:
     if name:
         _check_name(name)
     body = await json_body(request, schema=bodies.CREATE_REQUEST)
+    hc = body.get("HostConfig")
+    if isinstance(hc, dict) and "ConsoleSize" in hc and api_version(request) < (1, 42):
+        hc["ConsoleSize"] = [0, 0]  # as dockerd on Linux: the initial console size came with API 1.42
     c, warnings = await svc(request).create(body, name)
     return json_response({"Id": c.id, "Warnings": warnings}, status=201)
 

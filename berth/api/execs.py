@@ -10,7 +10,7 @@ from aiohttp import web
 from berth import detachkeys
 from berth.api import bodies
 from berth.api.backends import EXECS, ExecBackend
-from berth.api.common import MULTIPLEXED, RAW_STREAM, frame, json_body, json_response, qint
+from berth.api.common import MULTIPLEXED, RAW_STREAM, api_version, frame, json_body, json_response, qint
 from berth.api.hijack import hijack
 
 routes = web.RouteTableDef()
@@ -22,7 +22,10 @@ def svc(request: web.Request) -> ExecBackend:
 
 @routes.post("/containers/{id}/exec")
 async def create(request: web.Request) -> web.Response:
-    s = svc(request).create(request.match_info["id"], await json_body(request, schema=bodies.EXEC_CONFIG))
+    body = await json_body(request, schema=bodies.EXEC_CONFIG)
+    if isinstance(body, dict) and api_version(request) < (1, 42):
+        body.pop("ConsoleSize", None)  # an API 1.42 field: older requests have none, as dockerd
+    s = svc(request).create(request.match_info["id"], body)
     return json_response({"Id": s.id}, status=201)
 
 
@@ -32,7 +35,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     s = svc(request)
     session = s.get(request.match_info["id"])
     detach = bool(body.get("Detach"))
-    io = await s.start(session.id, detach)
+    # as dockerd: the start's ConsoleSize counts from API 1.42, and only with the start's Tty
+    size = body.get("ConsoleSize") if body.get("Tty") and api_version(request) >= (1, 42) else None
+    io = await s.start(session.id, detach, size)
     if detach:
         return web.Response(status=200)
     h = await hijack(request, RAW_STREAM if session.tty else MULTIPLEXED)

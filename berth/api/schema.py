@@ -145,7 +145,8 @@ class List(Type):
         if not isinstance(v, list):
             raise ctx.fail(v, self)
         if self.fixed is not None:
-            v = v[:self.fixed]  # Go drops the elements a fixed-size array has no room for
+            # Go drops the elements a fixed-size array has no room for, and zeroes those not given
+            v = v[:self.fixed] + [None] * (self.fixed - len(v))
         return [self.elem.zero() if x is None else self.elem.decode(x, ctx) for x in v]
 
 

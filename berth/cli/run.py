@@ -230,7 +230,7 @@ def exec_(detach: bool, detach_keys: str | None, env: tuple[str, ...], env_file:
           interactive: bool, privileged: bool, tty: bool, user: str | None, workdir: str | None, container: str,
           command: tuple[str, ...]) -> None:
     """Execute a command in a running container."""
-    from berth.cli.attach import parse_detach_keys, pump, raw_terminal, resize_loop
+    from berth.cli.attach import parse_detach_keys, pump, raw_terminal, resize_loop, terminal_size
     from berth.cli.client import q
     from berth.cli.runopts import env_list
 
@@ -241,11 +241,15 @@ def exec_(detach: bool, detach_keys: str | None, env: tuple[str, ...], env_file:
     body = {"AttachStdin": interactive and not detach, "AttachStdout": not detach, "AttachStderr": not detach,
             "Tty": tty, "Cmd": list(command), "Env": env_list(env, env_file), "User": user or "",
             "WorkingDir": workdir or "", "Privileged": privileged, "DetachKeys": detach_keys or ""}
+    size = terminal_size() if tty else None
+    if size:  # the exec's terminal starts at this size, before the first resize (as docker's CLI)
+        body["ConsoleSize"] = list(size)
     eid = c.post(f"/containers/{q(container)}/exec", body=body)["Id"]
     if detach:
         c.post(f"/exec/{eid}/start", body={"Detach": True, "Tty": tty})
         return
-    sock, left = c.hijack("POST", f"/exec/{eid}/start", body={"Detach": False, "Tty": tty})
+    start: dict[str, Any] = {"Detach": False, "Tty": tty, **({"ConsoleSize": list(size)} if size else {})}
+    sock, left = c.hijack("POST", f"/exec/{eid}/start", body=start)
     stop_resize = resize_loop(lambda h, w: c.post(f"/exec/{eid}/resize", {"h": h, "w": w})) \
         if tty and sys.stdout.isatty() else None
     try:

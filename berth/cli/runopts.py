@@ -313,6 +313,12 @@ def create_body(o: dict[str, Any], image: str, command: tuple[str, ...]) -> dict
         hc["LogConfig"] = {"Type": o["log_driver"] or "", "Config": log_opts}
     if o["runtime"]:
         hc["Runtime"] = o["runtime"]
+    if o["tty"]:
+        from berth.cli.attach import terminal_size
+
+        size = terminal_size()
+        if size:  # the container's terminal starts at this size, before the first resize (as docker's CLI)
+            hc["ConsoleSize"] = list(size)
     attach = {s.lower() for s in o["attach_streams"]}
     detached = o["detach"]
     body: dict[str, Any] = {

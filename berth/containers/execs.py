@@ -51,6 +51,7 @@ class ExecSession:
     process: ExecProcess | None = None
     probe: bool = False  # a healthcheck's: never listed in the container's ExecIDs
     detach_keys: bytes = b""  # the body's DetachKeys, parsed
+    console_size: list[int] | None = None  # [height, width] of the terminal when the process starts
     error: str = ""  # why the process could not be started, in Docker's words
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -93,14 +94,17 @@ class ExecService:
         self._event(c, "exec_create: " + " ".join(s.args), execID=s.id)
         return s
 
-    async def start(self, eid: str, detach: bool) -> ExecProcess:
-        """Start a created session; with ``detach`` its output is dropped."""
+    async def start(self, eid: str, detach: bool, console_size: list[int] | None = None) -> ExecProcess:
+        """Start a created session; with ``detach`` its output is dropped. ``console_size``, if given,
+        replaces the one the session was created with."""
         s = self.get(eid)
         c = self._get(s.container_id)
         if c.state.Status == "paused":
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
         if not c.state.running:
             raise Conflict(f"Container {c.id} is not running")
+        if console_size is not None and not s.started:
+            s.console_size = list(console_size)
         proc = await self._run(s, self._bundle(c), self._rootfs(c.id), c.config["Hostname"], detach)
         self._event(c, "exec_start: " + " ".join(s.args), execID=s.id)
 
@@ -158,7 +162,8 @@ class ExecService:
                         user=body.get("User") or container.config.get("User") or "",
                         env=_merge_env(container.config.get("Env") or [], env),
                         workdir=body.get("WorkingDir") or container.config.get("WorkingDir") or "/",
-                        privileged=bool(body.get("Privileged")), detach_keys=detach_keys)
+                        privileged=bool(body.get("Privileged")), detach_keys=detach_keys,
+                        console_size=_console_size(body.get("ConsoleSize")))
         self.sessions[s.id] = s
         return s
 
@@ -182,9 +187,12 @@ class ExecService:
         if s.tty and not any(e.startswith("TERM=") for e in env):
             env.append("TERM=xterm")
         caps = ocispec.host_caps() if s.privileged else ocispec.DEFAULT_CAPS
-        return {"terminal": s.tty, "user": {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})},
-                "args": s.args, "env": env, "cwd": s.workdir,
-                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}}
+        process = {"terminal": s.tty, "user": {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})},
+                   "args": s.args, "env": env, "cwd": s.workdir,
+                   "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}}
+        if s.tty and s.console_size is not None:
+            process["consoleSize"] = ocispec.console_box(s.console_size)
+        return process
 
     async def _run(self, s: ExecSession, b: Bundle, rootfs: str, hostname: str, detach: bool) -> ExecProcess:
         if s.started:
@@ -241,6 +249,13 @@ def start_failure(cmd: str, runtime_msg: str) -> tuple[int, str]:
             return 127, f'{prefix}exec: "{cmd}": stat {cmd}: no such file or directory: unknown'
         return 127, f'{prefix}exec: "{cmd}": executable file not found in $PATH: unknown'
     return 126, f"{prefix}{runtime_msg}: unknown"
+
+
+def _console_size(v: Any) -> list[int] | None:
+    """A body's ConsoleSize (decoded as Go's [2]uint), or None when it has none."""
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x >= 0 for x in v):
+        return [v[0], v[1]]
+    return None
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:

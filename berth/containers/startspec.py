@@ -34,7 +34,7 @@ def build(c: Container, rootfs: str, user_mounts: list[dict[str, Any]], netns: s
                        "/etc/resolv.conf": c.resolv_conf_path},
             readonly_rootfs=bool(c.host_config.get("ReadonlyRootfs")),
             shm_size=int(c.host_config.get("ShmSize") or 64 << 20),
-            extra_mounts=user_mounts,
+            extra_mounts=user_mounts, console_size=initial_console_size(c.host_config),
         )
     except ValueError as e:
         raise InvalidParameter(str(e)) from e
@@ -49,6 +49,14 @@ def build(c: Container, rootfs: str, user_mounts: list[dict[str, Any]], netns: s
             if n["type"] == "network":
                 n["path"] = netns
     return spec
+
+
+def initial_console_size(hc: dict[str, Any]) -> list[int] | None:
+    """HostConfig.ConsoleSize [height, width], if one was given: [0, 0] (the default) is none, as in Docker."""
+    size = hc.get("ConsoleSize")
+    if isinstance(size, list) and len(size) == 2 and any(size):
+        return [int(size[0]), int(size[1])]
+    return None
 
 
 def write_bundle(c: Container, rootfs: str, user_mounts: list[dict[str, Any]], bundle_dir: str,

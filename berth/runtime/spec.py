@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from typing import Any
 
 _MAX_TABLE = 4 << 20  # bytes of /etc/passwd or /etc/group read to look a user up
@@ -110,7 +111,9 @@ def _read_table(rootfs: str, rel: str) -> list[list[str]]:
 def build_spec(*, rootfs: str, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
                terminal: bool, stdin: bool, cgroup_path: str, etc_files: dict[str, str],
                readonly_rootfs: bool = False, shm_size: int = 64 << 20,
-               extra_mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+               extra_mounts: list[dict[str, Any]] | None = None,
+               console_size: Sequence[int] | None = None) -> dict[str, Any]:
+    """``console_size``: the terminal's [height, width] when the process starts (with ``terminal``)."""
     uid, gid, extra = lookup_user(rootfs, user)
     if not any(e.startswith("PATH=") for e in env):
         env = [f"PATH={DEFAULT_PATH}", *env]
@@ -136,17 +139,20 @@ def build_spec(*, rootfs: str, args: list[str], env: list[str], cwd: str, user: 
     # user mounts last, parents before children, so /a is mounted before /a/b
     mounts += sorted(extra_mounts or [], key=lambda m: m["destination"].rstrip("/").count("/"))
     caps = list(DEFAULT_CAPS)
+    process: dict[str, Any] = {
+        "terminal": terminal,
+        "user": {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})},
+        "args": args,
+        "env": env,
+        "cwd": cwd or "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": False,
+    }
+    if terminal and console_size is not None:
+        process["consoleSize"] = console_box(console_size)
     return {
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": terminal,
-            "user": {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})},
-            "args": args,
-            "env": env,
-            "cwd": cwd or "/",
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": False,
-        },
+        "process": process,
         "root": {"path": rootfs, "readonly": readonly_rootfs},
         "hostname": hostname,
         "mounts": mounts,
@@ -160,6 +166,12 @@ def build_spec(*, rootfs: str, args: list[str], env: list[str], cwd: str, user: 
             "readonlyPaths": [*READONLY_PATHS, "/sys/fs/cgroup"],
         },
     }
+
+
+def console_box(size: Sequence[int]) -> dict[str, int]:
+    """An OCI ``consoleSize`` from Docker's [height, width]: the runtime sizes the terminal before the
+    process runs, so a command that reads its size at once (``stty size``) does not see 0x0."""
+    return {"height": int(size[0]), "width": int(size[1])}
 
 
 def workdir_in_rootfs(rootfs: str, cwd: str) -> None:
