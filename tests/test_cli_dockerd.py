@@ -1,5 +1,5 @@
 """The everyday commands of the berth CLI against a real dockerd (when installed): a private one on
-its own socket, data root and exec root, without bridge or iptables; stopped by its PID."""
+its own socket, data root, exec root and bridge, without iptables; stopped by its PID."""
 
 from __future__ import annotations
 
@@ -27,8 +27,14 @@ def dockerd(busybox_tar: str) -> Iterator[str]:
     root = tempfile.mkdtemp(prefix="bcd-", dir="/tmp")  # short: the socket path has a 107-byte limit
     host = f"unix://{root}/d.sock"
     log = open(os.path.join(root, "log"), "wb")  # noqa: SIM115
+    # A bridge of its own: with --bridge none, dockerd's start-up deletes the host's docker0, which
+    # belongs to the machine's own dockerd. (A network namespace of its own would keep it from the
+    # registry on the host's loopback.)
+    bridge = "bcd" + os.urandom(4).hex()
+    subprocess.run(["ip", "link", "add", "name", bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", f"198.18.{os.getpid() % 250}.1/24", "dev", bridge], check=True)
     proc = subprocess.Popen([DOCKERD, "-H", host, "--data-root", f"{root}/data", "--exec-root", f"{root}/x",
-                             "--pidfile", f"{root}/d.pid", "--bridge", "none", "--iptables=false"],
+                             "--pidfile", f"{root}/d.pid", "--bridge", bridge, "--iptables=false"],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -56,6 +62,7 @@ def dockerd(busybox_tar: str) -> Iterator[str]:
             proc.kill()
             proc.wait(10)
         log.close()
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         for m in mounts_under(root):
             subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
