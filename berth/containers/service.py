@@ -40,6 +40,7 @@ from berth.errors import BerthError, Conflict, InvalidParameter, NotModified
 from berth.filters import Filters
 from berth.images.service import ImageService, rfc3339
 from berth.layers.store import LayerStore
+from berth.runtime import cgroupwarm
 from berth.runtime.interface import Bundle, Created, Runtime, RuntimeFailure
 from berth.runtime.signals import parse_signal
 from berth.volumes.store import VolumeStore
@@ -140,6 +141,7 @@ class ContainerService:
         return self.runtime.watch(b, monitor_pid, on_exit)
 
     async def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
+        cgroupwarm.warmer.warm()  # a start most likely follows: see berth/runtime/cgroupwarm.py
         c, warnings = await creation.create(self, body, name)
         self.by_id[c.id] = c
         self.by_name[c.name] = c.id
@@ -154,6 +156,7 @@ class ContainerService:
                 raise NotModified("container already started")
             if c.state.Status in ("removing", "dead"):
                 raise Conflict(f"cannot start container {c.id[:12]}: container is marked for removal")
+            cgroupwarm.warmer.warm()  # a no-op when the create's warm-up is still fresh or under way
             try:
                 await self._start(c)
             except BerthError:
