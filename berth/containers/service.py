@@ -9,22 +9,18 @@ policies, volumes, files) are modules of their own, built here and reached by th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from berth import crashpoint
 from berth.containers import create as creation
-from berth.containers import etcfiles, restart, startspec, views
+from berth.containers import restart, starting, views
 from berth.containers import update as updates
-from berth.containers.config import log_max_file, log_size_max
 from berth.containers.execs import ExecService
 from berth.containers.files import ContainerFiles
 from berth.containers.healthsup import HealthSupervisor
-from berth.containers.mounts import unstage
 from berth.containers.networking import ContainerNetworking, NoNetworking
 from berth.containers.procs import Processes
 from berth.containers.queries import ContainerQueries
@@ -41,12 +37,11 @@ from berth.filters import Filters
 from berth.images.service import ImageService, rfc3339
 from berth.layers.store import LayerStore
 from berth.runtime import cgroupwarm
-from berth.runtime.interface import Bundle, Created, Runtime, RuntimeFailure
+from berth.runtime.interface import Bundle, Runtime
 from berth.runtime.signals import parse_signal
 from berth.volumes.store import VolumeStore
 
 log = logging.getLogger("berth.containers")
-MONITOR_ANSWER_TIMEOUT = 10.0  # seconds a failed start waits for its early monitor's answer
 
 
 class ContainerService:
@@ -158,104 +153,13 @@ class ContainerService:
                 raise Conflict(f"cannot start container {c.id[:12]}: container is marked for removal")
             cgroupwarm.warmer.warm()  # a no-op when the create's warm-up is still fresh or under way
             try:
-                await self._start(c)
+                await starting.start(self, c)
             except BerthError:
                 if c.host_config.get("AutoRemove"):
                     # as Docker: a --rm container that cannot start is removed, which is what
                     # `docker run --rm` waits for (condition=removed) after a failed start
                     self.tasks.spawn(self.remove(c.id, force=True, volumes=True))
                 raise
-
-    async def _start(self, c: Container) -> None:
-        await self.quiesce(c.id)
-        b = self.bundle(c)
-        t0 = time.perf_counter()
-        rootfs = await asyncio.to_thread(self.files.mount, c)  # also makes the bundle directory
-        t_mount = time.perf_counter()
-        cfg = c.config
-
-        def runtime_create() -> Awaitable[Created]:
-            return self.runtime.create(b, terminal=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
-                                       log_size_max=log_size_max(c.host_config),
-                                       log_max_file=log_max_file(c.host_config))
-
-        # A monitor that reads the spec only at start is launched now, beside the volume, network
-        # and spec work below (its fork, exec and set-up took 3-8 ms of the start path).
-        early = asyncio.ensure_future(runtime_create()) if self.runtime.spec_at_start else None
-        acquired: list[str] = []
-        networked = False
-        try:
-            user_mounts = await self.mounts.prepare(c, rootfs, acquired)
-            t_net = time.perf_counter()
-            sandbox = await self.network.attach(c.id, c.name, c.host_config, cfg.get("ExposedPorts"))
-            networked = True
-            t_net = time.perf_counter() - t_net
-            gateway = self.network.host_gateway() if sandbox.addresses else ""
-
-            def write_files() -> None:  # file system work off the event loop, in one hop
-                if sandbox.addresses:
-                    etcfiles.write_hosts(c, sandbox.addresses, gateway)
-                    etcfiles.write_resolv(c, sandbox.embedded_dns)
-                startspec.write_bundle(c, rootfs, user_mounts, b.dir, sandbox.path)
-
-            await asyncio.to_thread(write_files)
-            t_spec = time.perf_counter()
-            try:
-                created = await (early if early is not None else runtime_create())
-            except RuntimeFailure as e:
-                early = None  # it failed: nothing of it is left to undo
-                msg = self._fail_start(c, str(e))
-                raise InvalidParameter(f"failed to create task for container: {msg}") from e
-        except BaseException:
-            if early is not None:  # launched, but the start failed on our side: the monitor goes.
-                # Not cancelled (shielded, bounded): its answer is awaited so that delete can wait for
-                # it to be gone before anything removes the bundle it is still writing in.
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(asyncio.shield(early), MONITOR_ANSWER_TIMEOUT)
-                await self.runtime.delete(b)
-            if networked:
-                await self.network.detach(c.id)
-            unstage(self.files.staging_dir(c))
-            for name in acquired:
-                self.volumes.release(name)
-            self.layers.unmount_rw(c.id)
-            self.waiters.start_failed(c.id)
-            raise
-        self.waiters.started(c.id, lambda: self.runtime.attach(b))
-        t_create = time.perf_counter()
-        crashpoint.hit("after-runtime-create")
-        try:
-            pid = await self.runtime.start(b) or created.pid
-        except RuntimeFailure as e:
-            if created.pid > 0:
-                with contextlib.suppress(ProcessLookupError):
-                    self.runtime.kill(created.pid, signal.SIGKILL)
-            await self.runtime.delete(b)
-            await self.network.detach(c.id)
-            self.mounts.release(c)
-            self.layers.unmount_rw(c.id)
-            msg = self._fail_start(c, str(e))
-            raise InvalidParameter(f"failed to start container: {msg}") from e
-        crashpoint.hit("after-runtime-start")
-        now = time.time()
-        c.state = State(Status="running", Pid=pid, StartedAt=rfc3339(now), StartedTs=now,
-                        MonitorPid=created.monitor_pid, FinishedAt=c.state.FinishedAt, FinishedTs=c.state.FinishedTs)
-        self.store.save(c)
-        self.health.start(c)
-        self.event(c, "start")
-        if not self.watch_exit(b, created.monitor_pid):
-            self.tasks.spawn(self._exited(c.id))
-        t_end = time.perf_counter()
-        log.debug("start %s: mount %.1f ms, network %.1f ms, spec %.1f ms, monitor+create %.1f ms, start %.1f ms",
-                  c.id[:12], (t_mount - t0) * 1e3, t_net * 1e3, (t_spec - t_mount - t_net) * 1e3,
-                  (t_create - t_spec) * 1e3, (t_end - t_create) * 1e3)
-
-    def _fail_start(self, c: Container, msg: str) -> str:
-        """Record a failed start; return the message to report (berth/containers/startspec.py)."""
-        c.state, msg = startspec.failed(c, msg)
-        self.store.save(c)
-        self.waiters.exited(c.id)
-        return msg
 
     async def _exited(self, cid: str, finished: float | None = None) -> None:
         c = self.by_id.get(cid)
@@ -316,7 +220,7 @@ class ContainerService:
                 return
             c.restart_count += 1
             try:
-                await self._start(c)
+                await starting.start(self, c)
             except BerthError as e:
                 log.warning("restart of %s failed: %s", cid[:12], e)
 
@@ -363,7 +267,7 @@ class ContainerService:
 
     async def _stopping(self, c: Container, not_running: BerthError) -> bool:
         """Record a manual stop; False when it only cancelled a pending policy restart."""
-        async with self.lock(c.id):  # not while a policy restart is half-way through _start
+        async with self.lock(c.id):  # not while a policy restart is half-way through its start
             cancelled = self.restarts.cancel(c)
             if not cancelled and not c.state.running:
                 raise not_running
