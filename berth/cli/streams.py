@@ -103,13 +103,7 @@ class Response:
                     while c.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return
-                left = size
-                while left:
-                    part = c.read(min(left, CHUNK))
-                    if not part:
-                        raise OSError("connection closed mid-body")
-                    left -= len(part)
-                    yield part
+                yield from _sized(c, size)
                 c.read_exact(2)
         elif "content-length" in self.headers:
             try:
@@ -117,12 +111,7 @@ class Response:
             except ValueError:
                 raw = self.headers["content-length"][:40]
                 raise OSError(f"malformed Content-Length from daemon: {raw!r}") from None
-            while left:
-                part = c.read(min(left, CHUNK))
-                if not part:
-                    raise OSError("connection closed mid-body")
-                left -= len(part)
-                yield part
+            yield from _sized(c, left)
         else:
             while True:
                 part = c.read(CHUNK)
@@ -233,3 +222,14 @@ def demux(chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
             buf = buf[8 + size:]
     if buf:
         yield 1, buf
+
+
+def _sized(c: BufferedSocket, size: int) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of body (a chunk, or a Content-Length body), as they arrive."""
+    left = size
+    while left:
+        part = c.read(min(left, CHUNK))
+        if not part:
+            raise OSError("connection closed mid-body")
+        left -= len(part)
+        yield part
